@@ -1,0 +1,66 @@
+"""Parse the IIS-style directory listing that download.bls.gov serves."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import asdict, dataclass
+from urllib.parse import unquote, urljoin, urlsplit
+
+# One listing row: "  8/6/2026  8:30 AM          102 <A HREF="/pub/time.series/pr/pr.class">pr.class</A>"
+_ROW = re.compile(
+    r"(?P<date>\d{1,2}/\d{1,2}/\d{4})\s+"
+    r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?\s*[AP]M)\s+"
+    r"(?P<size>&lt;dir&gt;|<dir>|\d+)\s+"
+    r"<a\s+href\s*=\s*\"(?P<href>[^\"]+)\"\s*>(?P<text>.*?)</a>",
+    re.IGNORECASE,
+)
+
+
+class ListingError(Exception):
+    """The listing page holds no file rows: an error page, or a format this parser does not know."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str
+    url: str
+    size: int
+    stamp: str  # the listing's date and time, an opaque version string (server-local, no zone)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SourceFile":
+        return cls(name=data["name"], url=data["url"], size=int(data["size"]), stamp=data["stamp"])
+
+
+def parse_listing(page: str, base_url: str) -> list[SourceFile]:
+    """File rows of the listing, in listing order; directories and links outside base_url are skipped."""
+    base_path = urlsplit(base_url).path
+    files: dict[str, SourceFile] = {}
+    for match in _ROW.finditer(page):
+        size = match["size"]
+        if not size.isdigit():
+            continue
+        url = urljoin(base_url, html.unescape(match["href"]))
+        path = urlsplit(url).path
+        if not path.startswith(base_path) or path.endswith("/"):
+            continue
+        name = unquote(path[len(base_path):])
+        if not name or "/" in name:
+            continue
+        stamp = " ".join(f"{match['date']} {match['time']}".split())
+        files[name] = SourceFile(name=name, url=url, size=int(size), stamp=stamp)
+    return list(files.values())
+
+
+def require_files(files: list[SourceFile], page: str, url: str) -> list[SourceFile]:
+    if files:
+        return files
+    snippet = " ".join(re.sub(r"<[^>]+>", " ", page).split())[:160]
+    raise ListingError(
+        f"the listing at {url} has no file rows (an error page or a changed format?); nothing was copied "
+        f"or deleted. Page starts: {snippet!r}"
+    )

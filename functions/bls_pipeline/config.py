@@ -1,0 +1,109 @@
+"""The one place that reads configuration: Lambda environment variables, plus per-run overrides."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+DEFAULT_SOURCE_URL = "https://download.bls.gov/pub/time.series/pr/"
+DEFAULT_MIRROR_PREFIX = "bls/pr/"
+DEFAULT_RUNS_PREFIX = "pipeline/runs/"
+DEFAULT_STAGING_PREFIX = "pipeline/staging/"
+
+_EMAIL = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+\.[^@\s<>()]+$")
+
+
+class ConfigError(ValueError):
+    """A setting or a run override has a value the pipeline cannot work with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    bucket: str
+    contact_email: str
+    source_url: str = DEFAULT_SOURCE_URL
+    mirror_prefix: str = DEFAULT_MIRROR_PREFIX
+    runs_prefix: str = DEFAULT_RUNS_PREFIX
+    staging_prefix: str = DEFAULT_STAGING_PREFIX
+    http_connect_timeout: float = 10.0
+    http_read_timeout: float = 60.0
+    # Files up to this size are buffered and written with one PutObject; larger ones stream as multipart.
+    single_put_limit: int = 8 * 1024 * 1024
+    part_size: int = 8 * 1024 * 1024
+    upload_threads: int = 4
+
+    def validate(self) -> "Settings":
+        if not self.bucket:
+            raise ConfigError("MIRROR_BUCKET is not set: the pipeline needs the name of the mirror bucket")
+        if not _EMAIL.match(self.contact_email or ""):
+            raise ConfigError(
+                f"contact e-mail {self.contact_email!r} is not an e-mail address: BLS refuses requests whose "
+                "User-Agent carries no contact information (set CONTACT_EMAIL / the ContactEmail parameter)"
+            )
+        parts = urlsplit(self.source_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"source URL {self.source_url!r} is not an http(s) URL")
+        if not self.source_url.endswith("/"):
+            raise ConfigError(f"source URL {self.source_url!r} must name a directory and end with '/'")
+        for name in ("mirror_prefix", "runs_prefix", "staging_prefix"):
+            value = getattr(self, name)
+            if not value.endswith("/") or value.startswith("/") or "//" in value or ".." in value.split("/"):
+                raise ConfigError(f"{name} {value!r} must be a relative S3 prefix ending in '/', like 'bls/pr/'")
+        for name in ("runs_prefix", "staging_prefix"):
+            other = getattr(self, name)
+            if other.startswith(self.mirror_prefix) or self.mirror_prefix.startswith(other):
+                raise ConfigError(
+                    f"mirror prefix {self.mirror_prefix!r} overlaps {name} {other!r}: pruning the mirror "
+                    "would delete the pipeline's own files"
+                )
+        return self
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
+        """Apply the per-run overrides an execution input may carry (see RUN_OVERRIDES)."""
+        unknown = sorted(set(overrides) - set(RUN_OVERRIDES))
+        if unknown:
+            raise ConfigError(
+                f"unknown execution input field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(RUN_OVERRIDES))}"
+            )
+        changes = {}
+        for key, value in overrides.items():
+            if not isinstance(value, str):
+                raise ConfigError(f"execution input field {key!r} must be a string, got {type(value).__name__}")
+            changes[RUN_OVERRIDES[key]] = value
+        return replace(self, **changes).validate()
+
+
+# Execution input field -> Settings attribute that a single run may override.
+RUN_OVERRIDES = {"source_url": "source_url", "mirror_prefix": "mirror_prefix"}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    settings = Settings(
+        bucket=env.get("MIRROR_BUCKET", ""),
+        contact_email=env.get("CONTACT_EMAIL", ""),
+        source_url=env.get("SOURCE_URL", DEFAULT_SOURCE_URL),
+        mirror_prefix=env.get("MIRROR_PREFIX", DEFAULT_MIRROR_PREFIX),
+        runs_prefix=env.get("RUNS_PREFIX", DEFAULT_RUNS_PREFIX),
+        staging_prefix=env.get("STAGING_PREFIX", DEFAULT_STAGING_PREFIX),
+        http_read_timeout=_number(env, "HTTP_READ_TIMEOUT", 60.0),
+        single_put_limit=int(_number(env, "SINGLE_PUT_LIMIT_BYTES", 8 * 1024 * 1024)),
+        part_size=int(_number(env, "PART_SIZE_BYTES", 8 * 1024 * 1024)),
+    )
+    return settings.validate()
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be positive")
+    return value

@@ -1,0 +1,1 @@
+"""Lambda entry points: event in, one domain call, small dict out."""

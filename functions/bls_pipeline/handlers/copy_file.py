@@ -1,0 +1,19 @@
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ..aws import s3_client
+from ..bls_listing import SourceFile
+from ..config import load_settings
+from ..sync import copy_one, source_client
+
+logger = Logger(service="bls-mirror")
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: LambdaContext) -> dict:
+    """event: {"file": {"name", "url", "size", "stamp"}, "run": <overrides>}"""
+    settings = load_settings().with_overrides(event.get("run") or {})
+    file = SourceFile.from_dict(event["file"])
+    result = copy_one(settings, s3_client(), source_client(settings), file).to_dict()
+    logger.info("copied file", extra={"copy": result})
+    return result

@@ -1,0 +1,89 @@
+"""The three steps of one mirror run, free of Lambda and Step Functions event shapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .bls_listing import SourceFile, parse_listing, require_files
+from .config import Settings
+from .copier import CopyResult, copy_file
+from .mirror import (
+    PlanLocation,
+    load_copy_items,
+    load_listed_names,
+    plan_sync,
+    prune_mirror,
+    read_mirror,
+    store_plan,
+)
+from .source_http import SourceClient
+
+_NAMES_SHOWN = 20
+
+
+def source_client(settings: Settings) -> SourceClient:
+    return SourceClient(settings.contact_email, settings.http_connect_timeout, settings.http_read_timeout)
+
+
+def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str) -> dict:
+    """Read the listing, compare it with the mirror, store the plan in S3; returns a summary with its location."""
+    page = source.get_text(settings.source_url)
+    listing = require_files(parse_listing(page, settings.source_url), page, settings.source_url)
+    plan = plan_sync(listing, read_mirror(s3, settings.bucket, settings.mirror_prefix, listing))
+    location = store_plan(s3, settings.bucket, settings.runs_prefix, run_id, plan)
+    return {
+        "listed": len(plan.listing),
+        "to_copy": len(plan.to_copy),
+        "unchanged": len(plan.unchanged),
+        "to_delete": len(plan.to_delete),
+        "to_copy_bytes": sum(f.size for f in plan.to_copy),
+        "plan": location.to_dict(),
+    }
+
+
+def copy_one(settings: Settings, s3: Any, source: SourceClient, file: SourceFile) -> CopyResult:
+    return copy_file(
+        s3,
+        source,
+        file,
+        bucket=settings.bucket,
+        key=settings.mirror_prefix + file.name,
+        staging_prefix=settings.staging_prefix,
+        single_put_limit=settings.single_put_limit,
+        part_size=settings.part_size,
+        upload_threads=settings.upload_threads,
+    )
+
+
+@dataclass(frozen=True)
+class CopyFailure:
+    name: str
+    error: str
+    message: str
+
+
+def finish_run(settings: Settings, s3: Any, plan: PlanLocation, failures: Iterable[CopyFailure]) -> dict:
+    """Prune what the listing no longer has, and sum up the copies (the Map reports only failures)."""
+    failures = list(failures)
+    keep = load_listed_names(s3, plan.bucket, plan.listing_key)
+    deleted = prune_mirror(s3, settings.bucket, settings.mirror_prefix, keep)
+    failed_names = {f.name for f in failures}
+    copied = [f for f in load_copy_items(s3, plan.bucket, plan.items_key) if f.name not in failed_names]
+    return {
+        "copied": len(copied),
+        "copied_bytes": sum(f.size for f in copied),
+        "deleted": len(deleted),
+        "deleted_files": deleted[:_NAMES_SHOWN],
+        "failed": len(failures),
+        "failed_files": [f.name for f in failures[:_NAMES_SHOWN]],
+        "failure_cause": failure_cause(failures),
+    }
+
+
+def failure_cause(failures: list[CopyFailure]) -> str:
+    if not failures:
+        return ""
+    shown = "; ".join(f"{f.name}: {f.error}: {f.message}" for f in failures[:_NAMES_SHOWN])
+    more = f"; and {len(failures) - _NAMES_SHOWN} more" if len(failures) > _NAMES_SHOWN else ""
+    return f"{len(failures)} file(s) could not be copied after retries: {shown}{more}"

@@ -1,0 +1,277 @@
+"""The local engine: template.yaml's functions and state machine inside moto, with Lambda invokes routed to
+the real handlers in this process.
+
+moto's Lambda backend without Docker does not run code; `LambdaSimpleBackend.invoke` is replaced so that each
+invoke imports the function's Handler and calls it. A handler exception becomes `x-amz-function-error: Unhandled`
+with `{"errorType": <class name>, ...}`, exactly what Step Functions' Retry and Catch match on in AWS.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from unittest import mock
+
+from .template_model import PROJECT_ROOT, FunctionSpec, Template, resolve, substitute_definition
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+FUNCTIONS_DIR = PROJECT_ROOT / "functions"
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+
+
+@dataclass
+class Invocation:
+    """One Lambda invocation as the engine saw it; observers receive one when the handler returns or raises."""
+
+    function: str  # logical id in template.yaml
+    event: dict
+    result: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class ExecutionResult:
+    status: str
+    output: dict | None
+    error: str | None
+    cause: str | None
+    arn: str
+    invocations: list[Invocation] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+
+@dataclass
+class LocalContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    timeout_seconds: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    memory_limit_in_mb: int = 256
+    function_version: str = "$LATEST"
+    log_group_name: str = "local"
+    log_stream_name: str = "local"
+
+    def __post_init__(self) -> None:
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}"
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class LocalEngine:
+    """Context manager: inside it, moto holds the bucket, the functions and the state machine of template.yaml."""
+
+    def __init__(
+        self,
+        parameters: dict[str, str],
+        bucket: str = "bls-mirror-local",
+        observer: Callable[[Invocation], None] | None = None,
+        template: Template | None = None,
+    ):
+        self.template = template or Template.load()
+        self.parameters = {**self.template.parameter_defaults(), **{k: str(v) for k, v in parameters.items()}}
+        self.bucket = bucket
+        self.observer = observer
+        self._functions: dict[str, FunctionSpec] = {f.logical_id: f for f in self.template.functions()}
+        self._function_arns: dict[str, str] = {}
+        self._invocations: list[Invocation] = []
+        self._lock = threading.Lock()
+        self._exit_stack: list[Any] = []
+        self.state_machine_arn = ""
+
+    # -- setup -------------------------------------------------------------------------------------------
+    def __enter__(self) -> "LocalEngine":
+        from moto import mock_aws  # imported here: the runner's --help should not pay for moto
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+
+        env = {
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_SESSION_TOKEN": "local",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            **self._handler_environment(),
+        }
+        self._enter(mock.patch.dict(os.environ, env))
+        for name in ("AWS_PROFILE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL"):
+            os.environ.pop(name, None)
+        self._enter(mock_aws(config=MOTO_CONFIG))
+        self._enter(mock.patch.object(LambdaSimpleBackend, "invoke", self._invoke_backend()))
+        if str(FUNCTIONS_DIR) not in sys.path:
+            sys.path.insert(0, str(FUNCTIONS_DIR))
+        self._reset_cached_clients()
+
+        import boto3
+
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.s3.create_bucket(Bucket=self.bucket)
+        self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        self._create_functions()
+        self._create_state_machine()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._reset_cached_clients()
+        while self._exit_stack:
+            self._exit_stack.pop().__exit__(None, None, None)
+
+    def _enter(self, context_manager: Any) -> None:
+        context_manager.__enter__()
+        self._exit_stack.append(context_manager)
+
+    def _ref(self, name: str) -> str:
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in self._function_arns:
+            return self._function_arns[name]
+        if self.template.resources.get(name, {}).get("Type") == "AWS::S3::Bucket":
+            return self.bucket
+        if name == "AWS::StackName":
+            return "local"
+        raise KeyError(f"the local engine cannot resolve Ref {name!r} (missing parameter?)")
+
+    def _get_att(self, logical_id: str, attribute: str) -> str:
+        if attribute == "Arn" and logical_id in self._functions:
+            return self._function_arns[logical_id]
+        if attribute == "Arn" and self.template.resources.get(logical_id, {}).get("Type") == "AWS::S3::Bucket":
+            return f"arn:aws:s3:::{self.bucket}"
+        raise KeyError(f"the local engine cannot resolve GetAtt {logical_id}.{attribute}")
+
+    def _handler_environment(self) -> dict[str, str]:
+        merged: dict[str, str] = {}
+        for spec in self._functions.values():
+            for name, value in resolve(spec.environment, self._ref, self._get_att).items():
+                if name in merged and merged[name] != str(value):
+                    raise ValueError(f"functions disagree on {name}: the local engine shares one environment")
+                merged[name] = str(value)
+        return merged
+
+    def _create_functions(self) -> None:
+        import boto3
+
+        iam = boto3.client("iam", region_name=REGION)
+        role = iam.create_role(RoleName="local-pipeline", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        lam = boto3.client("lambda", region_name=REGION)
+        for spec in self._functions.values():
+            created = lam.create_function(
+                FunctionName=spec.logical_id,
+                Runtime="python3.13",
+                Role=role,
+                Handler=spec.handler,
+                Code={"ZipFile": b"local engine: runs the handler from functions/"},
+                Timeout=spec.timeout,
+            )
+            self._function_arns[spec.logical_id] = created["FunctionArn"]
+        self._role = role
+
+    def _create_state_machine(self) -> None:
+        logical_id, props = self.template.state_machine()
+        substitutions = resolve(props.get("DefinitionSubstitutions", {}), self._ref, self._get_att)
+        text = (PROJECT_ROOT / props["DefinitionUri"]).read_text(encoding="utf-8")
+        definition = substitute_definition(text, substitutions)
+        json.loads(definition)  # fail here, clearly, if a substitution left the JSON broken
+        self.definition = definition
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name=logical_id, definition=definition, roleArn=self._role
+        )["stateMachineArn"]
+
+    @staticmethod
+    def _reset_cached_clients() -> None:
+        aws = sys.modules.get("bls_pipeline.aws")
+        if aws is not None:
+            aws.s3_client.cache_clear()
+
+    # -- invocation routing ------------------------------------------------------------------------------
+    def _invoke_backend(self) -> Callable[..., bytes]:
+        engine = self
+
+        def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict) -> bytes:
+            fn = backend.get_function(function_name, qualifier)
+            return engine._run_handler(fn.function_name, body, response_headers)
+
+        return invoke
+
+    def _run_handler(self, function_name: str, body: Any, response_headers: dict) -> bytes:
+        spec = self._functions[function_name]
+        event = json.loads(body) if body else {}
+        record = Invocation(function=function_name, event=event)
+        started = time.monotonic()
+        try:
+            handler = _load_handler(spec.handler)
+            record.result = handler(event, LocalContext(function_name, spec.timeout))
+            payload = json.dumps(record.result).encode()
+        except Exception as exc:  # noqa: BLE001 - every handler failure must reach the state machine
+            record.error_type = type(exc).__name__
+            record.error_message = str(exc)
+            response_headers["x-amz-function-error"] = "Unhandled"
+            payload = json.dumps(
+                {
+                    "errorType": record.error_type,
+                    "errorMessage": record.error_message,
+                    "stackTrace": traceback.format_tb(exc.__traceback__)[-3:],
+                }
+            ).encode()
+        record.seconds = time.monotonic() - started
+        with self._lock:
+            self._invocations.append(record)
+        if self.observer is not None:
+            self.observer(record)
+        return payload
+
+    # -- running -----------------------------------------------------------------------------------------
+    def execute(self, execution_input: dict | None = None, name: str | None = None, timeout: float = 3600) -> ExecutionResult:
+        with self._lock:
+            first = len(self._invocations)
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arn,
+            name=name or f"local-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}",
+            input=json.dumps(execution_input or {}),
+        )["executionArn"]
+        deadline = time.monotonic() + timeout
+        while True:
+            described = self.sfn.describe_execution(executionArn=arn)
+            if described["status"] != "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {arn} still running after {timeout} s")
+            time.sleep(0.02)
+        with self._lock:
+            invocations = self._invocations[first:]
+        output = described.get("output")
+        return ExecutionResult(
+            status=described["status"],
+            output=json.loads(output) if output else None,
+            error=described.get("error"),
+            cause=described.get("cause"),
+            arn=arn,
+            invocations=invocations,
+        )
+
+    def history(self, execution_arn: str) -> list[dict]:
+        events: list[dict] = []
+        for page in self.sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+            events.extend(page["events"])
+        return events
+
+
+def _load_handler(path: str) -> Callable[[dict, Any], Any]:
+    module_name, _, attribute = path.rpartition(".")
+    return getattr(importlib.import_module(module_name), attribute)

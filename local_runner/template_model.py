@@ -1,0 +1,110 @@
+"""Just enough of template.yaml for the local engine: functions, parameters, state machine substitutions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation short-form tags (!Ref, !GetAtt, !Sub ...) as their long-form dicts."""
+
+
+def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    handler: str
+    timeout: int
+    environment: dict[str, Any]
+
+
+class Template:
+    def __init__(self, document: dict):
+        self.document = document
+        self.resources: dict[str, dict] = document["Resources"]
+
+    @classmethod
+    def load(cls, path: Path = TEMPLATE_PATH) -> "Template":
+        return cls(load_template(path))
+
+    def parameter_defaults(self) -> dict[str, str]:
+        return {
+            name: str(spec["Default"])
+            for name, spec in self.document.get("Parameters", {}).items()
+            if "Default" in spec
+        }
+
+    def functions(self) -> list[FunctionSpec]:
+        globals_ = self.document.get("Globals", {}).get("Function", {})
+        specs = []
+        for logical_id, resource in self.resources.items():
+            if resource["Type"] != "AWS::Serverless::Function":
+                continue
+            props = resource.get("Properties", {})
+            env = dict(globals_.get("Environment", {}).get("Variables", {}))
+            env.update(props.get("Environment", {}).get("Variables", {}))
+            specs.append(
+                FunctionSpec(
+                    logical_id=logical_id,
+                    handler=props.get("Handler", globals_.get("Handler")),
+                    timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
+                    environment=env,
+                )
+            )
+        return specs
+
+    def state_machine(self) -> tuple[str, dict]:
+        """(logical id, properties) of the one AWS::Serverless::StateMachine."""
+        for logical_id, resource in self.resources.items():
+            if resource["Type"] == "AWS::Serverless::StateMachine":
+                return logical_id, resource["Properties"]
+        raise LookupError("template.yaml has no AWS::Serverless::StateMachine")
+
+
+def resolve(value: Any, ref: Callable[[str], str], get_att: Callable[[str, str], str]) -> Any:
+    """Evaluate the intrinsics the local engine needs (Ref, GetAtt) in a template value."""
+    if isinstance(value, dict) and len(value) == 1:
+        (key, arg), = value.items()
+        if key == "Ref":
+            return ref(arg)
+        if key == "Fn::GetAtt":
+            return get_att(arg[0], arg[1])
+    if isinstance(value, dict):
+        return {k: resolve(v, ref, get_att) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, ref, get_att) for v in value]
+    return value
+
+
+def substitute_definition(text: str, substitutions: dict[str, str]) -> str:
+    """What Step Functions' DefinitionSubstitutions do: replace each ${Name} with its value."""
+    for name, value in substitutions.items():
+        text = text.replace("${" + name + "}", str(value))
+    return text

@@ -1,0 +1,252 @@
+"""A loopback HTTP server that behaves like download.bls.gov, with fault switches for tests and benchmarks.
+
+It serves an IIS-style listing of an in-memory directory, refuses (403) clients whose User-Agent has no contact
+e-mail, sends Content-Length and Last-Modified, and records every request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+
+def iis_stamp(moment: dt.datetime) -> str:
+    """'8/6/2026  8:30 AM' as the BLS listing shows it (hour padded to two columns)."""
+    hour = moment.hour % 12 or 12
+    return f"{moment.month}/{moment.day}/{moment.year} {hour:>2}:{moment.minute:02d} {'AM' if moment.hour < 12 else 'PM'}"
+
+
+@dataclass
+class ServedFile:
+    body: bytes
+    modified: dt.datetime
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    user_agent: str
+    status: int
+
+
+# A fault is a callable run instead of the normal answer; the queue per path is consumed one request at a time.
+Fault = Callable[["_Handler", bytes], None]
+
+
+@dataclass
+class BlsServer:
+    base_path: str = "/pub/time.series/pr/"
+    latency: float = 0.0  # seconds added before every answer
+    bandwidth: float | None = None  # bytes per second for bodies, None for unlimited
+    files: dict[str, ServedFile] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    listing_override: Callable[[str], tuple[int, str]] | None = None
+
+    def __post_init__(self) -> None:
+        self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+
+    # -- content --------------------------------------------------------------------------------------------
+    def put(self, name: str, body: bytes, modified: dt.datetime | None = None) -> None:
+        self.files[name] = ServedFile(body, modified or dt.datetime(2026, 8, 6, 8, 30))
+
+    def remove(self, name: str) -> None:
+        del self.files[name]
+
+    def add_faults(self, name: str, *faults: Fault) -> None:
+        """Queue faults for the next requests of a file ('' for the listing)."""
+        with self._lock:
+            self._faults[name].extend(faults)
+
+    def listing_html(self) -> str:
+        rows = [f'<A HREF="{self.base_path.rsplit("/", 2)[0]}/">[To Parent Directory]</A><br><br>']
+        for name in sorted(self.files):
+            f = self.files[name]
+            rows.append(
+                f"{iis_stamp(f.modified):>19} {len(f.body):>12} "
+                f'<A HREF="{self.base_path}{name}">{name}</A><br>'
+            )
+        title = f"127.0.0.1 - {self.base_path}"
+        return (
+            f"<html><head><title>{title}</title></head><body><H1>{title}</H1><hr>\r\n\r\n<pre>"
+            + "".join(rows)
+            + "</pre><hr></body></html>\r\n"
+        )
+
+    # -- observation ----------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None, "server not started"
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}{self.base_path}"
+
+    def requests_for(self, name: str | None = None) -> list[Request]:
+        with self._lock:
+            done = list(self.requests)
+        if name is None:
+            return done
+        return [r for r in done if r.path == self.base_path + name]
+
+    def file_requests(self) -> list[Request]:
+        return [r for r in self.requests_for() if r.path != self.base_path]
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> "BlsServer":
+        server = self
+
+        class Handler(_Handler):
+            owner = server
+
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "BlsServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _next_fault(self, name: str) -> Fault | None:
+        with self._lock:
+            queue = self._faults.get(name)
+            return queue.popleft() if queue else None
+
+    def _log(self, method: str, path: str, agent: str, status: int) -> None:
+        with self._lock:
+            self.requests.append(Request(method, path, agent, status))
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that hang up mid-answer are part of the fault tests
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: BlsServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence stderr
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._answer(send_body=True)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._answer(send_body=False)
+
+    def _answer(self, send_body: bool) -> None:
+        server = self.owner
+        agent = self.headers.get("User-Agent", "")
+        if server.latency:
+            time.sleep(server.latency)
+        if "@" not in agent:
+            self.send_status(403, b"<html><body>Access Denied: please identify yourself (contact e-mail in User-Agent)</body></html>", send_body)
+            return
+        path = self.path.split("?", 1)[0]
+        if path == server.base_path:
+            name = ""
+        elif path.startswith(server.base_path):
+            name = path[len(server.base_path):]
+        else:
+            self.send_status(404, b"not found", send_body)
+            return
+        fault = server._next_fault(name)
+        if fault is not None:
+            fault(self, b"")
+            return
+        if name == "":
+            if server.listing_override is not None:
+                status, page = server.listing_override(server.listing_html())
+            else:
+                status, page = 200, server.listing_html()
+            self.send_body(status, page.encode(), "text/html", send_body=send_body)
+            return
+        served = server.files.get(name)
+        if served is None:
+            self.send_status(404, b"<html><body>The resource cannot be found.</body></html>", send_body)
+            return
+        self.send_body(200, served.body, "text/plain", served.modified, send_body)
+
+    # -- building blocks, also used by faults -----------------------------------------------------------------
+    def send_status(self, status: int, body: bytes, send_body: bool = True, headers: dict | None = None) -> None:
+        self.send_body(status, body, "text/html", send_body=send_body, headers=headers)
+
+    def send_body(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        modified: dt.datetime | None = None,
+        send_body: bool = True,
+        headers: dict | None = None,
+        declared_length: int | None = None,
+        cut_after: int | None = None,
+    ) -> None:
+        """Answer with a body; declared_length lies about Content-Length, cut_after closes the connection early."""
+        self.owner._log(self.command, self.path, self.headers.get("User-Agent", ""), status)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body) if declared_length is None else declared_length))
+        if modified is not None:
+            self.send_header("Last-Modified", email.utils.format_datetime(modified.replace(tzinfo=dt.timezone.utc), usegmt=True))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if cut_after is not None:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if not send_body:
+            return
+        payload = body if cut_after is None else body[:cut_after]
+        bandwidth = self.owner.bandwidth
+        try:
+            if bandwidth:
+                chunk = max(1024, int(bandwidth / 20))
+                for start in range(0, len(payload), chunk):
+                    self.wfile.write(payload[start:start + chunk])
+                    time.sleep(min(chunk, len(payload) - start) / bandwidth)
+            else:
+                self.wfile.write(payload)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        if cut_after is not None:
+            self.close_connection = True
+
+
+# -- ready-made faults ---------------------------------------------------------------------------------------
+def status(code: int, headers: dict | None = None) -> Fault:
+    def fault(handler: _Handler, _: bytes) -> None:
+        handler.send_status(code, f"<html><body>HTTP {code}</body></html>".encode(), headers=headers)
+
+    return fault
+
+
+def short_body(missing: int = 100) -> Fault:
+    """Declare the real length, send all but the last `missing` bytes, close."""
+
+    def fault(handler: _Handler, _: bytes) -> None:
+        name = handler.path[len(handler.owner.base_path):]
+        body = handler.owner.files[name].body
+        handler.send_body(200, body, "text/plain", cut_after=max(0, len(body) - missing))
+
+    return fault
