@@ -84,11 +84,13 @@ class LocalEngine:
         bucket: str = "bls-mirror-local",
         observer: Callable[[Invocation], None] | None = None,
         template: Template | None = None,
+        extra_env: dict[str, str] | None = None,
     ):
         self.template = template or Template.load()
         self.parameters = {**self.template.parameter_defaults(), **{k: str(v) for k, v in parameters.items()}}
         self.bucket = bucket
         self.observer = observer
+        self.extra_env = extra_env or {}
         self._functions: dict[str, FunctionSpec] = {f.logical_id: f for f in self.template.functions()}
         self._function_arns: dict[str, str] = {}
         self._invocations: list[Invocation] = []
@@ -108,6 +110,7 @@ class LocalEngine:
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             **self._handler_environment(),
+            **self.extra_env,
         }
         self._enter(mock.patch.dict(os.environ, env))
         for name in ("AWS_PROFILE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL"):

@@ -1,0 +1,108 @@
+"""What the local runner shows while the state machine runs, and the summary at the end."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from .engine import ExecutionResult, Invocation
+
+
+def human_bytes(count: int | float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(count) < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GB"
+
+
+class Progress:
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.tty = out.isatty()
+        self._lock = threading.Lock()
+        self.total_files = 0
+        self.total_bytes = 0
+        self.done_files = 0
+        self.done_bytes = 0
+        self.failed_attempts = 0
+        self._line_open = False
+
+    def start(self, source_url: str) -> None:
+        self._print(f"ListSource    reading {source_url}")
+
+    def on_invocation(self, call: Invocation) -> None:
+        with self._lock:
+            handler = getattr(self, f"_on_{call.function}", None)
+            if handler is not None:
+                handler(call)
+
+    def _on_ListSourceFunction(self, call: Invocation) -> None:
+        if call.error_type:
+            self._print(f"ListSource    failed: {call.error_type}: {call.error_message}")
+            return
+        r = call.result
+        self.total_files, self.total_bytes = r["to_copy"], r["to_copy_bytes"]
+        self._print(
+            f"ListSource    {r['listed']} files listed: {r['to_copy']} to copy ({human_bytes(r['to_copy_bytes'])}), "
+            f"{r['unchanged']} unchanged, {r['to_delete']} to delete"
+        )
+        if self.total_files:
+            self._print(f"CopyFiles     copying {self.total_files} files")
+
+    def _on_CopyFileFunction(self, call: Invocation) -> None:
+        name = call.event.get("file", {}).get("name", "?")
+        if call.error_type:
+            self.failed_attempts += 1
+            self._end_line()
+            self._print(f"CopyFiles     {name}: {call.error_type}: {call.error_message}")
+            return
+        self.done_files += 1
+        self.done_bytes += call.result.get("bytes", 0)
+        line = (
+            f"CopyFiles     {self.done_files}/{self.total_files} files, "
+            f"{human_bytes(self.done_bytes)} of {human_bytes(self.total_bytes)}  ({name})"
+        )
+        if self.tty:
+            self.out.write("\r\033[K" + line)
+            self.out.flush()
+            self._line_open = True
+            return
+        step = max(1, self.total_files // 20)
+        if self.done_files == self.total_files or self.done_files % step == 0 or self.total_files <= 50:
+            self._print(line)
+
+    def _on_PruneMirrorFunction(self, call: Invocation) -> None:
+        self._end_line()
+        if call.error_type:
+            self._print(f"PruneMirror   failed: {call.error_type}: {call.error_message}")
+            return
+        m = call.result["mirror"]
+        names = ", ".join(m["deleted_files"])
+        self._print(f"PruneMirror   deleted {m['deleted']}" + (f": {names}" if names else ""))
+
+    def finish(self, result: ExecutionResult, seconds: float, mirror_dir: Path, saved: dict | None) -> None:
+        self._end_line()
+        mirror = next(
+            (c.result["mirror"] for c in result.invocations if c.function == "PruneMirrorFunction" and not c.error_type),
+            None,
+        )
+        if mirror is None:
+            self._print(f"{result.status} after {seconds:.1f} s; nothing was changed.")
+            return
+        self._print("")
+        self._print(
+            f"{result.status} in {seconds:.1f} s: copied {mirror['copied']} ({human_bytes(mirror['copied_bytes'])}), "
+            f"unchanged {mirror['unchanged']}, deleted {mirror['deleted']}, failed {mirror['failed']}"
+        )
+        self._print(f"Mirror on disk: {mirror_dir}/")
+
+    def _end_line(self) -> None:
+        if self._line_open:
+            self.out.write("\n")
+            self.out.flush()
+            self._line_open = False
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)

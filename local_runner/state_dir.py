@@ -1,0 +1,87 @@
+"""Persist the local engine's S3 bucket in a directory between runs.
+
+Layout: <state>/s3/<key> holds each object's bytes (the mirror is at <state>/s3/bls/pr/...), and
+<state>/objects.json holds each key's metadata, content type and ETag. Only keys whose ETag changed are written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+INDEX = "objects.json"
+OBJECTS = "s3"
+
+
+class StateDir:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.objects = self.root / OBJECTS
+        self.index_path = self.root / INDEX
+
+    def read_index(self) -> dict[str, dict]:
+        if not self.index_path.exists():
+            return {}
+        return json.loads(self.index_path.read_text(encoding="utf-8"))
+
+    def load_into(self, s3: Any, bucket: str) -> int:
+        """Put every recorded object into the (empty) bucket; returns how many were loaded."""
+        index = self.read_index()
+        for key, entry in index.items():
+            path = self._path(key)
+            if not path.is_file():
+                continue  # removed by hand: the next run copies it again
+            s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=path.read_bytes(),
+                Metadata=entry.get("metadata", {}),
+                ContentType=entry.get("content_type", "application/octet-stream"),
+            )
+        return len(index)
+
+    def save_from(self, s3: Any, bucket: str) -> dict[str, int]:
+        """Make the directory hold what the bucket holds; returns counts of written and removed files."""
+        old = self.read_index()
+        new: dict[str, dict] = {}
+        written = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                key, etag = obj["Key"], obj["ETag"]
+                if key in old and old[key].get("etag") == etag and self._path(key).is_file():
+                    new[key] = old[key]
+                    continue
+                got = s3.get_object(Bucket=bucket, Key=key)
+                _atomic_write(self._path(key), got["Body"].read())
+                new[key] = {"etag": etag, "metadata": got.get("Metadata", {}), "content_type": got.get("ContentType")}
+                written += 1
+        removed = 0
+        for key in old.keys() - new.keys():
+            path = self._path(key)
+            if path.is_file():
+                path.unlink()
+                removed += 1
+        if new != old:
+            _atomic_write(self.index_path, json.dumps(new, indent=1, sort_keys=True).encode())
+        return {"written": written, "removed": removed}
+
+    def _path(self, key: str) -> Path:
+        path = (self.objects / key).resolve()
+        if not str(path).startswith(str(self.objects.resolve()) + os.sep):
+            raise ValueError(f"object key {key!r} would land outside {self.objects}")
+        return path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,91 @@
+"""Shared fixtures: a BLS-like loopback server and the local engine running the real state machine."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "functions"))
+sys.path.insert(0, str(ROOT))
+
+from local_runner.engine import LocalEngine  # noqa: E402
+from tests.bls_server import BlsServer  # noqa: E402
+
+CONTACT = "data-team@example.com"
+REAL_DATA = ROOT.parent / "shared" / "data" / "real"
+
+logging.getLogger("moto").setLevel(logging.CRITICAL)
+
+
+@pytest.fixture
+def bls() -> Iterator[BlsServer]:
+    with BlsServer() as server:
+        yield server
+
+
+def engine_parameters(source_url: str, **overrides: str) -> dict[str, str]:
+    """Template parameters for tests: retries short enough to keep the suite fast (moto really sleeps)."""
+    return {
+        "ContactEmail": CONTACT,
+        "SourceUrl": source_url,
+        "CopyConcurrency": "4",
+        "RetryIntervalSeconds": "1",
+        "RetryMaxAttempts": "3",
+        "RetryMaxDelaySeconds": "1",
+        **overrides,
+    }
+
+
+@pytest.fixture
+def make_engine() -> Iterator[Callable[..., LocalEngine]]:
+    """Start a LocalEngine (moto + the real ASL + the real handlers); stopped after the test."""
+    started: list[LocalEngine] = []
+
+    def start(source_url: str, **overrides: str) -> LocalEngine:
+        engine = LocalEngine(engine_parameters(source_url, **overrides), extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"})
+        engine.__enter__()
+        started.append(engine)
+        return engine
+
+    yield start
+    for engine in reversed(started):
+        engine.__exit__(None, None, None)
+
+
+@pytest.fixture
+def moto_s3() -> Iterator[object]:
+    """A moto S3 client with one versioned bucket, 'mirror-bucket', for domain and handler tests."""
+    import os
+
+    from moto import mock_aws
+
+    env = {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        with mock_aws():
+            import boto3
+
+            s3 = boto3.client("s3", region_name="us-east-1")
+            s3.create_bucket(Bucket="mirror-bucket")
+            s3.put_bucket_versioning(Bucket="mirror-bucket", VersioningConfiguration={"Status": "Enabled"})
+            yield s3
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def mirror_contents(s3, bucket: str, prefix: str = "bls/pr/") -> dict[str, bytes]:
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"][len(prefix):]] = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+    return found
