@@ -38,17 +38,17 @@ class SourceFile:
 
 def parse_listing(page: str, base_url: str) -> list[SourceFile]:
     """File rows of the listing, in listing order; directories and links outside base_url are skipped."""
-    base_path = urlsplit(base_url).path
+    base = urlsplit(base_url)
     files: dict[str, SourceFile] = {}
     for match in _ROW.finditer(page):
         size = match["size"]
         if not size.isdigit():
             continue
         url = urljoin(base_url, html.unescape(match["href"]))
-        path = urlsplit(url).path
-        if not path.startswith(base_path) or path.endswith("/"):
+        parts = urlsplit(url)
+        if parts.netloc != base.netloc or not parts.path.startswith(base.path) or parts.path.endswith("/"):
             continue
-        name = unquote(path[len(base_path):])
+        name = unquote(parts.path[len(base.path):])
         if not name or "/" in name:
             continue
         stamp = " ".join(f"{match['date']} {match['time']}".split())

@@ -90,6 +90,7 @@ def copy_file(
                 Body=data,
                 ContentType=content_type,
                 Metadata=object_metadata(file, len(data), digest.hexdigest()),
+                ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=base64.b64encode(digest.digest()).decode(),
             )
             return CopyResult(file.name, len(data), digest.hexdigest(), multipart=False)

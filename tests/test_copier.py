@@ -1,0 +1,87 @@
+"""Copying one file into S3 (moto) from the loopback server: streaming, length checks, atomic publication."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+
+import pytest
+
+from bls_pipeline.bls_listing import SourceFile
+from bls_pipeline.copier import copy_file
+from bls_pipeline.source_http import SourceClient, TransientSourceError
+from tests.bls_server import short_body
+
+BUCKET = "mirror-bucket"
+MiB = 1024 * 1024
+
+
+def listed(bls, name: str) -> SourceFile:
+    return SourceFile(name, bls.url + name, len(bls.files[name].body), "8/6/2026 8:30 AM")
+
+
+def copy(s3, bls, name: str, single_put_limit: int = 8 * MiB, part_size: int = 8 * MiB):
+    return copy_file(
+        s3, SourceClient("ops@example.com"), listed(bls, name), BUCKET, "bls/pr/" + name,
+        "pipeline/staging/", single_put_limit=single_put_limit, part_size=part_size,
+    )
+
+
+def staging_leftovers(s3) -> list:
+    objects = s3.list_objects_v2(Bucket=BUCKET, Prefix="pipeline/staging/").get("Contents", [])
+    uploads = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    return objects + uploads
+
+
+def test_a_small_file_is_one_put_with_its_sha256_in_metadata_and_as_s3_checksum(moto_s3, bls):
+    body = b"series_id\tyear\r\n" * 10
+    bls.put("pr.small", body)
+
+    result = copy(moto_s3, bls, "pr.small")
+
+    got = moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.small", ChecksumMode="ENABLED")
+    assert got["Body"].read() == body
+    digest = hashlib.sha256(body)
+    assert got["Metadata"]["sha256"] == digest.hexdigest() == result.sha256
+    assert got["ChecksumSHA256"] == base64.b64encode(digest.digest()).decode()
+    assert (result.bytes, result.multipart) == (len(body), False)
+
+
+def test_a_large_file_streams_through_multipart_staging_and_is_published_whole(moto_s3, bls):
+    body = os.urandom(11 * MiB + 12345)
+    bls.put("pr.big", body)
+
+    result = copy(moto_s3, bls, "pr.big", single_put_limit=1 * MiB, part_size=5 * MiB)
+
+    got = moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.big")
+    assert got["Body"].read() == body
+    assert got["Metadata"]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert got["Metadata"]["source-size"] == str(len(body))
+    assert result.multipart is True
+    assert staging_leftovers(moto_s3) == []
+
+
+@pytest.mark.parametrize("size,limit", [(50_000, 8 * MiB), (11 * MiB, 1 * MiB)], ids=["single-put", "multipart"])
+def test_a_short_body_fails_as_transient_and_leaves_the_mirrored_version_untouched(moto_s3, bls, size, limit):
+    old = b"the good old version\r\n"
+    moto_s3.put_object(Bucket=BUCKET, Key="bls/pr/pr.file", Body=old)
+    bls.put("pr.file", os.urandom(size))
+    bls.add_faults("pr.file", short_body(missing=1000))
+
+    with pytest.raises(TransientSourceError, match="of %d bytes" % size):
+        copy(moto_s3, bls, "pr.file", single_put_limit=limit, part_size=5 * MiB)
+
+    assert moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.file")["Body"].read() == old
+    assert len(moto_s3.list_object_versions(Bucket=BUCKET, Prefix="bls/pr/pr.file")["Versions"]) == 1
+    assert staging_leftovers(moto_s3) == []
+
+
+def test_a_short_body_of_a_new_file_leaves_no_object_at_all(moto_s3, bls):
+    bls.put("pr.new", os.urandom(200_000))
+    bls.add_faults("pr.new", short_body(missing=5))
+
+    with pytest.raises(TransientSourceError):
+        copy(moto_s3, bls, "pr.new")
+
+    assert moto_s3.list_objects_v2(Bucket=BUCKET, Prefix="bls/pr/").get("KeyCount") == 0

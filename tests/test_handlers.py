@@ -1,0 +1,87 @@
+"""Each Lambda handler called as Lambda calls it, with moto S3 and the loopback BLS server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bls_pipeline.aws import s3_client
+from bls_pipeline.config import ConfigError
+from bls_pipeline.handlers import copy_file, list_source, prune
+from local_runner.engine import LocalContext
+from tests.conftest import mirror_contents
+
+BUCKET = "mirror-bucket"
+
+
+@pytest.fixture
+def env(moto_s3, bls, monkeypatch):
+    monkeypatch.setenv("MIRROR_BUCKET", BUCKET)
+    monkeypatch.setenv("CONTACT_EMAIL", "ops@example.com")
+    monkeypatch.setenv("SOURCE_URL", bls.url)
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+    s3_client.cache_clear()
+    yield moto_s3
+    s3_client.cache_clear()
+
+
+def ctx(name: str) -> LocalContext:
+    return LocalContext(name, 60)
+
+
+def test_list_source_stores_the_plan_and_returns_only_counts(env, bls):
+    bls.put("pr.class", b"a" * 10)
+    bls.put("pr.series", b"b" * 20)
+    env.put_object(Bucket=BUCKET, Key="bls/pr/pr.gone", Body=b"old")
+
+    result = list_source.handler({"input": {}, "run_id": "exec-1"}, ctx("ListSource"))
+
+    assert {k: result[k] for k in ("listed", "to_copy", "unchanged", "to_delete", "to_copy_bytes")} == {
+        "listed": 2, "to_copy": 2, "unchanged": 0, "to_delete": 1, "to_copy_bytes": 30,
+    }
+    items = json.loads(env.get_object(Bucket=BUCKET, Key=result["plan"]["items_key"])["Body"].read())
+    assert [i["name"] for i in items] == ["pr.class", "pr.series"]
+    assert result["plan"]["items_key"].startswith("pipeline/runs/exec-1/")
+    assert len(json.dumps(result)) < 1024
+
+
+def test_list_source_rejects_an_unknown_override_before_any_request(env, bls):
+    with pytest.raises(ConfigError, match="unknown execution input field.*sourceurl"):
+        list_source.handler({"input": {"sourceurl": "x"}, "run_id": "e"}, ctx("ListSource"))
+    assert bls.requests_for() == []
+
+
+def test_copy_file_copies_one_file_and_says_what_it_wrote(env, bls):
+    bls.put("pr.class", b"class\r\n")
+    event = {"file": {"name": "pr.class", "url": bls.url + "pr.class", "size": 7, "stamp": "8/6/2026 8:30 AM"}, "run": {}}
+
+    result = copy_file.handler(event, ctx("CopyFile"))
+
+    assert result["name"] == "pr.class" and result["bytes"] == 7 and len(result["sha256"]) == 64
+    assert mirror_contents(env, BUCKET) == {"pr.class": b"class\r\n"}
+
+
+def test_prune_deletes_only_unlisted_objects_under_the_mirror_prefix_and_reports_failures(env, bls):
+    for key in ("bls/pr/pr.keep", "bls/pr/pr.gone", "datausa/population.json", "bls/prx/other"):
+        env.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+    env.put_object(Bucket=BUCKET, Key="pipeline/runs/e/listing.json", Body=json.dumps(["pr.keep", "pr.bad"]))
+    env.put_object(Bucket=BUCKET, Key="pipeline/runs/e/copy-items.json", Body=json.dumps([
+        {"name": "pr.bad", "url": "u", "size": 5, "stamp": "s"},
+    ]))
+    event = {
+        "plan": {"bucket": BUCKET, "items_key": "pipeline/runs/e/copy-items.json", "listing_key": "pipeline/runs/e/listing.json"},
+        "run": {},
+        "listed": 2,
+        "unchanged": 1,
+        "copy_results": [{"failed": "pr.bad", "error": "SourceNotFound", "message": "HTTP 404"}],
+    }
+
+    result = prune.handler(event, ctx("PruneMirror"))
+
+    keys = {o["Key"] for o in env.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert "bls/pr/pr.gone" not in keys
+    assert {"bls/pr/pr.keep", "datausa/population.json", "bls/prx/other"} <= keys
+    mirror = result["mirror"]
+    assert (mirror["deleted_files"], mirror["copied"], mirror["failed"]) == (["pr.gone"], 0, 1)
+    assert mirror["failure_cause"] == "1 file(s) could not be copied after retries: pr.bad: SourceNotFound: HTTP 404"

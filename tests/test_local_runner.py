@@ -1,0 +1,70 @@
+"""`python -m local_runner` as a user runs it: state kept on disk between runs, progress and a summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from local_runner.cli import main
+
+FILES = {"pr.class": b"class\r\n" * 3, "pr.period": b"period\r\n" * 5, "pr.series": b"series\r\n" * 7}
+
+
+def run(bls, state: Path, *extra: str) -> int:
+    return main(["--contact-email", "ops@example.com", "--source-url", bls.url, "--state-dir", str(state),
+                 "--retry-interval", "1", "--retry-attempts", "1", *extra])
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_runs_are_incremental_and_the_mirror_is_on_disk(bls, tmp_path, capsys):
+    for name, body in FILES.items():
+        bls.put(name, body)
+    state = tmp_path / "state"
+
+    assert run(bls, state) == 0
+    first = capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in (state / "s3" / "bls" / "pr").iterdir()} == FILES
+    assert "3 files listed: 3 to copy" in first
+    assert "SUCCEEDED" in first and "copied 3" in first
+
+    bls.reset_log()
+    assert run(bls, state) == 0
+    second = capsys.readouterr().out
+    assert [r.path for r in bls.requests_for()] == [bls.base_path]
+    assert "copied 0 (0 B), unchanged 3, deleted 0, failed 0" in second
+
+    bls.put("pr.class", b"changed\r\n", dt.datetime(2026, 9, 1, 8, 30))
+    bls.put("pr.footnote", b"new\r\n")
+    bls.remove("pr.series")
+    assert run(bls, state) == 0
+    third = capsys.readouterr().out
+    assert "copied 2" in third and "unchanged 1" in third and "deleted 1" in third
+    on_disk = {p.name: p.read_bytes() for p in (state / "s3" / "bls" / "pr").iterdir()}
+    assert on_disk == {"pr.class": b"changed\r\n", "pr.period": FILES["pr.period"], "pr.footnote": b"new\r\n"}
+
+
+def test_an_unreachable_source_is_one_clear_line_a_non_zero_exit_and_no_change_to_state(bls, tmp_path, capsys):
+    bls.put("pr.class", b"x")
+    state = tmp_path / "state"
+    assert run(bls, state) == 0
+    before = snapshot(state)
+    capsys.readouterr()
+
+    code = main(["--contact-email", "ops@example.com", "--source-url", "http://127.0.0.1:9/pub/time.series/pr/",
+                 "--state-dir", str(state), "--retry-interval", "1", "--retry-attempts", "1"])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith("error: TransientSourceError: cannot reach http://127.0.0.1:9/")
+    assert snapshot(state) == before
+
+
+def test_bad_flags_are_refused_before_anything_runs(tmp_path, capsys):
+    assert main(["--contact-email", "not-an-email", "--state-dir", str(tmp_path / "s")]) == 2
+    assert "is not an e-mail address" in capsys.readouterr().err
+    assert main(["--contact-email", "a@b.org", "--source-url", "ftp://x/", "--state-dir", str(tmp_path / "s")]) == 2
+    assert "not an http(s) URL" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
