@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     args = build_parser().parse_args(argv)
     if not args.contact_email:
         print("error: --contact-email is required (BLS answers 403 to clients without contact information); "
