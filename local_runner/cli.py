@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"where the local bucket is kept between runs; the mirror lands in STATE_DIR/s3/MIRROR_PREFIX "
         f"(default: {DEFAULT_STATE_DIR})",
     )
+    parser.add_argument(
+        "--population-url",
+        default=None,
+        help="DataUSA population API URL (default: the template's PopulationUrl, the tesseract "
+        "acs_yg_total_population_1 endpoint)",
+    )
     parser.add_argument("--mirror-prefix", default="bls/pr/", help="S3 prefix of the mirror (default: bls/pr/)")
     parser.add_argument("--concurrency", type=int, default=4, help="files copied at once, the Map's MaxConcurrency (default: 4)")
     parser.add_argument("--retry-interval", type=int, default=1, help="first retry delay in seconds (default: 1)")
@@ -81,6 +87,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         "RetryMaxAttempts": str(args.retry_attempts),
         "RetryMaxDelaySeconds": str(args.retry_max_delay),
     }
+    if args.population_url:
+        parameters["PopulationUrl"] = args.population_url
     state = StateDir(args.state_dir)
     progress = Progress(out)
     extra_env = {} if args.verbose else {"POWERTOOLS_LOG_LEVEL": "WARNING"}
@@ -94,12 +102,22 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
                 saved = state.save_from(engine.s3, engine.bucket)
             else:
                 saved = None
+            reports = _latest_reports(engine)
     except ValueError as exc:  # bad parameters reach here before anything runs
         print(f"error: {exc}", file=sys.stderr)
         return 2
     progress.finish(result, time.monotonic() - started, state.objects / args.mirror_prefix, saved)
+    progress.show_reports(reports, f"{state.objects / 'reports' / 'latest'}/")
     if not result.succeeded:
         print(f"error: {_one_line_error(result)}", file=sys.stderr)
+        return 1
+    queue_failures = [
+        c for c in result.invocations
+        if c.function == "AnalyticsFunction" and "Records" in c.event and (c.result or {}).get("batchItemFailures")
+    ]
+    if queue_failures:
+        print("error: the analytics function failed on the population queue message; rerun with --verbose "
+              "to see its log", file=sys.stderr)
         return 1
     return 0
 
@@ -119,6 +137,7 @@ def _check_settings(args: argparse.Namespace) -> str | None:
                 "CONTACT_EMAIL": args.contact_email,
                 "SOURCE_URL": args.source_url,
                 "MIRROR_PREFIX": args.mirror_prefix,
+                **({"POPULATION_URL": args.population_url} if args.population_url else {}),
             }
         )
     except ConfigError as exc:
@@ -126,6 +145,16 @@ def _check_settings(args: argparse.Namespace) -> str | None:
     if args.concurrency < 1:
         return "--concurrency must be at least 1"
     return None
+
+
+def _latest_reports(engine) -> dict[str, list[dict]]:
+    found = {}
+    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix="reports/latest/").get("Contents", [])
+    for obj in listed:
+        if obj["Key"].endswith(".json"):
+            name = obj["Key"].rsplit("/", 1)[1][: -len(".json")]
+            found[name] = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=obj["Key"])["Body"].read())
+    return found
 
 
 def _got_past_listing(result) -> bool:

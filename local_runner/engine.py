@@ -93,6 +93,7 @@ class LocalEngine:
         self.extra_env = extra_env or {}
         self._functions: dict[str, FunctionSpec] = {f.logical_id: f for f in self.template.functions()}
         self._function_arns: dict[str, str] = {}
+        self._queue_urls: dict[str, str] = {}
         self._invocations: list[Invocation] = []
         self._lock = threading.Lock()
         self._exit_stack: list[Any] = []
@@ -127,6 +128,7 @@ class LocalEngine:
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self.s3.create_bucket(Bucket=self.bucket)
         self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        self._create_queues()
         self._create_functions()
         self._create_state_machine()
         return self
@@ -149,6 +151,10 @@ class LocalEngine:
             return self.bucket
         if name == "AWS::StackName":
             return "local"
+        if name in ("AWS::Region", "AWS::AccountId", "AWS::Partition"):
+            return {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}[name]
+        if name in self._queue_urls:
+            return self._queue_urls[name]
         raise KeyError(f"the local engine cannot resolve Ref {name!r} (missing parameter?)")
 
     def _get_att(self, logical_id: str, attribute: str) -> str:
@@ -156,6 +162,8 @@ class LocalEngine:
             return self._function_arns[logical_id]
         if attribute == "Arn" and self.template.resources.get(logical_id, {}).get("Type") == "AWS::S3::Bucket":
             return f"arn:aws:s3:::{self.bucket}"
+        if attribute == "Arn" and logical_id in self._queue_urls:
+            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{logical_id}"
         raise KeyError(f"the local engine cannot resolve GetAtt {logical_id}.{attribute}")
 
     def _handler_environment(self) -> dict[str, str]:
@@ -184,6 +192,55 @@ class LocalEngine:
             )
             self._function_arns[spec.logical_id] = created["FunctionArn"]
         self._role = role
+
+    def _create_queues(self) -> None:
+        """The template's SQS queues, and the bucket's S3 -> SQS notifications."""
+        import boto3
+
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        for logical_id, resource in self.template.resources.items():
+            if resource["Type"] == "AWS::SQS::Queue":
+                self._queue_urls[logical_id] = self.sqs.create_queue(QueueName=logical_id)["QueueUrl"]
+        for resource in self.template.resources.values():
+            if resource["Type"] != "AWS::S3::Bucket":
+                continue
+            notifications = resolve(
+                resource.get("Properties", {}).get("NotificationConfiguration", {}), self._ref, self._get_att
+            )
+            queue_configs = [
+                {
+                    "QueueArn": q["Queue"],
+                    "Events": [q["Event"]],
+                    "Filter": {"Key": {"FilterRules": q["Filter"]["S3Key"]["Rules"]}} if "Filter" in q else {},
+                }
+                for q in notifications.get("QueueConfigurations", [])
+            ]
+            if queue_configs:
+                self.s3.put_bucket_notification_configuration(
+                    Bucket=self.bucket, NotificationConfiguration={"QueueConfigurations": queue_configs}
+                )
+
+    def drain_queues(self) -> None:
+        """What Lambda's SQS event source mapping does: deliver waiting messages to their consumer function in
+        batches, and delete those the function did not report as failed."""
+        import boto3
+
+        lam = boto3.client("lambda", region_name=REGION)
+        for spec in self._functions.values():
+            for queue_id in spec.sqs_queues:
+                url = self._queue_urls[queue_id]
+                while True:
+                    messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+                    if not messages:
+                        break
+                    event = {"Records": [_sqs_record(m, self._get_att(queue_id, "Arn")) for m in messages]}
+                    answer = json.loads(lam.invoke(FunctionName=spec.logical_id, Payload=json.dumps(event))["Payload"].read())
+                    failed = {f["itemIdentifier"] for f in (answer or {}).get("batchItemFailures", [])} if isinstance(answer, dict) else set()
+                    for message in messages:
+                        if message["MessageId"] not in failed:
+                            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                    if failed:
+                        break  # failed messages wait for their visibility timeout, as in AWS
 
     def _create_state_machine(self) -> None:
         logical_id, props = self.template.state_machine()
@@ -256,6 +313,7 @@ class LocalEngine:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {arn} still running after {timeout} s")
             time.sleep(0.02)
+        self.drain_queues()
         with self._lock:
             invocations = self._invocations[first:]
         output = described.get("output")
@@ -273,6 +331,20 @@ class LocalEngine:
         for page in self.sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
             events.extend(page["events"])
         return events
+
+
+def _sqs_record(message: dict, queue_arn: str) -> dict:
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }
 
 
 def _load_handler(path: str) -> Callable[[dict, Any], Any]:

@@ -82,6 +82,48 @@ class Progress:
         names = ", ".join(m["deleted_files"])
         self._print(f"PruneMirror   deleted {m['deleted']}" + (f": {names}" if names else ""))
 
+    def _on_FetchPopulationFunction(self, call: Invocation) -> None:
+        if call.error_type:
+            self._print(f"FetchPopulation failed: {call.error_type}: {call.error_message}")
+            return
+        r = call.result
+        change = "changed, stored; reports come through S3 -> SQS" if r["changed"] else "unchanged"
+        self._print(f"FetchPopulation {r['years']} years ({r['first_year']}-{r['last_year']}), {change}")
+
+    def _on_AnalyticsFunction(self, call: Invocation) -> None:
+        via = "SQS message" if "Records" in call.event else "state machine"
+        if call.error_type:
+            self._print(f"Analytics     ({via}) failed: {call.error_type}: {call.error_message}")
+            return
+        failures = (call.result or {}).get("batchItemFailures") if "Records" in call.event else None
+        if failures:
+            self._print(f"Analytics     ({via}) {len(failures)} message(s) failed; see --verbose")
+            return
+        self._print(f"Analytics     ({via}) reports written")
+
+    def show_reports(self, reports: dict[str, list[dict]], location: str) -> None:
+        if not reports:
+            return
+        self._print("")
+        stats = (reports.get("population_stats") or [{}])[0]
+        if stats:
+            self._print(
+                f"US population {stats['first_year']}-{stats['last_year']}: mean {stats['mean']:,.2f}, "
+                f"standard deviation {stats['stddev']:,.2f} ({stats['stddev_kind']}), {stats['years_used']} years"
+            )
+        best = reports.get("best_year_by_series") or []
+        if best:
+            self._print(f"Best year by series (largest sum of Q01-Q04), {len(best)} series, first 10:")
+            for row in best[:10]:
+                self._print(f"  {row['series_id']:<14} {row['year']}  {row['value']}")
+        joined = reports.get("series_population") or []
+        if joined:
+            self._print(f"{joined[0]['series_id']} {joined[0]['period']} by year, with US population:")
+            for row in joined:
+                population = "" if row["Population"] is None else f"{row['Population']:,}"
+                self._print(f"  {row['year']}  {row['value']:>8}  {population}")
+        self._print(f"Reports (JSON and CSV): {location}")
+
     def finish(self, result: ExecutionResult, seconds: float, mirror_dir: Path, saved: dict | None) -> None:
         self._end_line()
         mirror = next(

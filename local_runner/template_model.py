@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -43,6 +44,7 @@ class FunctionSpec:
     handler: str
     timeout: int
     environment: dict[str, Any]
+    sqs_queues: tuple[str, ...] = ()  # logical ids of the queues this function consumes (SQS events)
 
 
 class Template:
@@ -76,6 +78,11 @@ class Template:
                     handler=props.get("Handler", globals_.get("Handler")),
                     timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
                     environment=env,
+                    sqs_queues=tuple(
+                        event["Properties"]["Queue"]["Fn::GetAtt"][0]
+                        for event in props.get("Events", {}).values()
+                        if event.get("Type") == "SQS"
+                    ),
                 )
             )
         return specs
@@ -96,11 +103,20 @@ def resolve(value: Any, ref: Callable[[str], str], get_att: Callable[[str, str],
             return ref(arg)
         if key == "Fn::GetAtt":
             return get_att(arg[0], arg[1])
+        if key == "Fn::Sub" and isinstance(arg, str):
+            return re.sub(r"\$\{([^}]+)\}", lambda m: _sub_one(m.group(1), ref, get_att), arg)
     if isinstance(value, dict):
         return {k: resolve(v, ref, get_att) for k, v in value.items()}
     if isinstance(value, list):
         return [resolve(v, ref, get_att) for v in value]
     return value
+
+
+def _sub_one(name: str, ref: Callable[[str], str], get_att: Callable[[str, str], str]) -> str:
+    if "." in name and not name.startswith("AWS::"):
+        logical_id, attribute = name.split(".", 1)
+        return str(get_att(logical_id, attribute))
+    return str(ref(name))
 
 
 def substitute_definition(text: str, substitutions: dict[str, str]) -> str:

@@ -48,6 +48,8 @@ class BlsServer:
     files: dict[str, ServedFile] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     listing_override: Callable[[str], tuple[int, str]] | None = None
+    # Other documents served at absolute paths (e.g. a DataUSA-like API): path -> (body, content type)
+    routes: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -82,18 +84,30 @@ class BlsServer:
         )
 
     # -- observation ----------------------------------------------------------------------------------------
+    def route(self, path: str, body: bytes, content_type: str = "application/json") -> None:
+        self.routes[path] = (body, content_type)
+
     @property
-    def url(self) -> str:
+    def root(self) -> str:
         assert self._httpd is not None, "server not started"
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}{self.base_path}"
+        return f"http://{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        return self.root + self.base_path
 
     def requests_for(self, name: str | None = None) -> list[Request]:
+        """Requests to the BLS directory (name None) or to one of its files."""
         with self._lock:
             done = list(self.requests)
         if name is None:
-            return done
+            return [r for r in done if r.path.startswith(self.base_path)]
         return [r for r in done if r.path == self.base_path + name]
+
+    def requests_to(self, path: str) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if r.path.split("?", 1)[0] == path]
 
     def file_requests(self) -> list[Request]:
         return [r for r in self.requests_for() if r.path != self.base_path]
@@ -163,6 +177,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_status(403, b"<html><body>Access Denied: please identify yourself (contact e-mail in User-Agent)</body></html>", send_body)
             return
         path = self.path.split("?", 1)[0]
+        if path in server.routes:
+            fault = server._next_fault(path)
+            if fault is not None:
+                fault(self, b"")
+                return
+            body, content_type = server.routes[path]
+            self.send_body(200, body, content_type, send_body=send_body)
+            return
         if path == server.base_path:
             name = ""
         elif path.startswith(server.base_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -22,9 +23,28 @@ REAL_DATA = ROOT.parent / "shared" / "data" / "real"
 logging.getLogger("moto").setLevel(logging.CRITICAL)
 
 
+POPULATION_PATH = "/tesseract/data.jsonrecords"
+
+# A small population answer in the current tesseract shape (2020 absent, as in the real API).
+POPULATION = {2013: 316128839, 2014: 318857056, 2015: 321418821, 2016: 323127515, 2017: 325719178,
+              2018: 327167439, 2019: 328239523, 2021: 331893745}
+
+
+def population_json(years: dict[int, int] = POPULATION) -> bytes:
+    return json.dumps({
+        "annotations": {"source_name": "Census Bureau"},
+        "page": {"limit": 0, "offset": 0, "total": len(years)},
+        "columns": ["Nation ID", "Nation", "Year", "Population"],
+        "data": [{"Nation ID": "01000US", "Nation": "United States", "Year": y, "Population": float(p)}
+                 for y, p in sorted(years.items())],
+    }).encode()
+
+
 @pytest.fixture
 def bls() -> Iterator[BlsServer]:
+    """The BLS-like server; it also answers DataUSA's population API at POPULATION_PATH."""
     with BlsServer() as server:
+        server.route(POPULATION_PATH, population_json())
         yield server
 
 
@@ -37,6 +57,7 @@ def engine_parameters(source_url: str, **overrides: str) -> dict[str, str]:
         "RetryIntervalSeconds": "1",
         "RetryMaxAttempts": "3",
         "RetryMaxDelaySeconds": "1",
+        "PopulationUrl": source_url.split("/pub/", 1)[0] + POPULATION_PATH + "?cube=acs_yg_total_population_1",
         **overrides,
     }
 

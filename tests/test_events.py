@@ -1,12 +1,14 @@
 """The sample events in events/ match what the handlers read and what the state machine sends them.
 
-events/<name>.json is the event of the function <Name>Function (ListSourceFunction -> list_source.json);
-events/state_machine_input*.json are execution inputs.
+events/<name>.json is the event the state machine sends <Name>Function (ListSourceFunction -> list_source.json),
+events/<name>_sqs.json the event of a function's SQS event source, events/state_machine_input*.json execution inputs.
+Use them with `sam local invoke <LogicalId> -e events/<file>.json` or `aws stepfunctions start-execution --input`.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib
 import inspect
 import json
@@ -15,7 +17,7 @@ import sys
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 import pytest
 
@@ -113,7 +115,7 @@ def payloads_sent_to(logical_id: str) -> list[tuple[str, set[str]]]:
     """(state, top-level keys of the payload) for every Task state that invokes the function."""
     found = []
 
-    def walk(block: dict, where: str, item_keys: set[str] | None) -> None:
+    def walk(props: dict, block: dict, where: str, item_keys: set[str] | None) -> None:
         for name, state in (block.get("States") or {}).items():
             if state.get("Type") == "Task" and _function_of(props, state.get("Resource")) == logical_id:
                 if "Parameters" in state:
@@ -123,13 +125,24 @@ def payloads_sent_to(logical_id: str) -> list[tuple[str, set[str]]]:
             processor = state.get("ItemProcessor") or state.get("Iterator")
             if processor:
                 selector = state.get("ItemSelector") or state.get("Parameters")
-                walk(processor, f"{where}{name}/", _payload_keys(selector) if selector else None)
+                walk(props, processor, f"{where}{name}/", _payload_keys(selector) if selector else None)
             for index, branch in enumerate(state.get("Branches") or []):
-                walk(branch, f"{where}{name}[{index}]/", None)
+                walk(props, branch, f"{where}{name}[{index}]/", None)
 
     for props in STATE_MACHINES.values():
-        walk(_definition(props), "", None)
+        walk(props, _definition(props), "", None)
     return found
+
+
+def sqs_sources(logical_id: str) -> dict[str, dict]:
+    """The function's SQS event sources: event id -> Properties."""
+    events = FUNCTIONS[logical_id].get("Events") or {}
+    return {eid: e.get("Properties", {}) for eid, e in events.items() if e.get("Type") == "SQS"}
+
+
+def sqs_event_file(logical_id: str) -> Path:
+    """AnalyticsFunction -> events/analytics_sqs.json"""
+    return event_file(logical_id).with_name(event_file(logical_id).stem + "_sqs.json")
 
 
 # --- every file -------------------------------------------------------------------------------------------------
@@ -140,6 +153,7 @@ def test_events_folder_has_the_expected_files() -> None:
         "state_machine_input.json",
         "state_machine_input_override.json",
     }
+    expected |= {sqs_event_file(lid).name for lid in FUNCTIONS if sqs_sources(lid)}
     missing = sorted(name for name in expected if not (EVENTS / name).is_file())
     assert not missing, f"events/ lacks {', '.join(missing)} (one event per function in template.yaml)"
 
@@ -185,10 +199,18 @@ def _settings():
     return Settings(bucket="my-mirror-bucket", contact_email="data-team@example.com").validate()
 
 
-def test_list_source_event() -> None:
-    event = load_event(EVENTS / "list_source.json")
-    assert EXECUTION_NAME.match(event["run_id"]), f"run_id {event['run_id']!r} is not a Step Functions execution name"
-    _settings().with_overrides(event["input"])
+@pytest.mark.parametrize("logical_id", list(FUNCTIONS))
+def test_event_run_fields_are_accepted(logical_id: str) -> None:
+    """run_id is an execution name; input/run are execution inputs that Settings.with_overrides accepts."""
+    path = event_file(logical_id)
+    event = load_event(path)
+    if "run_id" in event:
+        assert EXECUTION_NAME.match(event["run_id"]), (
+            f"events/{path.name}: run_id {event['run_id']!r} is not a Step Functions execution name"
+        )
+    for key in ("input", "run"):
+        if key in event:
+            _settings().with_overrides(event[key])
 
 
 def test_copy_file_event_is_a_listing_row() -> None:
@@ -272,6 +294,48 @@ def test_prune_mirror_event_runs_the_handler(monkeypatch: pytest.MonkeyPatch) ->
     assert remaining == ["bls/pr/pr.class"]
 
 
+# --- SQS events ----------------------------------------------------------------------------------------------
+
+
+def _parameter_default(value: object) -> object:
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return TEMPLATE.get("Parameters", {}).get(value["Ref"], {}).get("Default")
+    return value
+
+
+def _s3_filters_for_queue(queue: object) -> list[dict[str, object]]:
+    """{rule name: value} of every bucket notification that sends to the queue (same !GetAtt <Queue>.Arn)."""
+    filters = []
+    for resource in RESOURCES.values():
+        notifications = resource.get("Properties", {}).get("NotificationConfiguration") or {}
+        for config in notifications.get("QueueConfigurations") or []:
+            if config.get("Queue") == queue:
+                rules = config.get("Filter", {}).get("S3Key", {}).get("Rules") or []
+                filters.append({r["Name"].lower(): _parameter_default(r["Value"]) for r in rules})
+    return filters
+
+
+@pytest.mark.parametrize("logical_id", [lid for lid in FUNCTIONS if sqs_sources(lid)])
+def test_sqs_event_is_an_s3_notification_the_queue_receives(logical_id: str) -> None:
+    path = sqs_event_file(logical_id)
+    event = load_event(path)
+    records = event.get("Records")
+    assert records, f"events/{path.name} has no Records"
+    filters = [f for props in sqs_sources(logical_id).values() for f in _s3_filters_for_queue(props.get("Queue"))]
+    for index, record in enumerate(records):
+        where = f"events/{path.name} Records[{index}]"
+        assert record.get("eventSource") == "aws:sqs", f"{where}: eventSource is not aws:sqs"
+        assert {"messageId", "receiptHandle", "body", "attributes", "eventSourceARN"} <= set(record), where
+        assert record.get("md5OfBody") == hashlib.md5(record["body"].encode()).hexdigest(), f"{where}: md5OfBody"
+        body = json.loads(record["body"])
+        for s3_record in body.get("Records", []):
+            assert s3_record["eventSource"] == "aws:s3" and s3_record["eventName"].startswith("ObjectCreated:"), where
+            key = unquote_plus(s3_record["s3"]["object"]["key"])
+            assert not filters or any(
+                key.startswith(str(f.get("prefix", ""))) and key.endswith(str(f.get("suffix", ""))) for f in filters
+            ), f"{where}: key {key!r} does not pass the bucket notification filter(s) {filters}"
+
+
 # --- execution inputs -----------------------------------------------------------------------------------------
 
 
@@ -293,4 +357,6 @@ def test_normal_input_is_what_the_schedule_sends() -> None:
         for event_id, event in (props.get("Events") or {}).items():
             if event.get("Type") in ("Schedule", "ScheduleV2") and "Input" in event.get("Properties", {}):
                 sent = json.loads(event["Properties"]["Input"])
-                assert sent == normal, f"{logical_id}.{event_id} sends {sent}, events/state_machine_input.json is {normal}"
+                assert sent == normal, (
+                    f"{logical_id}.{event_id} sends {sent}, events/state_machine_input.json is {normal}"
+                )

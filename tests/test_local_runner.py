@@ -6,12 +6,19 @@ import datetime as dt
 from pathlib import Path
 
 from local_runner.cli import main
+from tests.conftest import POPULATION_PATH
 
-FILES = {"pr.class": b"class\r\n" * 3, "pr.period": b"period\r\n" * 5, "pr.series": b"series\r\n" * 7}
+FILES = {
+    "pr.class": b"class\r\n" * 3,
+    "pr.data.0.Current": b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\n"
+    b"PRS30006032     \t2018\tQ01\t         1.9\t\r\nPRS30006032     \t2020\tQ01\t        -6.1\t\r\n",
+    "pr.series": b"series\r\n" * 7,
+}
 
 
 def run(bls, state: Path, *extra: str) -> int:
     return main(["--contact-email", "ops@example.com", "--source-url", bls.url, "--state-dir", str(state),
+                 "--population-url", bls.root + POPULATION_PATH,
                  "--retry-interval", "1", "--retry-attempts", "1", *extra])
 
 
@@ -29,12 +36,18 @@ def test_runs_are_incremental_and_the_mirror_is_on_disk(bls, tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in (state / "s3" / "bls" / "pr").iterdir()} == FILES
     assert "3 files listed: 3 to copy" in first
     assert "SUCCEEDED" in first and "copied 3" in first
+    assert "Analytics     (SQS message) reports written" in first
+    assert "  2018       1.9  327,167,439" in first and "  2020      -6.1  \n" in first
+    assert (state / "s3" / "reports" / "latest" / "series_population.csv").read_text().splitlines() == [
+        "series_id,year,period,value,Population", "PRS30006032,2018,Q01,1.9,327167439", "PRS30006032,2020,Q01,-6.1,",
+    ]
 
     bls.reset_log()
     assert run(bls, state) == 0
     second = capsys.readouterr().out
     assert [r.path for r in bls.requests_for()] == [bls.base_path]
     assert "copied 0 (0 B), unchanged 3, deleted 0, failed 0" in second
+    assert "Analytics     (state machine) reports written" in second
 
     bls.put("pr.class", b"changed\r\n", dt.datetime(2026, 9, 1, 8, 30))
     bls.put("pr.footnote", b"new\r\n")
@@ -43,11 +56,12 @@ def test_runs_are_incremental_and_the_mirror_is_on_disk(bls, tmp_path, capsys):
     third = capsys.readouterr().out
     assert "copied 2" in third and "unchanged 1" in third and "deleted 1" in third
     on_disk = {p.name: p.read_bytes() for p in (state / "s3" / "bls" / "pr").iterdir()}
-    assert on_disk == {"pr.class": b"changed\r\n", "pr.period": FILES["pr.period"], "pr.footnote": b"new\r\n"}
+    assert on_disk == {"pr.class": b"changed\r\n", "pr.data.0.Current": FILES["pr.data.0.Current"], "pr.footnote": b"new\r\n"}
 
 
 def test_an_unreachable_source_is_one_clear_line_a_non_zero_exit_and_no_change_to_state(bls, tmp_path, capsys):
-    bls.put("pr.class", b"x")
+    for name, body in FILES.items():
+        bls.put(name, body)
     state = tmp_path / "state"
     assert run(bls, state) == 0
     before = snapshot(state)

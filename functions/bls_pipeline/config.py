@@ -12,6 +12,12 @@ DEFAULT_SOURCE_URL = "https://download.bls.gov/pub/time.series/pr/"
 DEFAULT_MIRROR_PREFIX = "bls/pr/"
 DEFAULT_RUNS_PREFIX = "pipeline/runs/"
 DEFAULT_STAGING_PREFIX = "pipeline/staging/"
+DEFAULT_POPULATION_URL = (
+    "https://honolulu-api.datausa.io/tesseract/data.jsonrecords"
+    "?cube=acs_yg_total_population_1&drilldowns=Year,Nation&locale=en&measures=Population"
+)
+DEFAULT_POPULATION_KEY = "datausa/population.json"
+DEFAULT_REPORTS_PREFIX = "reports/"
 
 _EMAIL = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+\.[^@\s<>()]+$")
 
@@ -34,6 +40,12 @@ class Settings:
     single_put_limit: int = 8 * 1024 * 1024
     part_size: int = 8 * 1024 * 1024
     upload_threads: int = 4
+    population_url: str = DEFAULT_POPULATION_URL
+    population_key: str = DEFAULT_POPULATION_KEY
+    reports_prefix: str = DEFAULT_REPORTS_PREFIX
+    data_file: str = "pr.data.0.Current"
+    report_series: str = "PRS30006032"
+    report_period: str = "Q01"
 
     def validate(self) -> "Settings":
         if not self.bucket:
@@ -48,11 +60,18 @@ class Settings:
             raise ConfigError(f"source URL {self.source_url!r} is not an http(s) URL")
         if not self.source_url.endswith("/"):
             raise ConfigError(f"source URL {self.source_url!r} must name a directory and end with '/'")
-        for name in ("mirror_prefix", "runs_prefix", "staging_prefix"):
+        if urlsplit(self.population_url).scheme not in ("http", "https"):
+            raise ConfigError(f"population URL {self.population_url!r} is not an http(s) URL")
+        for name in ("mirror_prefix", "runs_prefix", "staging_prefix", "reports_prefix"):
             value = getattr(self, name)
             if not value.endswith("/") or value.startswith("/") or "//" in value or ".." in value.split("/"):
                 raise ConfigError(f"{name} {value!r} must be a relative S3 prefix ending in '/', like 'bls/pr/'")
-        for name in ("runs_prefix", "staging_prefix"):
+        if self.population_key.startswith(self.mirror_prefix) or not self.population_key or self.population_key.endswith("/"):
+            raise ConfigError(
+                f"population key {self.population_key!r} must be an object key outside the mirror prefix "
+                f"{self.mirror_prefix!r}, or pruning would delete it"
+            )
+        for name in ("runs_prefix", "staging_prefix", "reports_prefix"):
             other = getattr(self, name)
             if other.startswith(self.mirror_prefix) or self.mirror_prefix.startswith(other):
                 raise ConfigError(
@@ -92,6 +111,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_read_timeout=_number(env, "HTTP_READ_TIMEOUT", 60.0),
         single_put_limit=int(_number(env, "SINGLE_PUT_LIMIT_BYTES", 8 * 1024 * 1024)),
         part_size=int(_number(env, "PART_SIZE_BYTES", 8 * 1024 * 1024)),
+        population_url=env.get("POPULATION_URL", DEFAULT_POPULATION_URL),
+        population_key=env.get("POPULATION_KEY", DEFAULT_POPULATION_KEY),
+        reports_prefix=env.get("REPORTS_PREFIX", DEFAULT_REPORTS_PREFIX),
+        report_series=env.get("REPORT_SERIES_ID", "PRS30006032"),
+        report_period=env.get("REPORT_PERIOD", "Q01"),
     )
     return settings.validate()
 

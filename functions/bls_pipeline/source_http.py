@@ -52,12 +52,14 @@ class SourceClient:
         )
 
     def get_text(self, url: str) -> str:
+        return self.get_bytes(url).decode("utf-8", errors="replace")
+
+    def get_bytes(self, url: str) -> bytes:
         with self.stream(url) as response:
             try:
-                body = response.read()
+                return response.read()
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise TransientSourceError(f"reading {url} failed: {exc}") from exc
-        return body.decode("utf-8", errors="replace")
 
     @contextmanager
     def stream(self, url: str) -> Iterator[urllib3.BaseHTTPResponse]:
