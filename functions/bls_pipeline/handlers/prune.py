@@ -1,3 +1,5 @@
+import json
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -9,6 +11,16 @@ from ..sync import CopyFailure, finish_run
 logger = Logger(service="bls-mirror")
 
 
+def _message(cause: object) -> str:
+    """A raw Lambda error cause is JSON with errorMessage; other causes are kept as they are."""
+    if isinstance(cause, str) and cause.startswith("{"):
+        try:
+            return str(json.loads(cause).get("errorMessage", cause))
+        except (ValueError, AttributeError):
+            pass
+    return str(cause)
+
+
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     """event: {"plan", "run", "listed", "unchanged" (from ListSource), "copy_results" (the Map's output)}
@@ -17,7 +29,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     """
     settings = load_settings().with_overrides(event.get("run") or {})
     failures = [
-        CopyFailure(r["failed"], r.get("error", ""), r.get("message", ""))
+        CopyFailure(r["failed"], r.get("error", ""), _message(r.get("message", "")))
         for r in event.get("copy_results") or []
         if r and "failed" in r
     ]

@@ -1,0 +1,113 @@
+"""FetchPopulation and Analytics through the real state machine, and the S3 -> SQS -> analytics path in moto."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.bls_server import status
+from tests.conftest import POPULATION_PATH, population_json
+
+DATA = (
+    b"series_id        \tyear\tperiod\t       value\tfootnote_codes\r\n"
+    b"PRS30006032      \t2013\tQ01\t         1.5\t\r\n"
+    b"PRS30006032      \t2013\tQ02\t         2.5\t\r\n"
+    b"PRS30006032      \t2020\tQ01\t        -7.0\t\r\n"
+)
+
+
+def latest(engine, name: str):
+    return json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=f"reports/latest/{name}.json")["Body"].read())
+
+
+@pytest.fixture
+def engine(bls, make_engine):
+    bls.put("pr.data.0.Current", DATA)
+    return make_engine(bls.url)
+
+
+def test_a_new_population_file_produces_the_reports_once_through_the_queue(engine, bls):
+    result = engine.execute()
+
+    assert result.succeeded, result.cause
+    assert result.output["population"]["changed"] is True
+    assert result.output["reports"]["produced_by"].startswith("the S3 -> SQS -> analytics path")
+    analytics = [c for c in result.invocations if c.function == "AnalyticsFunction"]
+    assert len(analytics) == 1 and "Records" in analytics[0].event
+    assert analytics[0].result == {"batchItemFailures": []}
+    assert latest(engine, "series_population") == [
+        {"series_id": "PRS30006032", "year": 2013, "period": "Q01", "value": 1.5, "Population": 316128839},
+        {"series_id": "PRS30006032", "year": 2020, "period": "Q01", "value": -7, "Population": None},
+    ]
+    assert latest(engine, "best_year_by_series") == [{"series_id": "PRS30006032", "year": 2013, "value": 4}]
+
+
+def test_an_unchanged_population_is_not_rewritten_and_the_state_machine_reports_itself(engine, bls):
+    assert engine.execute().succeeded
+    versions = len(engine.s3.list_object_versions(Bucket=engine.bucket, Prefix="datausa/")["Versions"])
+
+    result = engine.execute()
+
+    assert result.output["population"]["changed"] is False
+    assert len(engine.s3.list_object_versions(Bucket=engine.bucket, Prefix="datausa/")["Versions"]) == versions
+    analytics = [c for c in result.invocations if c.function == "AnalyticsFunction"]
+    assert len(analytics) == 1 and "Records" not in analytics[0].event
+    run_folder = result.arn.rsplit(":", 1)[1]
+    assert result.output["reports"]["reports"]["population_stats"].endswith(f"reports/{run_folder}/population_stats.json")
+    keys = {o["Key"] for o in engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=f"reports/{run_folder}/")["Contents"]}
+    assert {f"reports/{run_folder}/{n}.{ext}" for n in ("population_stats", "best_year_by_series", "series_population")
+            for ext in ("json", "csv")} == keys
+
+
+@pytest.mark.parametrize(
+    "answer,error",
+    [
+        (status(200), "PopulationFormatError"),  # an HTML page with status 200
+        ("unknown-shape", "PopulationFormatError"),
+        ("empty-data", "PopulationFormatError"),
+        (status(404), "SourceNotFound"),
+    ],
+)
+def test_a_bad_population_answer_fails_by_name_and_keeps_the_previous_file(engine, bls, answer, error):
+    assert engine.execute().succeeded
+    before = engine.s3.get_object(Bucket=engine.bucket, Key="datausa/population.json")["Body"].read()
+    if answer == "unknown-shape":
+        bls.route(POPULATION_PATH, b'{"error": "cube acs_yg_total_population_1 not found"}')
+    elif answer == "empty-data":
+        bls.route(POPULATION_PATH, b'{"data": [], "page": {"total": 0}}')
+    else:
+        bls.add_faults(POPULATION_PATH, answer)
+
+    result = engine.execute()
+
+    assert result.status == "FAILED" and result.error == error
+    assert engine.s3.get_object(Bucket=engine.bucket, Key="datausa/population.json")["Body"].read() == before
+
+
+def test_a_502_is_retried_and_then_the_population_arrives(engine, bls):
+    bls.add_faults(POPULATION_PATH, status(502))
+    result = engine.execute()
+    assert result.succeeded, result.cause
+    assert [r.status for r in bls.requests_to(POPULATION_PATH)] == [502, 200]
+
+
+def test_an_s3_put_of_the_population_file_reaches_the_analytics_function_through_sqs(engine, bls):
+    engine.s3.put_object(Bucket=engine.bucket, Key="bls/pr/pr.data.0.Current", Body=DATA)
+    engine.s3.put_object(Bucket=engine.bucket, Key="datausa/population.json", Body=population_json({2020: 1, 2013: 2}))
+
+    engine.drain_queues()
+
+    assert latest(engine, "series_population")[0]["Population"] == 2
+    assert latest(engine, "population_stats")[0]["years_used"] == 1
+
+
+def test_a_failing_queue_message_is_reported_as_a_batch_item_failure_and_stays_queued(engine, bls):
+    engine.s3.put_object(Bucket=engine.bucket, Key="datausa/population.json", Body=population_json())
+    engine.drain_queues()  # no data file in the mirror yet: analytics fails for this message
+
+    calls = [c for c in engine._invocations if c.function == "AnalyticsFunction"]
+    assert len(calls) == 1 and len(calls[0].result["batchItemFailures"]) == 1
+    queue = engine._queue_urls["ReportsQueue"]
+    attributes = engine.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
