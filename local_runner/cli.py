@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     try:
         with LocalEngine(parameters, observer=progress.on_invocation, extra_env=extra_env) as engine:
             state.load_into(engine.s3, engine.bucket)
+            engine.purge_queues()  # restoring yesterday's files is not a new write
             progress.start(args.source_url)
             result = engine.execute(execution_input)
             if result.status != "FAILED" or _got_past_listing(result):

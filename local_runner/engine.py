@@ -220,6 +220,11 @@ class LocalEngine:
                     Bucket=self.bucket, NotificationConfiguration={"QueueConfigurations": queue_configs}
                 )
 
+    def purge_queues(self) -> None:
+        """Drop waiting messages, e.g. the notifications that restoring a saved bucket set off."""
+        for url in self._queue_urls.values():
+            self.sqs.purge_queue(QueueUrl=url)
+
     def drain_queues(self) -> None:
         """What Lambda's SQS event source mapping does: deliver waiting messages to their consumer function in
         batches, and delete those the function did not report as failed."""

@@ -48,6 +48,7 @@ def test_runs_are_incremental_and_the_mirror_is_on_disk(bls, tmp_path, capsys):
     assert [r.path for r in bls.requests_for()] == [bls.base_path]
     assert "copied 0 (0 B), unchanged 3, deleted 0, failed 0" in second
     assert "Analytics     (state machine) reports written" in second
+    assert "SQS message" not in second, "restoring the state directory must not look like a new population file"
 
     bls.put("pr.class", b"changed\r\n", dt.datetime(2026, 9, 1, 8, 30))
     bls.put("pr.footnote", b"new\r\n")
