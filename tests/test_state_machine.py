@@ -177,3 +177,37 @@ def test_every_state_output_stays_small(bls, make_engine):
     assert outputs, "the history has no state outputs"
     assert max(len(o) for o in outputs) < 2048
     assert not any("PRS30006032" in o for o in outputs), "file contents leaked into the execution history"
+
+
+def test_prune_refuses_to_delete_most_of_the_mirror_unless_the_input_forces_it(bls, make_engine):
+    serve(bls)
+    engine = make_engine(bls.url)
+    assert engine.execute().succeeded
+    for name in ("pr.class", "pr.period", "pr.series"):
+        bls.remove(name)
+
+    refused = engine.execute()
+
+    assert refused.status == "FAILED" and refused.error == "PruneGuardError"
+    assert "would delete 3 of the 4" in refused.cause and '{\\"force_prune\\": true}' in refused.cause
+    assert mirror_contents(engine.s3, engine.bucket).keys() == FILES.keys()
+
+    forced = engine.execute({"force_prune": True})
+
+    assert forced.succeeded, forced.cause
+    assert forced.output["mirror"]["deleted_files"] == ["pr.class", "pr.period", "pr.series"]
+    assert list(mirror_contents(engine.s3, engine.bucket)) == ["pr.data.0.Current"]
+    # every deleted file is still recoverable from the bucket's versions
+    versions = engine.s3.list_object_versions(Bucket=engine.bucket, Prefix="bls/pr/pr.class")
+    assert versions["DeleteMarkers"] and versions["Versions"]
+
+
+def test_a_bad_execution_input_fails_the_first_state_before_any_request(bls, make_engine):
+    serve(bls)
+    engine = make_engine(bls.url)
+
+    result = engine.execute({"force_prune": "yes"})
+
+    assert result.status == "FAILED" and result.error == "ConfigError"
+    assert "force_prune" in result.cause
+    assert bls.requests_for() == []

@@ -46,6 +46,8 @@ class Settings:
     data_file: str = "pr.data.0.Current"
     report_series: str = "PRS30006032"
     report_period: str = "Q01"
+    max_prune_share: float = 0.5  # a run refuses to delete more than this share of the mirror ...
+    force_prune: bool = False  # ... unless the execution input says {"force_prune": true}
 
     def validate(self) -> "Settings":
         if not self.bucket:
@@ -87,8 +89,13 @@ class Settings:
             raise ConfigError(
                 f"unknown execution input field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(RUN_OVERRIDES))}"
             )
-        changes = {}
+        changes: dict[str, Any] = {}
         for key, value in overrides.items():
+            if key == "force_prune":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"execution input field 'force_prune' must be true or false, got {value!r}")
+                changes["force_prune"] = value
+                continue
             if not isinstance(value, str):
                 raise ConfigError(f"execution input field {key!r} must be a string, got {type(value).__name__}")
             changes[RUN_OVERRIDES[key]] = value
@@ -96,7 +103,7 @@ class Settings:
 
 
 # Execution input field -> Settings attribute that a single run may override.
-RUN_OVERRIDES = {"source_url": "source_url", "mirror_prefix": "mirror_prefix"}
+RUN_OVERRIDES = {"source_url": "source_url", "mirror_prefix": "mirror_prefix", "force_prune": "force_prune"}
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +123,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         reports_prefix=env.get("REPORTS_PREFIX", DEFAULT_REPORTS_PREFIX),
         report_series=env.get("REPORT_SERIES_ID", "PRS30006032"),
         report_period=env.get("REPORT_PERIOD", "Q01"),
+        max_prune_share=_number(env, "MAX_PRUNE_PERCENT", 50.0) / 100,
     )
     return settings.validate()
 

@@ -116,9 +116,26 @@ def _put_json(s3: Any, bucket: str, key: str, value: Any) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
 
-def prune_mirror(s3: Any, bucket: str, prefix: str, keep: set[str]) -> list[str]:
-    """Delete the objects under the prefix whose names the listing no longer has; returns the deleted names."""
-    doomed = sorted(name for name in list_mirror_keys(s3, bucket, prefix) if name not in keep)
+class PruneGuardError(Exception):
+    """A run would delete more of the mirror than it is allowed to."""
+
+
+def prune_mirror(
+    s3: Any, bucket: str, prefix: str, keep: set[str], max_share: float = 0.5, force: bool = False
+) -> list[str]:
+    """Delete the objects under the prefix whose names the listing no longer has; returns the deleted names.
+
+    Refuses, before deleting anything, when that is more than max_share of the mirror (unless forced).
+    """
+    present = list_mirror_keys(s3, bucket, prefix)
+    doomed = sorted(name for name in present if name not in keep)
+    if doomed and not force and len(doomed) > max_share * len(present):
+        raise PruneGuardError(
+            f"pruning would delete {len(doomed)} of the {len(present)} mirrored files under {prefix} "
+            f"({len(doomed) / len(present):.0%}, more than the {max_share:.0%} allowed), e.g. {', '.join(doomed[:5])}; "
+            f"nothing was deleted. If the source really removed them, start an execution with input "
+            f'{{"force_prune": true}}'
+        )
     for start in range(0, len(doomed), _DELETE_BATCH):
         batch = doomed[start:start + _DELETE_BATCH]
         response = s3.delete_objects(

@@ -67,7 +67,9 @@ def finish_run(settings: Settings, s3: Any, plan: PlanLocation, failures: Iterab
     """Prune what the listing no longer has, and sum up the copies (the Map reports only failures)."""
     failures = list(failures)
     keep = load_listed_names(s3, plan.bucket, plan.listing_key)
-    deleted = prune_mirror(s3, settings.bucket, settings.mirror_prefix, keep)
+    deleted = prune_mirror(
+        s3, settings.bucket, settings.mirror_prefix, keep, settings.max_prune_share, settings.force_prune
+    )
     failed_names = {f.name for f in failures}
     copied = [f for f in load_copy_items(s3, plan.bucket, plan.items_key) if f.name not in failed_names]
     return {
