@@ -17,7 +17,6 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 from unittest import mock
 
