@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+CHECKOV_VENV ?= .venv-checkov
 ARGS ?=
 
 .PHONY: install test run lint build clean
@@ -12,16 +13,23 @@ $(VENV)/.installed: requirements-dev.txt functions/requirements.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
 
-test: install  ## the full offline test suite (includes cfn-lint, sam validate --lint and ASL checks)
-	$(PY) -m pytest -q tests
+install: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+
+test: install  ## the full offline test suite (includes cfn-lint, checkov, sam validate --lint and ASL checks)
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q tests
 
 run: install  ## mirror BLS through the real state machine locally: make run ARGS="--contact-email you@example.com"
 	$(PY) -m local_runner $(ARGS)
 
 lint: install
-	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint --include-checks I -- template.yaml
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint
 
 build: install  ## sam build needs python3.13 on PATH (pyenv: PYENV_VERSION=3.11.7:3.12.1:3.13.0)

@@ -68,19 +68,24 @@ class Settings:
             value = getattr(self, name)
             if not value.endswith("/") or value.startswith("/") or "//" in value or ".." in value.split("/"):
                 raise ConfigError(f"{name} {value!r} must be a relative S3 prefix ending in '/', like 'bls/pr/'")
-        if self.population_key.startswith(self.mirror_prefix) or not self.population_key or self.population_key.endswith("/"):
+        if self.population_key.startswith(self.mirror_root) or not self.population_key or self.population_key.endswith("/"):
             raise ConfigError(
-                f"population key {self.population_key!r} must be an object key outside the mirror prefix "
-                f"{self.mirror_prefix!r}, or pruning would delete it"
+                f"population key {self.population_key!r} must be an object key outside the mirror's folder "
+                f"{self.mirror_root!r}, or pruning could delete it"
             )
         for name in ("runs_prefix", "staging_prefix", "reports_prefix"):
             other = getattr(self, name)
-            if other.startswith(self.mirror_prefix) or self.mirror_prefix.startswith(other):
+            if other.startswith(self.mirror_root) or self.mirror_root.startswith(other):
                 raise ConfigError(
-                    f"mirror prefix {self.mirror_prefix!r} overlaps {name} {other!r}: pruning the mirror "
-                    "would delete the pipeline's own files"
+                    f"mirror prefix {self.mirror_prefix!r} shares its first folder with {name} {other!r}: pruning "
+                    "the mirror could delete the pipeline's own files"
                 )
         return self
+
+    @property
+    def mirror_root(self) -> str:
+        """The first folder of the mirror prefix: the functions' IAM permissions for mirror files cover it."""
+        return self.mirror_prefix.split("/", 1)[0] + "/"
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
         """Apply the per-run overrides an execution input may carry (see RUN_OVERRIDES)."""
@@ -99,6 +104,12 @@ class Settings:
             if not isinstance(value, str):
                 raise ConfigError(f"execution input field {key!r} must be a string, got {type(value).__name__}")
             changes[RUN_OVERRIDES[key]] = value
+        prefix = changes.get("mirror_prefix")
+        if prefix is not None and not prefix.startswith(self.mirror_root):
+            raise ConfigError(
+                f"execution input field 'mirror_prefix' {prefix!r} must stay under {self.mirror_root!r}, the first "
+                f"folder of the deployed MirrorPrefix {self.mirror_prefix!r}: the functions may write only there"
+            )
         return replace(self, **changes).validate()
 
 

@@ -1,0 +1,129 @@
+"""template.yaml as CloudFormation sees it: transformed by the SAM translator, with intrinsics evaluated.
+
+`sam deploy` uploads the code and the ASL file and replaces CodeUri/DefinitionUri with S3 URIs before the
+transform; `transformed()` does the same with placeholder URIs, offline. `Renderer` evaluates the intrinsic
+functions IAM policies use (Ref, GetAtt, Sub, Select, Split, Join, If) for one set of parameter values.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from functools import lru_cache
+from typing import Any
+from unittest import mock
+
+from local_runner.template_model import load_template
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+STACK = "bls-mirror"
+BUCKET = "bls-mirror-mirrorbucket-1a2b3c"
+
+
+class _NoManagedPolicies:
+    """The translator asks this for managed policy ARNs by name; the template names none."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@lru_cache(maxsize=None)
+def _transformed(parameter_items: tuple[tuple[str, str], ...]) -> dict:
+    from samtranslator.translator.transform import transform
+
+    template = copy.deepcopy(load_template())
+    template.setdefault("Globals", {}).setdefault("Function", {})["CodeUri"] = "s3://artifacts/functions.zip"
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::StateMachine":
+            resource["Properties"]["DefinitionUri"] = "s3://artifacts/pipeline.asl.json"
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"].pop("CodeUri", None)
+    with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": REGION}):
+        return transform(template, dict(parameter_items), _NoManagedPolicies())
+
+
+def transformed(parameters: dict[str, str] | None = None) -> dict:
+    """The CloudFormation template `sam deploy` would create (a fresh copy: callers may change it)."""
+    values = {"ContactEmail": "data-team@example.com", **(parameters or {})}
+    return copy.deepcopy(_transformed(tuple(sorted(values.items()))))
+
+
+class Renderer:
+    """Evaluates intrinsic functions for given parameter values, like CloudFormation at deploy time."""
+
+    def __init__(self, template: dict, parameters: dict[str, str] | None = None, bucket: str = BUCKET):
+        defaults = {name: str(p.get("Default", "")) for name, p in template.get("Parameters", {}).items()}
+        self.parameters = {**defaults, "ContactEmail": "data-team@example.com", **(parameters or {})}
+        self.resources = template["Resources"]
+        self.bucket = bucket
+        self.conditions = {name: self.render(expr) for name, expr in template.get("Conditions", {}).items()}
+
+    def ref(self, name: str) -> str:
+        pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
+                  "AWS::StackName": STACK, "AWS::URLSuffix": "amazonaws.com"}
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        if self.resources.get(name, {}).get("Type") == "AWS::S3::Bucket":
+            return self.bucket
+        if name in self.resources:
+            return f"{STACK}-{name}"
+        raise KeyError(f"cannot resolve Ref {name}")
+
+    def get_att(self, logical_id: str, attribute: str) -> str:
+        resource_type = self.resources[logical_id]["Type"]
+        if resource_type == "AWS::S3::Bucket" and attribute == "Arn":
+            return f"arn:aws:s3:::{self.bucket}"
+        if resource_type == "AWS::SQS::Queue" and attribute == "Arn":
+            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-{logical_id}"
+        service = resource_type.split("::")[1].lower()
+        return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{logical_id}.{attribute}"
+
+    def render(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [v for v in (self.render(v) for v in value) if v is not _NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return _NO_VALUE if arg == "AWS::NoValue" else self.ref(arg)
+            if key == "Fn::GetAtt":
+                logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self.get_att(logical_id, attribute)
+            if key == "Fn::Sub":
+                return self._sub(arg)
+            if key == "Fn::Select":
+                return self.render(arg[1])[int(self.render(arg[0]))]
+            if key == "Fn::Split":
+                return self.render(arg[1]).split(arg[0])
+            if key == "Fn::Join":
+                return arg[0].join(self.render(arg[1]))
+            if key == "Fn::If":
+                return self.render(arg[1] if self.conditions[arg[0]] else arg[2])
+            if key == "Fn::Equals":
+                return self.render(arg[0]) == self.render(arg[1])
+            if key == "Fn::Not":
+                return not self.render(arg[0])
+            if key == "Condition":
+                return self.conditions[arg]
+        return {k: v for k, v in ((k, self.render(v)) for k, v in value.items()) if v is not _NO_VALUE}
+
+    def _sub(self, arg: Any) -> str:
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], {k: self.render(v) for k, v in arg[1].items()})
+
+        def one(match: re.Match) -> str:
+            name = match.group(1)
+            if name in variables:
+                return str(variables[name])
+            if "." in name and not name.startswith("AWS::"):
+                return self.get_att(*name.split(".", 1))
+            return self.ref(name)
+
+        return re.sub(r"\$\{([^}!]+)\}", one, text)
+
+
+_NO_VALUE = object()
