@@ -262,7 +262,8 @@ def test_every_s3_call_of_a_full_run_is_allowed_by_the_calling_functions_role(bl
                 f"{function} relies on a 404 from {operation} {params.get('Key')}; without s3:ListBucket S3 answers 403"
             )
     # The run exercised every path the table grants: plan, multipart staging, prune, population, reports.
-    assert {"CreateMultipartUpload", "CopyObject", "DeleteObject"} <= operations["CopyFileFunction"]
+    assert {"CreateMultipartUpload", "DeleteObject"} <= operations["CopyFileFunction"]
+    assert {"CopyObject", "UploadPartCopy"} & operations["CopyFileFunction"]
     assert "DeleteObjects" in operations["PruneMirrorFunction"]
     assert {"HeadObject", "PutObject"} <= operations["FetchPopulationFunction"]
     assert {"GetObject", "PutObject"} <= operations["AnalyticsFunction"]
