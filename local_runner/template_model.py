@@ -78,14 +78,19 @@ class Template:
                     handler=props.get("Handler", globals_.get("Handler")),
                     timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
                     environment=env,
-                    sqs_queues=tuple(
-                        event["Properties"]["Queue"]["Fn::GetAtt"][0]
-                        for event in props.get("Events", {}).values()
-                        if event.get("Type") == "SQS"
-                    ),
+                    sqs_queues=self._queues_consumed_by(logical_id, props),
                 )
             )
         return specs
+
+    def _queues_consumed_by(self, function: str, props: dict) -> tuple[str, ...]:
+        """Queues feeding the function: SAM SQS events, and AWS::Lambda::EventSourceMapping resources."""
+        queues = [e["Properties"]["Queue"]["Fn::GetAtt"][0] for e in props.get("Events", {}).values() if e.get("Type") == "SQS"]
+        for resource in self.resources.values():
+            mapping = resource.get("Properties", {})
+            if resource["Type"] == "AWS::Lambda::EventSourceMapping" and mapping.get("FunctionName") == {"Ref": function}:
+                queues.append(mapping["EventSourceArn"]["Fn::GetAtt"][0])
+        return tuple(queues)
 
     def state_machine(self) -> tuple[str, dict]:
         """(logical id, properties) of the one AWS::Serverless::StateMachine."""

@@ -135,9 +135,14 @@ def payloads_sent_to(logical_id: str) -> list[tuple[str, set[str]]]:
 
 
 def sqs_sources(logical_id: str) -> dict[str, dict]:
-    """The function's SQS event sources: event id -> Properties."""
+    """The function's SQS event sources (SAM SQS events and event source mapping resources): id -> {"Queue": ...}."""
     events = FUNCTIONS[logical_id].get("Events") or {}
-    return {eid: e.get("Properties", {}) for eid, e in events.items() if e.get("Type") == "SQS"}
+    sources = {eid: e.get("Properties", {}) for eid, e in events.items() if e.get("Type") == "SQS"}
+    for mapping_id, resource in RESOURCES.items():
+        mapping = resource.get("Properties", {})
+        if resource.get("Type") == "AWS::Lambda::EventSourceMapping" and mapping.get("FunctionName") == {"Ref": logical_id}:
+            sources[mapping_id] = {**mapping, "Queue": mapping.get("EventSourceArn")}
+    return sources
 
 
 def sqs_event_file(logical_id: str) -> Path:

@@ -1,0 +1,210 @@
+"""deploy/deployer-policy.json grants what `sam deploy` and `sam delete` of this stack need, scoped to the stack.
+
+The template is transformed as CloudFormation receives it. Every resource it creates gets the ARN CloudFormation
+would give it in a stack named `bls-mirror` (explicit names rendered, generated names as `<stack>-<LogicalId>-<id>`),
+and the policy must allow the create/update/delete/tag actions of its type on that ARN. A resource type missing
+from RESOURCE_TYPE_ACTIONS fails the test: add its actions here and to the policy.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.transformed_template import ACCOUNT, REGION, Renderer, transformed
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY_FILE = ROOT / "deploy" / "deployer-policy.json"
+STACK = "bls-mirror"  # samconfig.toml's stack_name; README says how to use another one
+ALL_OPTIONS = {"AlarmEmail": "ops@example.com", "PublicMirror": "true", "ResourceGroupTag": "bls"}
+
+# resource type -> (name property, ARN format, actions CloudFormation calls to create, update, delete and tag it)
+RESOURCE_TYPE_ACTIONS: dict[str, tuple[str | None, str, list[str]]] = {
+    "AWS::S3::Bucket": ("BucketName", "arn:aws:s3:::{name}", [
+        "s3:CreateBucket", "s3:DeleteBucket", "s3:PutEncryptionConfiguration", "s3:PutBucketVersioning",
+        "s3:PutBucketPublicAccessBlock", "s3:PutBucketOwnershipControls", "s3:PutBucketNotification",
+        "s3:PutLifecycleConfiguration", "s3:PutBucketTagging", "s3:GetBucketTagging", "s3:GetBucketLocation",
+        "s3:GetEncryptionConfiguration", "s3:GetLifecycleConfiguration", "s3:ListBucket"]),
+    "AWS::S3::BucketPolicy": (None, "arn:aws:s3:::{bucket}", [
+        "s3:PutBucketPolicy", "s3:GetBucketPolicy", "s3:DeleteBucketPolicy"]),
+    "AWS::SQS::Queue": ("QueueName", "arn:aws:sqs:{region}:{account}:{name}", [
+        "sqs:CreateQueue", "sqs:DeleteQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:GetQueueUrl",
+        "sqs:TagQueue", "sqs:UntagQueue", "sqs:ListQueueTags"]),
+    "AWS::SQS::QueuePolicy": (None, "arn:aws:sqs:{region}:{account}:{queue}", [
+        "sqs:SetQueueAttributes", "sqs:GetQueueAttributes"]),
+    "AWS::IAM::Role": ("RoleName", "arn:aws:iam::{account}:role/{name}", [
+        "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy",
+        "iam:GetRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
+        "iam:TagRole", "iam:UntagRole", "iam:PassRole"]),
+    "AWS::Lambda::Function": ("FunctionName", "arn:aws:lambda:{region}:{account}:function:{name}", [
+        "lambda:CreateFunction", "lambda:DeleteFunction", "lambda:GetFunction", "lambda:UpdateFunctionCode",
+        "lambda:UpdateFunctionConfiguration", "lambda:TagResource", "lambda:UntagResource", "lambda:ListTags"]),
+    "AWS::Lambda::EventSourceMapping": (None, "arn:aws:lambda:{region}:{account}:event-source-mapping:{uuid}", [
+        "lambda:CreateEventSourceMapping", "lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping",
+        "lambda:DeleteEventSourceMapping", "lambda:TagResource", "lambda:ListEventSourceMappings"]),
+    "AWS::StepFunctions::StateMachine": ("StateMachineName", "arn:aws:states:{region}:{account}:stateMachine:{name}", [
+        "states:CreateStateMachine", "states:UpdateStateMachine", "states:DeleteStateMachine",
+        "states:DescribeStateMachine", "states:TagResource", "states:UntagResource", "states:ListTagsForResource",
+        "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups"]),
+    "AWS::Scheduler::Schedule": ("Name", "arn:aws:scheduler:{region}:{account}:schedule/default/{name}", [
+        "scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule", "scheduler:GetSchedule"]),
+    "AWS::Logs::LogGroup": ("LogGroupName", "arn:aws:logs:{region}:{account}:log-group:{name}", [
+        "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:DeleteRetentionPolicy",
+        "logs:TagResource", "logs:UntagResource", "logs:ListTagsForResource"]),
+    "AWS::SNS::Topic": ("TopicName", "arn:aws:sns:{region}:{account}:{name}", [
+        "sns:CreateTopic", "sns:DeleteTopic", "sns:GetTopicAttributes", "sns:SetTopicAttributes",
+        "sns:TagResource", "sns:UntagResource", "sns:ListTagsForResource"]),
+    "AWS::SNS::TopicPolicy": (None, "arn:aws:sns:{region}:{account}:{topic}", [
+        "sns:SetTopicAttributes", "sns:GetTopicAttributes"]),
+    "AWS::SNS::Subscription": (None, "arn:aws:sns:{region}:{account}:{topic}", [
+        "sns:Subscribe", "sns:Unsubscribe", "sns:GetSubscriptionAttributes", "sns:ListSubscriptionsByTopic"]),
+    "AWS::CloudWatch::Alarm": ("AlarmName", "arn:aws:cloudwatch:{region}:{account}:alarm:{name}", [
+        "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms",
+        "cloudwatch:TagResource", "cloudwatch:UntagResource"]),
+}
+
+STACK_ARN = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/0a1b2c3d"
+MANAGED_STACK_ARN = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/aws-sam-cli-managed-default/4e5f"
+ARTIFACTS = "arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-1x2y3z"
+# What the SAM CLI itself calls around the stack (samcli/lib/deploy, lib/delete, lib/package, managed stack).
+SAM_CLI_CALLS = [
+    *[(a, STACK_ARN) for a in (
+        "cloudformation:CreateChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:ExecuteChangeSet",
+        "cloudformation:DeleteChangeSet", "cloudformation:ListChangeSets", "cloudformation:DescribeStacks",
+        "cloudformation:DescribeStackEvents", "cloudformation:GetTemplate", "cloudformation:GetTemplateSummary",
+        "cloudformation:DeleteStack")],
+    ("cloudformation:CreateChangeSet", f"arn:aws:cloudformation:{REGION}:aws:transform/Serverless-2016-10-31"),
+    *[(a, MANAGED_STACK_ARN) for a in (
+        "cloudformation:CreateStack", "cloudformation:UpdateStack", "cloudformation:DescribeStacks")],
+    *[(a, ARTIFACTS) for a in (
+        "s3:CreateBucket", "s3:PutBucketPolicy", "s3:PutBucketVersioning", "s3:PutBucketTagging",
+        "s3:PutEncryptionConfiguration", "s3:PutBucketPublicAccessBlock", "s3:ListBucket")],
+    *[(a, f"{ARTIFACTS}/bls-mirror/0123abcd.template") for a in (
+        "s3:PutObject", "s3:GetObject", "s3:GetObjectTagging", "s3:DeleteObject")],
+]
+UNSCOPED_STATEMENTS = {"UnscopableReads", "StateMachineLogDelivery", "QueueTrigger"}
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.fixture(scope="module")
+def policy() -> dict:
+    return json.loads(POLICY_FILE.read_text())
+
+
+def allows(policy: dict, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
+    """Whether an Allow statement matches (no Deny statements exist in the file; checked below)."""
+    context = context or {}
+    for statement in policy["Statement"]:
+        if not any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in _as_list(statement["Action"])):
+            continue
+        if not any(fnmatch.fnmatchcase(resource, r) for r in _as_list(statement["Resource"])):
+            continue
+        if all(
+            key in context and any(fnmatch.fnmatchcase(context[key], v) for v in _as_list(values))
+            for operator in statement.get("Condition", {}).values()
+            for key, values in operator.items()
+        ):
+            return True
+    return False
+
+
+def stack_resources() -> list[tuple[str, str, str]]:
+    """(logical id, type, ARN in a stack named bls-mirror) of every resource, with every optional resource on."""
+    template = transformed(ALL_OPTIONS)
+    renderer = Renderer(template, ALL_OPTIONS)
+    renderer.ref = _stack_ref(renderer)  # type: ignore[method-assign]
+    resources = []
+    for logical_id, resource in template["Resources"].items():
+        name_property, arn_format, _ = RESOURCE_TYPE_ACTIONS.get(resource["Type"], (None, "", []))
+        properties = resource.get("Properties", {})
+        generated = f"{STACK}-{logical_id}-1A2B3C4D5E6F"
+        name = renderer.render(properties[name_property]) if name_property in properties else generated
+        if resource["Type"] == "AWS::S3::Bucket":
+            name = name.lower()
+        arn = arn_format.format(
+            name=name, region=REGION, account=ACCOUNT, uuid="a1b2c3d4-0000-4000-8000-000000000000",
+            bucket=f"{STACK}-mirrorbucket-1a2b3c", queue=f"{STACK}-ReportsQueue-1A2B3C4D5E6F",
+            topic=f"{STACK}-AlarmTopic-1A2B3C4D5E6F",
+        )
+        resources.append((logical_id, resource["Type"], arn))
+    return resources
+
+
+def _stack_ref(renderer: Renderer):
+    original = renderer.ref
+
+    def ref(name: str) -> str:
+        return STACK if name == "AWS::StackName" else original(name)
+
+    return ref
+
+
+def test_every_resource_type_of_the_template_is_in_the_table() -> None:
+    missing = sorted({t for _, t, _ in stack_resources()} - set(RESOURCE_TYPE_ACTIONS))
+    assert not missing, f"template.yaml creates {missing}: add their actions to this table and the deployer policy"
+
+
+@pytest.mark.parametrize("logical_id,resource_type,arn", stack_resources(), ids=lambda v: str(v).rsplit(":", 1)[-1])
+def test_the_policy_lets_cloudformation_manage_each_resource(policy: dict, logical_id: str, resource_type: str, arn: str) -> None:
+    context = {
+        "lambda:FunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-AnalyticsFunction-1A2B3C4D5E6F",
+        "iam:PassedToService": {"AWS::IAM::Role": "lambda.amazonaws.com"}.get(resource_type, ""),
+    }
+    denied = [a for a in RESOURCE_TYPE_ACTIONS[resource_type][2] if not allows(policy, a, arn, context)]
+    assert not denied, f"{logical_id} ({resource_type}, {arn}): the deployer policy does not allow {denied}"
+
+
+def test_roles_may_be_passed_only_to_this_stacks_services_and_attach_only_its_managed_policies(policy: dict) -> None:
+    role = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-ListSourceFunctionRole-1A2B3C4D5E6F"
+    for service in ("lambda.amazonaws.com", "states.amazonaws.com", "scheduler.amazonaws.com"):
+        assert allows(policy, "iam:PassRole", role, {"iam:PassedToService": service})
+    assert not allows(policy, "iam:PassRole", role, {"iam:PassedToService": "ec2.amazonaws.com"})
+    assert not allows(policy, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/Admin", {"iam:PassedToService": "lambda.amazonaws.com"})
+    template = transformed(ALL_OPTIONS)
+    renderer = Renderer(template, ALL_OPTIONS)
+    attached = {arn for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"
+                for arn in renderer.render(r["Properties"].get("ManagedPolicyArns", []))}
+    for managed in attached:
+        assert allows(policy, "iam:AttachRolePolicy", role, {"iam:PolicyARN": managed}), managed
+    assert not allows(policy, "iam:AttachRolePolicy", role, {"iam:PolicyARN": "arn:aws:iam::aws:policy/AdministratorAccess"})
+
+
+def test_the_sam_cli_calls_around_the_stack_are_allowed(policy: dict) -> None:
+    denied = [(a, r) for a, r in SAM_CLI_CALLS if not allows(policy, a, r)]
+    assert not denied, f"sam deploy / sam delete would fail on {denied}"
+
+
+def test_nothing_outside_the_stack_is_granted(policy: dict) -> None:
+    other = "other-app"
+    for action, arn in [
+        ("s3:DeleteBucket", f"arn:aws:s3:::{other}-data"),
+        ("s3:PutObject", f"arn:aws:s3:::{other}-data/key"),
+        ("lambda:UpdateFunctionCode", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{other}-fn"),
+        ("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/{other}-role"),
+        ("cloudformation:DeleteStack", f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{other}/1"),
+        ("sqs:DeleteQueue", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{other}-queue"),
+        ("states:DeleteStateMachine", f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{other}"),
+        ("lambda:DeleteEventSourceMapping", "*"),
+    ]:
+        context = {"lambda:FunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{other}-fn"}
+        assert not allows(policy, action, arn, context), f"{action} on {arn} should not be allowed"
+
+
+def test_the_policy_is_a_managed_policy_without_wildcard_actions(policy: dict) -> None:
+    assert len(json.dumps(policy, separators=(",", ":"))) < 6144, "over the managed-policy size limit"
+    assert policy["Version"] == "2012-10-17"
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"]):
+            assert action != "*" and not action.endswith(":*"), action
+        if "*" in _as_list(statement["Resource"]):
+            assert statement["Sid"] in UNSCOPED_STATEMENTS, f"{statement['Sid']} grants on every resource"
