@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-interval", type=int, default=1, help="first retry delay in seconds (default: 1)")
     parser.add_argument("--retry-attempts", type=int, default=3, help="retries per transient failure (default: 3)")
     parser.add_argument("--retry-max-delay", type=int, default=8, help="longest retry delay in seconds (default: 8)")
+    parser.add_argument(
+        "--function-timeout", type=float, default=None, metavar="SECONDS",
+        help="run every function with this timeout instead of its Timeout in template.yaml, e.g. to see quickly "
+        "what a slow source does (default: the template's)",
+    )
     parser.add_argument("--input", default="{}", help="execution input as JSON, e.g. per-run overrides (default: {})")
     parser.add_argument("--verbose", action="store_true", help="also print the handlers' structured logs")
     return parser
@@ -94,7 +99,10 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     extra_env = {} if args.verbose else {"POWERTOOLS_LOG_LEVEL": "WARNING"}
     started = time.monotonic()
     try:
-        with LocalEngine(parameters, observer=progress.on_invocation, extra_env=extra_env) as engine:
+        engine = LocalEngine(parameters, observer=progress.on_invocation, extra_env=extra_env)
+        if args.function_timeout:
+            engine.function_timeouts = dict.fromkeys(engine.function_timeouts, args.function_timeout)
+        with engine:
             state.load_into(engine.s3, engine.bucket)
             engine.purge_queues()  # restoring yesterday's files is not a new write
             progress.start(args.source_url)
@@ -145,6 +153,8 @@ def _check_settings(args: argparse.Namespace) -> str | None:
         return str(exc)
     if args.concurrency < 1:
         return "--concurrency must be at least 1"
+    if args.function_timeout is not None and not 0 < args.function_timeout <= 900:
+        return "--function-timeout must be more than 0 and at most 900 seconds (Lambda's limit)"
     return None
 
 

@@ -4,6 +4,11 @@ the real handlers in this process.
 moto's Lambda backend without Docker does not run code; `LambdaSimpleBackend.invoke` is replaced so that each
 invoke imports the function's Handler and calls it. A handler exception becomes `x-amz-function-error: Unhandled`
 with `{"errorType": <class name>, ...}`, exactly what Step Functions' Retry and Catch match on in AWS.
+
+Each function runs under its Timeout from template.yaml (or a shorter one given to the engine, for tests): the
+context's get_remaining_time_in_millis() counts it down, and a handler still running when it ends is reported as
+Lambda reports it, errorType `Sandbox.Timedout`. Unlike Lambda, the engine cannot freeze the handler's thread: it
+runs on in the background, and the engine waits for it when it closes.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ class LocalContext:
     """The attributes of Lambda's context object that handlers and Powertools read."""
 
     function_name: str
-    timeout_seconds: int
+    timeout_seconds: float
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     memory_limit_in_mb: int = 256
     function_version: str = "$LATEST"
@@ -84,13 +89,22 @@ class LocalEngine:
         observer: Callable[[Invocation], None] | None = None,
         template: Template | None = None,
         extra_env: dict[str, str] | None = None,
+        function_timeouts: dict[str, float] | None = None,
     ):
+        """function_timeouts: logical id -> seconds, replacing the template's Timeout of those functions."""
         self.template = template or Template.load()
         self.parameters = {**self.template.parameter_defaults(), **{k: str(v) for k, v in parameters.items()}}
         self.bucket = bucket
         self.observer = observer
         self.extra_env = extra_env or {}
         self._functions: dict[str, FunctionSpec] = {f.logical_id: f for f in self.template.functions()}
+        unknown = sorted(set(function_timeouts or {}) - set(self._functions))
+        if unknown:
+            raise ValueError(f"function_timeouts names function(s) the template lacks: {', '.join(unknown)}")
+        self.function_timeouts = {name: float(spec.timeout) for name, spec in self._functions.items()}
+        self.function_timeouts.update({k: float(v) for k, v in (function_timeouts or {}).items()})
+        self._overrunning: list[threading.Thread] = []
+        self._started_at: dict[str, int] = {}
         self._function_arns: dict[str, str] = {}
         self._queue_urls: dict[str, str] = {}
         self._invocations: list[Invocation] = []
@@ -133,6 +147,7 @@ class LocalEngine:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.join_overrunning()
         self._reset_cached_clients()
         while self._exit_stack:
             self._exit_stack.pop().__exit__(None, None, None)
@@ -220,9 +235,13 @@ class LocalEngine:
                 )
 
     def purge_queues(self) -> None:
-        """Drop waiting messages, e.g. the notifications that restoring a saved bucket set off."""
+        """Drop waiting messages, e.g. the notifications that restoring a saved bucket set off (received and
+        deleted one by one: SQS allows one PurgeQueue a minute)."""
         for url in self._queue_urls.values():
-            self.sqs.purge_queue(QueueUrl=url)
+            while messages := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+                self.sqs.delete_message_batch(QueueUrl=url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+                ])
 
     def drain_queues(self) -> None:
         """What Lambda's SQS event source mapping does: deliver waiting messages to their consumer function in
@@ -247,15 +266,26 @@ class LocalEngine:
                         break  # failed messages wait for their visibility timeout, as in AWS
 
     def _create_state_machine(self) -> None:
-        logical_id, props = self.template.state_machine()
+        logical_id, _ = self.template.state_machine()
+        self.definition = self._definition()
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name=logical_id, definition=self.definition, roleArn=self._role
+        )["stateMachineArn"]
+
+    def _definition(self) -> str:
+        _, props = self.template.state_machine()
         substitutions = resolve(props.get("DefinitionSubstitutions", {}), self._ref, self._get_att)
         text = (PROJECT_ROOT / props["DefinitionUri"]).read_text(encoding="utf-8")
         definition = substitute_definition(text, substitutions)
         json.loads(definition)  # fail here, clearly, if a substitution left the JSON broken
-        self.definition = definition
-        self.state_machine_arn = self.sfn.create_state_machine(
-            name=logical_id, definition=definition, roleArn=self._role
-        )["stateMachineArn"]
+        return definition
+
+    def redefine(self, **parameters: str) -> None:
+        """Change parameters that reach the state machine through its DefinitionSubstitutions (e.g.
+        RetryMaxAttempts) for the next executions; the functions' environment stays as it was."""
+        self.parameters.update({name: str(value) for name, value in parameters.items()})
+        self.definition = self._definition()
+        self.sfn.update_state_machine(stateMachineArn=self.state_machine_arn, definition=self.definition)
 
     @staticmethod
     def _reset_cached_clients() -> None:
@@ -277,15 +307,31 @@ class LocalEngine:
         spec = self._functions[function_name]
         event = json.loads(body) if body else {}
         record = Invocation(function=function_name, event=event)
+        timeout = self.function_timeouts[function_name]
+        context = LocalContext(function_name, timeout)
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["result"] = _load_handler(spec.handler)(event, context)
+            except Exception as exc:  # noqa: BLE001 - every handler failure must reach the state machine
+                outcome["error"] = exc
+
         started = time.monotonic()
-        try:
-            handler = _load_handler(spec.handler)
-            record.result = handler(event, LocalContext(function_name, spec.timeout))
-            payload = json.dumps(record.result).encode()
-        except Exception as exc:  # noqa: BLE001 - every handler failure must reach the state machine
+        worker = threading.Thread(target=call, name=f"lambda-{function_name}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        record.seconds = time.monotonic() - started
+        if worker.is_alive():
+            with self._lock:
+                self._overrunning.append(worker)
+            record.error_type = "Sandbox.Timedout"
+            record.error_message = f"RequestId: {context.aws_request_id} Error: Task timed out after {timeout:.2f} seconds"
+            payload = json.dumps({"errorType": record.error_type, "errorMessage": record.error_message}).encode()
+        elif "error" in outcome:
+            exc = outcome["error"]
             record.error_type = type(exc).__name__
             record.error_message = str(exc)
-            response_headers["x-amz-function-error"] = "Unhandled"
             payload = json.dumps(
                 {
                     "errorType": record.error_type,
@@ -293,15 +339,35 @@ class LocalEngine:
                     "stackTrace": traceback.format_tb(exc.__traceback__)[-3:],
                 }
             ).encode()
-        record.seconds = time.monotonic() - started
+        else:
+            record.result = outcome.get("result")
+            try:
+                payload = json.dumps(record.result).encode()
+            except (TypeError, ValueError) as exc:
+                record.error_type, record.error_message = "Runtime.MarshalError", f"Unable to marshal response: {exc}"
+                payload = json.dumps({"errorType": record.error_type, "errorMessage": record.error_message}).encode()
+        if record.error_type:
+            response_headers["x-amz-function-error"] = "Unhandled"
         with self._lock:
             self._invocations.append(record)
         if self.observer is not None:
             self.observer(record)
         return payload
 
+    def join_overrunning(self, timeout: float = 120) -> None:
+        """Wait for handlers that outlived their timeout: they must not touch the mocked AWS after it is gone."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            workers, self._overrunning = self._overrunning, []
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+
     # -- running -----------------------------------------------------------------------------------------
     def execute(self, execution_input: dict | None = None, name: str | None = None, timeout: float = 3600) -> ExecutionResult:
+        return self.wait(self.start(execution_input, name), timeout)
+
+    def start(self, execution_input: dict | None = None, name: str | None = None) -> str:
+        """Start an execution and return its ARN; wait() collects it. Several may run at once."""
         with self._lock:
             first = len(self._invocations)
         arn = self.sfn.start_execution(
@@ -309,6 +375,15 @@ class LocalEngine:
             name=name or f"local-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}",
             input=json.dumps(execution_input or {}),
         )["executionArn"]
+        self._started_at[arn] = first
+        return arn
+
+    def wait(self, arn: str, timeout: float = 3600) -> ExecutionResult:
+        """Wait for an execution to end, then deliver the queue messages it caused.
+
+        The result's invocations are those since the execution started: with overlapping executions, they include
+        the other executions' invocations too.
+        """
         deadline = time.monotonic() + timeout
         while True:
             described = self.sfn.describe_execution(executionArn=arn)
@@ -319,7 +394,7 @@ class LocalEngine:
             time.sleep(0.02)
         self.drain_queues()
         with self._lock:
-            invocations = self._invocations[first:]
+            invocations = self._invocations[self._started_at.pop(arn, 0):]
         output = described.get("output")
         return ExecutionResult(
             status=described["status"],

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import socket
+import struct
 import threading
 import time
 from collections import defaultdict, deque
@@ -48,6 +50,8 @@ class BlsServer:
     files: dict[str, ServedFile] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     listing_override: Callable[[str], tuple[int, str]] | None = None
+    listing_style: str = "iis"  # "iis" as download.bls.gov writes it, or "loose": other padding, spacing and case
+    directories: list[str] = field(default_factory=list)  # sub-directories, listed as <dir> rows
     # Other documents served at absolute paths (e.g. a DataUSA-like API): path -> (body, content type)
     routes: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
@@ -64,24 +68,34 @@ class BlsServer:
         del self.files[name]
 
     def add_faults(self, name: str, *faults: Fault) -> None:
-        """Queue faults for the next requests of a file ('' for the listing)."""
+        """Queue faults for the next requests of a file ('' for the listing, or a route's path)."""
         with self._lock:
             self._faults[name].extend(faults)
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
     def listing_html(self) -> str:
         rows = [f'<A HREF="{self.base_path.rsplit("/", 2)[0]}/">[To Parent Directory]</A><br><br>']
-        for name in sorted(self.files):
-            f = self.files[name]
-            rows.append(
-                f"{iis_stamp(f.modified):>19} {len(f.body):>12} "
-                f'<A HREF="{self.base_path}{name}">{name}</A><br>'
-            )
+        entries = [(name, f.modified, str(len(f.body))) for name, f in self.files.items()]
+        entries += [(f"{d}/", dt.datetime(2026, 8, 6, 8, 30), "<dir>") for d in self.directories]
+        for name, moment, size in sorted(entries):
+            rows.append(self._row(name, moment, size))
         title = f"127.0.0.1 - {self.base_path}"
         return (
             f"<html><head><title>{title}</title></head><body><H1>{title}</H1><hr>\r\n\r\n<pre>"
             + "".join(rows)
             + "</pre><hr></body></html>\r\n"
         )
+
+    def _row(self, name: str, moment: dt.datetime, size: str) -> str:
+        if self.listing_style == "loose":  # zero-padded, tab-separated, lower case, raw <dir>, no <br>
+            hour, half = moment.hour % 12 or 12, "am" if moment.hour < 12 else "pm"
+            stamp = f"{moment.month:02d}/{moment.day:02d}/{moment.year}\t{hour:02d}:{moment.minute:02d}{half}"
+            return f'{stamp}\t{size}\t<a href="{self.base_path}{name}">{name.rstrip("/")}</a>\n'
+        size = size.replace("<dir>", "&lt;dir&gt;")
+        return f'{iis_stamp(moment):>19} {size:>12} <A HREF="{self.base_path}{name}">{name.rstrip("/")}</A><br>'
 
     # -- observation ----------------------------------------------------------------------------------------
     def route(self, path: str, body: bytes, content_type: str = "application/json") -> None:
@@ -223,8 +237,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict | None = None,
         declared_length: int | None = None,
         cut_after: int | None = None,
+        reset: bool = False,
     ) -> None:
-        """Answer with a body; declared_length lies about Content-Length, cut_after closes the connection early."""
+        """Answer with a body; declared_length lies about Content-Length, cut_after closes the connection early
+        (reset: with a TCP RST instead of a clean close)."""
         self.owner._log(self.command, self.path, self.headers.get("User-Agent", ""), status)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -251,6 +267,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             return
+        if reset:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
         if cut_after is not None:
             self.close_connection = True
 
@@ -263,12 +282,50 @@ def status(code: int, headers: dict | None = None) -> Fault:
     return fault
 
 
+def _served(handler: _Handler) -> ServedFile:
+    return handler.owner.files[handler.path[len(handler.owner.base_path):]]
+
+
 def short_body(missing: int = 100) -> Fault:
     """Declare the real length, send all but the last `missing` bytes, close."""
 
     def fault(handler: _Handler, _: bytes) -> None:
-        name = handler.path[len(handler.owner.base_path):]
-        body = handler.owner.files[name].body
+        body = _served(handler).body
         handler.send_body(200, body, "text/plain", cut_after=max(0, len(body) - missing))
+
+    return fault
+
+
+def reset_mid_body(after: int) -> Fault:
+    """Declare the real length, send the first `after` bytes, then reset the connection (TCP RST)."""
+
+    def fault(handler: _Handler, _: bytes) -> None:
+        served = _served(handler)
+        handler.send_body(200, served.body, "text/plain", served.modified, cut_after=after, reset=True)
+
+    return fault
+
+
+def drip_then_stall(drip_seconds: float, stall_seconds: float) -> Fault:
+    """The file's headers, then a few bytes every 0.1 s for `drip_seconds`, then nothing for `stall_seconds`."""
+
+    def fault(handler: _Handler, _: bytes) -> None:
+        served = _served(handler)
+        handler.owner._log(handler.command, handler.path, handler.headers.get("User-Agent", ""), 200)
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Content-Length", str(len(served.body)))
+        handler.end_headers()
+        sent, started = 0, time.monotonic()
+        try:
+            while time.monotonic() - started < drip_seconds and sent < len(served.body) - 64:
+                handler.wfile.write(served.body[sent:sent + 64])
+                handler.wfile.flush()
+                sent += 64
+                time.sleep(0.1)
+            time.sleep(stall_seconds)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        handler.close_connection = True
 
     return fault

@@ -76,9 +76,27 @@ def test_the_test_servers_listing_parses_like_the_real_one():
 
 
 @pytest.mark.parametrize(
-    "page",
-    ["", "<html><body>Service Unavailable</body></html>", '<pre><A HREF="/pub/time.series/">[To Parent Directory]</A></pre>'],
+    "page,reason",
+    [
+        ("", "no file rows"),
+        ("<html><body>Service Unavailable</body></html>", "no file rows"),
+        ('<pre><A HREF="/pub/time.series/">[To Parent Directory]</A></pre>', "lists no files at all"),
+    ],
 )
-def test_a_page_without_file_rows_is_an_error_that_quotes_the_page(page):
-    with pytest.raises(ListingError, match="no file rows"):
+def test_a_page_without_file_rows_is_an_error_that_quotes_the_page(page, reason):
+    with pytest.raises(ListingError, match=f"{reason}.*nothing was copied or deleted") as raised:
         require_files(parse_listing(page, BASE), page, BASE)
+    assert "Page starts" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        ' 8/6/2026  8:30 AM          5 <A HREF="/pub/time.series/pr/pr.class">pr.class</A><br>',
+        '08/06/2026\t08:30AM\t5\t<a href="/pub/time.series/pr/pr.class">pr.class</a>',
+        '8/6/2026 8:30 am 5 <a  href = "/pub/time.series/pr/pr.class" >pr.class</a>',
+    ],
+)
+def test_the_stamp_is_the_same_whatever_the_rows_padding_and_spacing(row):
+    [file] = parse_listing(row, BASE)
+    assert (file.name, file.size, file.stamp) == ("pr.class", 5, "8/6/2026 8:30 AM")

@@ -9,7 +9,10 @@ import os
 import pytest
 
 from bls_pipeline.bls_listing import SourceFile
+from botocore.exceptions import ClientError
+
 from bls_pipeline.copier import copy_file
+from bls_pipeline.mirror import MirrorWriteError, write_condition
 from bls_pipeline.source_http import SourceClient, TransientSourceError
 from tests.bls_server import short_body
 
@@ -21,10 +24,10 @@ def listed(bls, name: str) -> SourceFile:
     return SourceFile(name, bls.url + name, len(bls.files[name].body), "8/6/2026 8:30 AM")
 
 
-def copy(s3, bls, name: str, single_put_limit: int = 8 * MiB, part_size: int = 8 * MiB):
+def copy(s3, bls, name: str, single_put_limit: int = 8 * MiB, part_size: int = 8 * MiB, condition=None):
     return copy_file(
         s3, SourceClient("ops@example.com"), listed(bls, name), BUCKET, "bls/pr/" + name,
-        "pipeline/staging/", single_put_limit=single_put_limit, part_size=part_size,
+        "pipeline/staging/", single_put_limit=single_put_limit, part_size=part_size, condition=condition,
     )
 
 
@@ -54,9 +57,10 @@ def test_a_large_file_streams_through_multipart_staging_and_is_published_whole(m
 
     result = copy(moto_s3, bls, "pr.big", single_put_limit=1 * MiB, part_size=5 * MiB)
 
-    got = moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.big")
+    got = moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.big", ChecksumMode="ENABLED")
     assert got["Body"].read() == body
     assert got["Metadata"]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert got["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
     assert got["Metadata"]["source-size"] == str(len(body))
     assert result.multipart is True
     assert staging_leftovers(moto_s3) == []
@@ -85,3 +89,39 @@ def test_a_short_body_of_a_new_file_leaves_no_object_at_all(moto_s3, bls):
         copy(moto_s3, bls, "pr.new")
 
     assert moto_s3.list_objects_v2(Bucket=BUCKET, Prefix="bls/pr/").get("KeyCount") == 0
+
+
+@pytest.mark.parametrize("planned", ["an-older-etag", None], ids=["replaced", "created"])
+def test_a_mirror_object_changed_since_the_plan_is_left_as_the_other_execution_wrote_it(moto_s3, bls, planned):
+    moto_s3.put_object(Bucket=BUCKET, Key="bls/pr/pr.file", Body=b"written by another execution")
+    bls.put("pr.file", b"what this execution downloaded")
+    condition = write_condition({"mirror_etag": planned})
+
+    result = copy(moto_s3, bls, "pr.file", condition=condition)
+
+    assert result.superseded and result.to_dict()["superseded"] is True
+    assert moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.file")["Body"].read() == b"written by another execution"
+
+
+def test_the_version_the_plan_saw_is_replaced(moto_s3, bls):
+    etag = moto_s3.put_object(Bucket=BUCKET, Key="bls/pr/pr.file", Body=b"old")["ETag"]
+    bls.put("pr.file", b"new")
+
+    result = copy(moto_s3, bls, "pr.file", condition=write_condition({"mirror_etag": etag}))
+
+    assert not result.superseded
+    assert moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.file")["Body"].read() == b"new"
+
+
+def test_s3_refusing_the_write_names_the_object_and_the_error(moto_s3, bls):
+    bls.put("pr.file", b"data")
+
+    def refuse(**_):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject")
+
+    moto_s3.meta.events.register("before-call.s3.PutObject", refuse)
+    try:
+        with pytest.raises(MirrorWriteError, match=r"PutObject of s3://mirror-bucket/bls/pr/pr.file: AccessDenied"):
+            copy(moto_s3, bls, "pr.file")
+    finally:
+        moto_s3.meta.events.unregister("before-call.s3.PutObject", refuse)

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from local_runner.cli import main
+from tests.bls_server import drip_then_stall
 from tests.conftest import POPULATION_PATH
 
 FILES = {
@@ -77,9 +78,33 @@ def test_an_unreachable_source_is_one_clear_line_a_non_zero_exit_and_no_change_t
     assert snapshot(state) == before
 
 
+def test_a_source_too_slow_for_the_function_timeout_leaves_the_mirror_on_disk_byte_identical(bls, tmp_path, capsys):
+    for name, body in FILES.items():
+        bls.put(name, body)
+    state = tmp_path / "state"
+    assert run(bls, state) == 0
+    mirror = state / "s3" / "bls" / "pr"
+    before = snapshot(mirror)
+    bls.put("pr.series", b"series changed\r\n" * 50, dt.datetime(2026, 9, 1, 8, 30))
+    bls.add_faults("pr.series", drip_then_stall(1.0, 3))
+    capsys.readouterr()
+
+    code = run(bls, state, "--function-timeout", "2", "--retry-attempts", "0")
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and "CopyFailed" in err[0] and "pr.series" in err[0] and "source too slow" in err[0]
+    assert snapshot(mirror) == before
+
+    assert run(bls, state) == 0
+    assert {p.name: p.read_bytes() for p in mirror.iterdir()} == {n: f.body for n, f in bls.files.items()}
+
+
 def test_bad_flags_are_refused_before_anything_runs(tmp_path, capsys):
     assert main(["--contact-email", "not-an-email", "--state-dir", str(tmp_path / "s")]) == 2
     assert "is not an e-mail address" in capsys.readouterr().err
     assert main(["--contact-email", "a@b.org", "--source-url", "ftp://x/", "--state-dir", str(tmp_path / "s")]) == 2
     assert "not an http(s) URL" in capsys.readouterr().err
+    assert main(["--contact-email", "a@b.org", "--function-timeout", "0", "--state-dir", str(tmp_path / "s")]) == 2
+    assert "--function-timeout must be more than 0" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()

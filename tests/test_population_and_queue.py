@@ -1,4 +1,6 @@
-"""FetchPopulation and Analytics through the real state machine, and the S3 -> SQS -> analytics path in moto."""
+"""FetchPopulation and Analytics through the real state machine, and the S3 -> SQS -> analytics path in moto.
+
+Bad population answers are cases of test_fault_matrix.py."""
 
 from __future__ import annotations
 
@@ -58,31 +60,6 @@ def test_an_unchanged_population_is_not_rewritten_and_the_state_machine_reports_
     keys = {o["Key"] for o in engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=f"reports/{run_folder}/")["Contents"]}
     assert {f"reports/{run_folder}/{n}.{ext}" for n in ("population_stats", "best_year_by_series", "series_population")
             for ext in ("json", "csv")} == keys
-
-
-@pytest.mark.parametrize(
-    "answer,error",
-    [
-        (status(200), "PopulationFormatError"),  # an HTML page with status 200
-        ("unknown-shape", "PopulationFormatError"),
-        ("empty-data", "PopulationFormatError"),
-        (status(404), "SourceNotFound"),
-    ],
-)
-def test_a_bad_population_answer_fails_by_name_and_keeps_the_previous_file(engine, bls, answer, error):
-    assert engine.execute().succeeded
-    before = engine.s3.get_object(Bucket=engine.bucket, Key="datausa/population.json")["Body"].read()
-    if answer == "unknown-shape":
-        bls.route(POPULATION_PATH, b'{"error": "cube acs_yg_total_population_1 not found"}')
-    elif answer == "empty-data":
-        bls.route(POPULATION_PATH, b'{"data": [], "page": {"total": 0}}')
-    else:
-        bls.add_faults(POPULATION_PATH, answer)
-
-    result = engine.execute()
-
-    assert result.status == "FAILED" and result.error == error
-    assert engine.s3.get_object(Bucket=engine.bucket, Key="datausa/population.json")["Body"].read() == before
 
 
 def test_a_502_is_retried_and_then_the_population_arrives(engine, bls):

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from bls_pipeline.analytics import run_analytics
+from bls_pipeline.config import Settings
 from bls_pipeline.population import PopulationFormatError, YearPopulation, parse_population
 from bls_pipeline.reports import AnalyticsInputError, compute_reports, to_csv
 from tests.conftest import POPULATION, population_json
@@ -105,3 +107,23 @@ def test_both_datausa_shapes_give_the_same_records():
 def test_anything_else_from_datausa_is_refused_with_the_cause(raw, message):
     with pytest.raises(PopulationFormatError, match=message):
         parse_population(raw)
+
+
+def test_a_header_with_a_byte_order_mark_is_read():
+    with_bom = ("\ufeff" + DATA).encode("utf-8").splitlines(keepends=True)
+    assert compute_reports(with_bom, POP).best_year_by_series == reports().best_year_by_series
+
+
+def test_the_stored_run_names_the_bad_rows_and_logs_them_as_a_warning(moto_s3):
+    settings = Settings(bucket="mirror-bucket", contact_email="ops@example.com")
+    moto_s3.put_object(Bucket="mirror-bucket", Key="bls/pr/pr.data.0.Current", Body=DATA.encode())
+    moto_s3.put_object(Bucket="mirror-bucket", Key="datausa/population.json", Body=population_json())
+    logged = []
+
+    summary = run_analytics(settings, moto_s3, "run-1", lambda message, fields, level="info": logged.append((message, level, fields)))
+
+    assert (summary["bad_rows"], summary["bad_row_lines"], summary["rows_read"]) == (2, [9, 11], 14)
+    [(_, level, fields)] = [entry for entry in logged if entry[0] == "bad rows skipped"]
+    assert level == "warning" and fields["file"] == "bls/pr/pr.data.0.Current"
+    assert fields["first_bad_rows"] == [{"line": 9, "reason": "value 'abc' is not a number"},
+                                        {"line": 11, "reason": "3 columns, expected 5"}]

@@ -1,10 +1,11 @@
-"""The real statemachine/pipeline.asl.json, run by moto's engine with the real handlers, against a BLS-like server."""
+"""The real statemachine/pipeline.asl.json, run by moto's engine with the real handlers, against a BLS-like server.
+
+Faults (of the listing, the files, the population API, S3, timing) are in test_fault_matrix.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 
 from tests.bls_server import status
 from tests.conftest import mirror_contents
@@ -37,7 +38,7 @@ def test_first_run_copies_every_file_byte_identical_with_its_metadata(bls, make_
     assert head["Metadata"]["source-size"] == str(len(FILES["pr.class"]))
     assert result.output["mirror"] | {} == {
         "listed": 4, "unchanged": 0, "copied": 4, "copied_bytes": sum(map(len, FILES.values())),
-        "deleted": 0, "deleted_files": [], "failed": 0, "failed_files": [], "failure_cause": "",
+        "deleted": 0, "deleted_files": [], "spared_files": [], "failed": 0, "failed_files": [], "failure_cause": "",
     }
     assert all("@" in r.user_agent for r in bls.requests_for())
 
@@ -96,70 +97,6 @@ def test_a_new_listing_stamp_with_the_same_size_is_copied_again(bls, make_engine
     head = engine.s3.head_object(Bucket=engine.bucket, Key="bls/pr/pr.class")
     assert head["Metadata"]["source-stamp"] == "10/1/2026 3:05 PM"
     assert result.output["mirror"]["copied"] == 1
-
-
-def test_a_503_twice_is_retried_and_the_file_arrives(bls, make_engine):
-    serve(bls)
-    bls.add_faults("pr.period", status(503), status(503))
-    engine = make_engine(bls.url)
-
-    result = engine.execute()
-
-    assert result.succeeded, result.cause
-    assert [r.status for r in bls.requests_for("pr.period")] == [503, 503, 200]
-    assert mirror_contents(engine.s3, engine.bucket)["pr.period"] == FILES["pr.period"]
-    copy_errors = [i.error_type for i in result.invocations if i.function == "CopyFileFunction" and i.error_type]
-    assert copy_errors == ["TransientSourceError", "TransientSourceError"]
-
-
-def test_a_404_is_not_retried_and_fails_the_execution_by_name_after_the_others_are_copied(bls, make_engine):
-    serve(bls)
-    bls.add_faults("pr.series", status(404))
-    engine = make_engine(bls.url)
-
-    result = engine.execute()
-
-    assert result.status == "FAILED"
-    assert result.error == "CopyFailed"
-    assert "pr.series" in result.cause and "SourceNotFound" in result.cause
-    assert len(bls.requests_for("pr.series")) == 1
-    copied = mirror_contents(engine.s3, engine.bucket)
-    assert copied == {k: v for k, v in FILES.items() if k != "pr.series"}
-    # the failed file is retried by the next run, and the run then succeeds
-    bls.reset_log()
-    healed = engine.execute()
-    assert healed.succeeded
-    assert [r.path for r in bls.file_requests()] == [bls.base_path + "pr.series"]
-
-
-def test_a_listing_without_file_rows_fails_before_anything_is_copied_or_deleted(bls, make_engine):
-    serve(bls)
-    engine = make_engine(bls.url)
-    assert engine.execute().succeeded
-    before = mirror_contents(engine.s3, engine.bucket)
-    bls.listing_override = lambda page: (200, "<html><body><h1>Service Unavailable</h1></body></html>")
-    bls.reset_log()
-
-    result = engine.execute()
-
-    assert result.status == "FAILED"
-    assert result.error == "ListingError"
-    assert "no file rows" in result.cause
-    assert bls.file_requests() == []
-    assert mirror_contents(engine.s3, engine.bucket) == before
-
-
-def test_a_403_says_bls_refused_and_why_and_is_not_retried(bls, make_engine):
-    serve(bls)
-    bls.add_faults("", status(403))
-    engine = make_engine(bls.url)
-
-    result = engine.execute()
-
-    assert result.status == "FAILED" and result.error == "SourceRefused"
-    message = json.loads(result.cause)["errorMessage"]
-    assert "BLS refused the request" in message and "contact e-mail" in message and "data-team@example.com" in message
-    assert len(bls.requests_for()) == 1
 
 
 def test_every_state_output_stays_small(bls, make_engine):

@@ -11,9 +11,14 @@ from .config import Settings
 from .population import parse_population
 from .reports import AnalyticsInputError, Reports, compute_reports, to_csv
 
+_LINES_SHOWN = 10
 
-def run_analytics(settings: Settings, s3: Any, run_id: str, log: Callable[[str, dict], None]) -> dict:
-    """Compute the three reports, write JSON and CSV under reports/<run_id>/ and reports/latest/, log each one."""
+
+def run_analytics(settings: Settings, s3: Any, run_id: str, log: Callable[..., None]) -> dict:
+    """Compute the three reports, write JSON and CSV under reports/<run_id>/ and reports/latest/, log each one.
+
+    log(message, fields, level="info"). Bad data rows are skipped, counted and logged as a warning.
+    """
     data_key = settings.mirror_prefix + settings.data_file
     population = parse_population(_read(s3, settings.bucket, settings.population_key).read())
     reports = compute_reports(
@@ -26,7 +31,7 @@ def run_analytics(settings: Settings, s3: Any, run_id: str, log: Callable[[str, 
         log("bad rows skipped", {
             "file": data_key, "bad_rows": reports.bad_row_count,
             "first_bad_rows": [{"line": b.line, "reason": b.reason} for b in reports.bad_rows[:20]],
-        })
+        }, level="warning")
     locations = {}
     for name, rows in reports.tables().items():
         log(f"report {name}", {"report": name, "rows": rows})
@@ -35,6 +40,7 @@ def run_analytics(settings: Settings, s3: Any, run_id: str, log: Callable[[str, 
         "reports": locations,
         "rows_read": reports.rows_read,
         "bad_rows": reports.bad_row_count,
+        "bad_row_lines": [b.line for b in reports.bad_rows[:_LINES_SHOWN]],
         "series_years": len(reports.series_population),
         "series_count": len(reports.best_year_by_series),
     }

@@ -36,6 +36,9 @@ class Settings:
     staging_prefix: str = DEFAULT_STAGING_PREFIX
     http_connect_timeout: float = 10.0
     http_read_timeout: float = 60.0
+    # A Retry-After up to this long is honoured inside the step (wait, ask once more); the state machine's Retry
+    # cannot read the header, so longer ones are left to its backoff.
+    retry_after_limit: float = 60.0
     # Files up to this size are buffered and written with one PutObject; larger ones stream as multipart.
     single_put_limit: int = 8 * 1024 * 1024
     part_size: int = 8 * 1024 * 1024

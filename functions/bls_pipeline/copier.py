@@ -1,19 +1,32 @@
-"""Copy one source file into the mirror: streamed, length-checked, hashed, and never visible half-written."""
+"""Copy one source file into the mirror: streamed, length-checked, hashed, and never visible half-written.
+
+The write is conditional on the mirror object the run planned against (its ETag, or its absence): an execution
+never replaces a version it did not see. When S3 refuses the write because another execution changed the object
+meanwhile, that execution's version is left in place, the copy counts as done (`superseded`), and the next run
+compares it with the listing again.
+"""
 
 from __future__ import annotations
 
 import base64
-import hashlib
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import urllib3
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
 
 from .bls_listing import SourceFile
-from .mirror import object_metadata
-from .source_http import SourceClient, TransientSourceError
+from .mirror import MirrorWriteError, object_metadata
+from .source_http import SourceBody, SourceClient
+
+logger = logging.getLogger(__name__)
+
+# S3 answers these to a conditional write when the object changed since the run listed the mirror (412), another
+# conditional write to it is in flight (409), or the object the plan saw is gone (404 on If-Match).
+_CHANGED_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
 
 
 @dataclass(frozen=True)
@@ -22,49 +35,13 @@ class CopyResult:
     bytes: int
     sha256: str
     multipart: bool
+    superseded: bool = False  # another execution changed the mirror object meanwhile; its version was left in place
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "bytes": self.bytes, "sha256": self.sha256, "multipart": self.multipart}
-
-
-class VerifiedBody:
-    """File-like reader over an HTTP body that hashes what passes and fails on a body shorter or longer than declared."""
-
-    def __init__(self, response: urllib3.BaseHTTPResponse, url: str):
-        self._response = response
-        self._url = url
-        self.expected = _content_length(response)
-        self.received = 0
-        self._sha256 = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            chunk = self._response.read(None if size is None or size < 0 else size)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise TransientSourceError(
-                f"download of {self._url} broke after {self.received} of {self._describe_expected()} bytes: {exc}"
-            ) from exc
-        self.received += len(chunk)
-        self._sha256.update(chunk)
-        if self.expected is not None and self.received > self.expected:
-            raise TransientSourceError(f"{self._url} sent more than its Content-Length of {self.expected} bytes")
-        if not chunk and self.expected is not None and self.received < self.expected:
-            raise TransientSourceError(
-                f"download of {self._url} ended after {self.received} of {self.expected} bytes (Content-Length)"
-            )
-        return chunk
-
-    def read_all(self) -> bytes:
-        parts = []
-        while chunk := self.read(1024 * 1024):
-            parts.append(chunk)
-        return b"".join(parts)
-
-    def sha256(self) -> hashlib._Hash:
-        return self._sha256
-
-    def _describe_expected(self) -> str:
-        return "unknown" if self.expected is None else str(self.expected)
+        result = {"name": self.name, "bytes": self.bytes, "sha256": self.sha256, "multipart": self.multipart}
+        if self.superseded:
+            result["superseded"] = True
+        return result
 
 
 def copy_file(
@@ -77,61 +54,81 @@ def copy_file(
     single_put_limit: int,
     part_size: int,
     upload_threads: int = 4,
+    condition: dict[str, str] | None = None,
 ) -> CopyResult:
-    with source.stream(file.url) as response:
-        body = VerifiedBody(response, file.url)
-        content_type = response.headers.get("Content-Type", "application/octet-stream")
+    """condition: S3 conditional-write parameters (mirror.write_condition) for publishing under the mirror key."""
+    condition = condition or {}
+    with source.stream(file.url) as body:
         if body.expected is not None and body.expected <= single_put_limit:
             data = body.read_all()
             digest = body.sha256()
-            s3.put_object(
+            published = _write(bucket, key, "PutObject", bool(condition), lambda: s3.put_object(
                 Bucket=bucket,
                 Key=key,
                 Body=data,
-                ContentType=content_type,
+                ContentType=body.content_type,
                 Metadata=object_metadata(file, len(data), digest.hexdigest()),
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=base64.b64encode(digest.digest()).decode(),
-            )
-            return CopyResult(file.name, len(data), digest.hexdigest(), multipart=False)
+                **condition,
+            ))
+            return CopyResult(file.name, len(data), digest.hexdigest(), multipart=False, superseded=not published)
         return _copy_via_staging(
-            s3, body, file, bucket, key, f"{staging_prefix}{uuid.uuid4().hex}/{file.name}",
-            content_type, TransferConfig(
-                multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=upload_threads
-            ),
+            s3, body, file, bucket, key, f"{staging_prefix}{uuid.uuid4().hex}/{file.name}", condition,
+            TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=upload_threads),
         )
 
 
 def _copy_via_staging(
-    s3: Any, body: VerifiedBody, file: SourceFile, bucket: str, key: str, staging_key: str,
-    content_type: str, transfer: TransferConfig,
+    s3: Any, body: SourceBody, file: SourceFile, bucket: str, key: str, staging_key: str, condition: dict,
+    transfer: TransferConfig,
 ) -> CopyResult:
     """Large files: multipart upload to a staging key (aborted on any failure), then one server-side copy that
     publishes the complete object under the mirror key with its final metadata, which only then is known."""
-    s3.upload_fileobj(body, bucket, staging_key, ExtraArgs={"ContentType": content_type}, Config=transfer)
+    try:
+        s3.upload_fileobj(body, bucket, staging_key, ExtraArgs={"ContentType": body.content_type}, Config=transfer)
+    except (ClientError, S3UploadFailedError) as exc:
+        raise MirrorWriteError(
+            f"S3 refused the multipart upload of {file.name} to s3://{bucket}/{staging_key}: {exc}. The mirror keeps "
+            "its previous version of the file; check the function's permission to write the staging prefix, then rerun."
+        ) from exc
     try:
         sha256_hex = body.sha256().hexdigest()
-        s3.copy(
-            {"Bucket": bucket, "Key": staging_key},
-            bucket,
-            key,
-            ExtraArgs={
-                "ContentType": content_type,
-                "Metadata": object_metadata(file, body.received, sha256_hex),
-                "MetadataDirective": "REPLACE",
-            },
-            Config=transfer,
-        )
+        published = _write(bucket, key, "CopyObject", bool(condition), lambda: s3.copy_object(
+            CopySource={"Bucket": bucket, "Key": staging_key},
+            Bucket=bucket,
+            Key=key,
+            ContentType=body.content_type,
+            Metadata=object_metadata(file, body.received, sha256_hex),
+            MetadataDirective="REPLACE",
+            ChecksumAlgorithm="SHA256",
+            **condition,
+        ))
     finally:
-        s3.delete_object(Bucket=bucket, Key=staging_key)
-    return CopyResult(file.name, body.received, sha256_hex, multipart=True)
+        try:
+            s3.delete_object(Bucket=bucket, Key=staging_key)
+        except ClientError as exc:  # the bucket's lifecycle rule expires staging objects; the copy itself stands
+            logger.warning("could not delete staging object %s: %s", staging_key, exc)
+    return CopyResult(file.name, body.received, sha256_hex, multipart=True, superseded=not published)
 
 
-def _content_length(response: urllib3.BaseHTTPResponse) -> int | None:
-    value = response.headers.get("Content-Length")
-    if value is None:
-        return None
+def _write(bucket: str, key: str, operation: str, conditional: bool, call: Any) -> bool:
+    """Run one conditional write of a mirror object; False when S3 refused it because the object changed since the
+    run was planned."""
     try:
-        return int(value)
-    except ValueError:
-        return None
+        call()
+        return True
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if conditional and code in _CHANGED_MEANWHILE:
+            logger.warning(
+                "s3://%s/%s changed since this run listed the mirror (another execution wrote or deleted it); "
+                "left as it is, the next run reconciles it", bucket, key,
+            )
+            return False
+        raise MirrorWriteError(
+            f"S3 refused the {operation} of s3://{bucket}/{key}: {code or 'error'}: {error.get('Message', exc)}. "
+            "The mirror keeps its previous version of the file; check the function's permission to write there "
+            "(and the bucket policy), then rerun."
+        ) from exc

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from botocore.exceptions import ClientError
+
 from .bls_listing import SourceFile
 
 META_STAMP = "source-stamp"
@@ -31,6 +33,7 @@ class MirroredObject:
     name: str
     size: int
     stamp: str | None  # None: the object was not written by this pipeline, or lost its metadata
+    etag: str = ""
 
 
 @dataclass
@@ -39,11 +42,12 @@ class SyncPlan:
     to_copy: list[SourceFile] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     to_delete: list[str] = field(default_factory=list)
+    etags: dict[str, str] = field(default_factory=dict)  # name -> ETag of every mirror object the plan saw
 
 
 def plan_sync(listing: list[SourceFile], mirrored: dict[str, MirroredObject]) -> SyncPlan:
     """Copy what is new or whose size or stamp differs from what was recorded; delete what the listing lacks."""
-    plan = SyncPlan(listing=listing)
+    plan = SyncPlan(listing=listing, etags={name: obj.etag for name, obj in mirrored.items()})
     listed = set()
     for file in listing:
         listed.add(file.name)
@@ -56,12 +60,18 @@ def plan_sync(listing: list[SourceFile], mirrored: dict[str, MirroredObject]) ->
     return plan
 
 
-def list_mirror_keys(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
-    """name (key without prefix) -> size of every object under the prefix."""
-    found: dict[str, int] = {}
+@dataclass(frozen=True)
+class ListedObject:
+    size: int
+    etag: str
+
+
+def list_mirror_keys(s3: Any, bucket: str, prefix: str) -> dict[str, ListedObject]:
+    """name (key without prefix) -> size and ETag of every object under the prefix."""
+    found: dict[str, ListedObject] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            found[obj["Key"][len(prefix):]] = obj["Size"]
+            found[obj["Key"][len(prefix):]] = ListedObject(obj["Size"], obj.get("ETag", ""))
     return found
 
 
@@ -70,9 +80,9 @@ def read_mirror(s3: Any, bucket: str, prefix: str, listing: Iterable[SourceFile]
 
     Only objects whose size matches the listing need a HEAD to read their stamp: any other is copied anyway.
     """
-    sizes = list_mirror_keys(s3, bucket, prefix)
+    present = list_mirror_keys(s3, bucket, prefix)
     wanted = {f.name: f for f in listing}
-    to_head = [name for name, size in sizes.items() if name in wanted and wanted[name].size == size]
+    to_head = [name for name, obj in present.items() if name in wanted and wanted[name].size == obj.size]
 
     def head(name: str) -> tuple[str, str | None]:
         meta = s3.head_object(Bucket=bucket, Key=prefix + name).get("Metadata", {})
@@ -82,33 +92,59 @@ def read_mirror(s3: Any, bucket: str, prefix: str, listing: Iterable[SourceFile]
     if to_head:
         with ThreadPoolExecutor(max_workers=min(_HEAD_THREADS, len(to_head))) as pool:
             stamps = dict(pool.map(head, to_head))
-    return {name: MirroredObject(name, size, stamps.get(name)) for name, size in sizes.items()}
+    return {name: MirroredObject(name, obj.size, stamps.get(name), obj.etag) for name, obj in present.items()}
 
 
 @dataclass(frozen=True)
 class PlanLocation:
     bucket: str
-    items_key: str  # JSON array of SourceFile dicts to copy: the Map's ItemReader reads it
+    items_key: str  # JSON array of copy items (SourceFile dicts plus the mirror's ETag): the Map's ItemReader reads it
     listing_key: str  # JSON array of every listed name: prune keeps exactly these
+    delete_key: str | None = None  # JSON object name -> ETag of the objects to delete, as the plan saw them
 
     def to_dict(self) -> dict[str, str]:
-        return {"bucket": self.bucket, "items_key": self.items_key, "listing_key": self.listing_key}
+        found = {"bucket": self.bucket, "items_key": self.items_key, "listing_key": self.listing_key}
+        if self.delete_key:
+            found["delete_key"] = self.delete_key
+        return found
+
+
+def copy_item(file: SourceFile, mirror_etag: str | None) -> dict:
+    """One Map item: the file, and the ETag of the mirror object it replaces (None: there is none)."""
+    return {**file.to_dict(), "mirror_etag": mirror_etag}
+
+
+def write_condition(item: dict) -> dict[str, str]:
+    """S3 conditional-write parameters for a copy item: replace only the version the plan saw, or create only if
+    still absent. An item without the field (e.g. a hand-written event) is written unconditionally."""
+    if "mirror_etag" not in item:
+        return {}
+    return {"IfMatch": item["mirror_etag"]} if item["mirror_etag"] else {"IfNoneMatch": "*"}
 
 
 def store_plan(s3: Any, bucket: str, runs_prefix: str, run_id: str, plan: SyncPlan) -> PlanLocation:
     base = f"{runs_prefix}{run_id}/"
-    location = PlanLocation(bucket, base + "copy-items.json", base + "listing.json")
-    _put_json(s3, bucket, location.items_key, [f.to_dict() for f in plan.to_copy])
+    location = PlanLocation(bucket, base + "copy-items.json", base + "listing.json", base + "delete.json")
+    _put_json(s3, bucket, location.items_key, [copy_item(f, plan.etags.get(f.name)) for f in plan.to_copy])
     _put_json(s3, bucket, location.listing_key, [f.name for f in plan.listing])
+    _put_json(s3, bucket, location.delete_key, {name: plan.etags[name] for name in plan.to_delete})
     return location
 
 
 def load_listed_names(s3: Any, bucket: str, key: str) -> set[str]:
-    return set(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+    return set(_get_json(s3, bucket, key))
+
+
+def load_planned_deletions(s3: Any, bucket: str, key: str) -> dict[str, str]:
+    return dict(_get_json(s3, bucket, key))
 
 
 def load_copy_items(s3: Any, bucket: str, key: str) -> list[SourceFile]:
-    return [SourceFile.from_dict(d) for d in json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())]
+    return [SourceFile.from_dict(d) for d in _get_json(s3, bucket, key)]
+
+
+def _get_json(s3: Any, bucket: str, key: str) -> Any:
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 def _put_json(s3: Any, bucket: str, key: str, value: Any) -> None:
@@ -120,15 +156,35 @@ class PruneGuardError(Exception):
     """A run would delete more of the mirror than it is allowed to."""
 
 
-def prune_mirror(
-    s3: Any, bucket: str, prefix: str, keep: set[str], max_share: float = 0.5, force: bool = False
-) -> list[str]:
-    """Delete the objects under the prefix whose names the listing no longer has; returns the deleted names.
+class MirrorWriteError(Exception):
+    """S3 did not accept a write or delete the mirror needed."""
 
-    Refuses, before deleting anything, when that is more than max_share of the mirror (unless forced).
+
+@dataclass(frozen=True)
+class PruneResult:
+    deleted: list[str]
+    spared: list[str]  # unlisted, but written after the run listed the mirror: the next run decides
+
+
+def prune_mirror(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    keep: set[str],
+    max_share: float = 0.5,
+    force: bool = False,
+    planned: dict[str, str] | None = None,
+) -> PruneResult:
+    """Delete the objects under the prefix whose names the listing no longer has.
+
+    planned (name -> ETag when the run listed the mirror) narrows that to objects nobody rewrote since: an object
+    another execution wrote or replaced meanwhile is spared. Refuses, before deleting anything, when the deletion
+    is more than max_share of the mirror (unless forced).
     """
     present = list_mirror_keys(s3, bucket, prefix)
-    doomed = sorted(name for name in present if name not in keep)
+    unlisted = sorted(name for name in present if name not in keep)
+    spared = [] if planned is None else [n for n in unlisted if planned.get(n) != present[n].etag]
+    doomed = sorted(set(unlisted) - set(spared))
     if doomed and not force and len(doomed) > max_share * len(present):
         raise PruneGuardError(
             f"pruning would delete {len(doomed)} of the {len(present)} mirrored files under {prefix} "
@@ -138,18 +194,24 @@ def prune_mirror(
         )
     for start in range(0, len(doomed), _DELETE_BATCH):
         batch = doomed[start:start + _DELETE_BATCH]
-        response = s3.delete_objects(
-            Bucket=bucket, Delete={"Objects": [{"Key": prefix + n} for n in batch], "Quiet": True}
-        )
+        try:
+            response = s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": prefix + n} for n in batch], "Quiet": True}
+            )
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise MirrorWriteError(
+                f"S3 refused to delete {len(batch)} file(s) the listing no longer has, e.g. "
+                f"s3://{bucket}/{prefix}{batch[0]}: {error.get('Code', 'error')}: {error.get('Message', exc)}. "
+                "They stay in the mirror; check the function's permission to delete there, then rerun."
+            ) from exc
         errors = response.get("Errors", [])
         if errors:
             first = errors[0]
             raise MirrorWriteError(
-                f"S3 refused to delete {len(errors)} object(s), first {first.get('Key')}: "
-                f"{first.get('Code')} {first.get('Message')}"
+                f"S3 refused to delete {len(errors)} of the {len(doomed)} file(s) the listing no longer has, first "
+                f"s3://{bucket}/{first.get('Key')}: {first.get('Code')}: {first.get('Message')}. Those stay in the "
+                "mirror, the others in the same request were deleted; check the function's permission to delete "
+                "there, then rerun."
             )
-    return doomed
-
-
-class MirrorWriteError(Exception):
-    """S3 did not accept a write or delete the mirror needed."""
+    return PruneResult(deleted=doomed, spared=spared)

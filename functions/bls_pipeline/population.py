@@ -66,7 +66,10 @@ def fetch_and_store(s3: Any, source: SourceClient, url: str, bucket: str, key: s
     Nothing is written before the answer has been validated, so a bad answer leaves the previous file in place.
     """
     raw = source.get_bytes(url)
-    records = parse_population(raw)
+    try:
+        records = parse_population(raw)
+    except PopulationFormatError as exc:
+        raise PopulationFormatError(f"{exc}. Asked {url}; s3://{bucket}/{key} was left as it was") from None
     digest = hashlib.sha256(raw).hexdigest()
     changed = _stored_sha256(s3, bucket, key) != digest
     if changed:

@@ -63,6 +63,7 @@ def compute_reports(
     rows = 0
     lines = iter(data_lines)
     header = _split(next(lines, b""))
+    header[0] = header[0].lstrip("\ufeff")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise AnalyticsInputError(

@@ -1,7 +1,14 @@
-"""HTTP access to the source: one identifying User-Agent, and errors that say whether retrying can help."""
+"""HTTP access to the source: one identifying User-Agent, bodies checked against their length and read within the
+step's time budget, and errors that say whether retrying can help."""
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
+import hashlib
+import logging
+import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -9,8 +16,11 @@ import urllib3
 
 from . import __version__
 
+logger = logging.getLogger(__name__)
+
 # Statuses that a later attempt can cure; everything else (404, 410, 400 ...) is final.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_PIECE = 256 * 1024
 
 
 class SourceError(Exception):
@@ -30,23 +40,130 @@ class SourceHttpError(SourceError):
 
 
 class TransientSourceError(SourceError):
-    """A failure a later attempt may not meet: 5xx, 429, timeouts, resets, short bodies."""
+    """A failure a later attempt may not meet: 5xx, 429, timeouts, resets, short or too slow bodies."""
 
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
 
 
+class Deadline:
+    """The moment by which a step must have stopped reading, so that it can still fail cleanly before it is killed."""
+
+    def __init__(self, at: float | None = None):
+        self.at = at  # a time.monotonic() value; None: no limit
+
+    @classmethod
+    def before_timeout(cls, remaining_seconds: float) -> "Deadline":
+        """Keep a reserve of a quarter of the remaining time, at most 10 s, for giving up cleanly."""
+        return cls(time.monotonic() + remaining_seconds - min(10.0, remaining_seconds / 4))
+
+    def remaining(self) -> float | None:
+        return None if self.at is None else self.at - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+
 def user_agent(contact_email: str) -> str:
     return f"bls-s3-mirror/{__version__} (data pipeline; contact: {contact_email})"
 
 
+class SourceBody:
+    """File-like reader over one response body: it hashes what passes, fails on a body shorter or longer than its
+    Content-Length, and fails when the deadline passes before the body is complete."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, url: str, deadline: Deadline):
+        self._response = response
+        self.url = url
+        self.deadline = deadline
+        self.expected = _content_length(response)
+        self.received = 0
+        self.complete = False
+        self._sha256 = hashlib.sha256()
+        self._started = time.monotonic()
+
+    @property
+    def content_type(self) -> str:
+        return self._response.headers.get("Content-Type", "application/octet-stream")
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = None if size is None or size < 0 else size
+        parts: list[bytes] = []
+        got = 0
+        while wanted is None or got < wanted:
+            piece = self._read_piece(_PIECE if wanted is None else min(_PIECE, wanted - got))
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+        return b"".join(parts)
+
+    def read_all(self) -> bytes:
+        return self.read()
+
+    def sha256(self) -> "hashlib._Hash":
+        return self._sha256
+
+    def _read_piece(self, size: int) -> bytes:
+        if self.complete:
+            return b""
+        if self.deadline.expired():
+            raise self._too_slow()
+        try:
+            chunk = self._response.read1(size)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if self.deadline.expired():
+                raise self._too_slow() from exc
+            raise TransientSourceError(
+                f"download of {self.url} broke after {self.received} of {self._expected_text()} bytes: "
+                f"{_broken_because(exc)}; nothing was written (temporary; retried with backoff)"
+            ) from exc
+        self.received += len(chunk)
+        self._sha256.update(chunk)
+        if self.expected is not None and self.received > self.expected:
+            raise TransientSourceError(f"{self.url} sent more than its Content-Length of {self.expected} bytes")
+        if not chunk:
+            if self.deadline.expired():
+                raise self._too_slow()
+            if self.expected is not None and self.received < self.expected:
+                raise TransientSourceError(
+                    f"download of {self.url} ended after {self.received} of {self.expected} bytes (Content-Length); "
+                    "nothing was written (temporary; retried with backoff)"
+                )
+            self.complete = True
+        return chunk
+
+    def _too_slow(self) -> TransientSourceError:
+        elapsed = time.monotonic() - self._started
+        return TransientSourceError(
+            f"source too slow: {self.url} delivered {self.received} of {self._expected_text()} bytes in {elapsed:.1f} s "
+            "and the step had to stop before its time limit; nothing was written (temporary; retried with backoff). "
+            "If it persists, check the network path to the source or raise the function's Timeout."
+        )
+
+    def _expected_text(self) -> str:
+        return "unknown" if self.expected is None else str(self.expected)
+
+
 class SourceClient:
-    def __init__(self, contact_email: str, connect_timeout: float = 10.0, read_timeout: float = 60.0):
+    def __init__(
+        self,
+        contact_email: str,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        deadline: Deadline | None = None,
+        retry_after_limit: float = 0.0,
+    ):
+        """retry_after_limit: the longest Retry-After this client honours by waiting and asking once more; a longer
+        one (or a second refusal) is raised as TransientSourceError for the state machine's Retry."""
         self.user_agent = user_agent(contact_email)
+        self.deadline = deadline or Deadline()
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.retry_after_limit = retry_after_limit
         self._http = urllib3.PoolManager(
             headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
             # Retries belong to the state machine, where an operator sees them; only redirects are followed here.
             retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
         )
@@ -55,24 +172,92 @@ class SourceClient:
         return self.get_bytes(url).decode("utf-8", errors="replace")
 
     def get_bytes(self, url: str) -> bytes:
-        with self.stream(url) as response:
-            try:
-                return response.read()
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise TransientSourceError(f"reading {url} failed: {exc}") from exc
+        with self.stream(url) as body:
+            return body.read_all()
 
     @contextmanager
-    def stream(self, url: str) -> Iterator[urllib3.BaseHTTPResponse]:
-        """Open a GET whose body is read by the caller; raises a SourceError for any non-2xx status."""
+    def stream(self, url: str) -> Iterator[SourceBody]:
+        """Open a GET whose body the caller reads; raises a SourceError for any non-2xx status.
+
+        A watchdog shuts the socket down when the deadline passes, so that no read blocks beyond it.
+        """
+        response = self._open(url)
+        body = SourceBody(response, url, self.deadline)
+        watchdog = None
+        remaining = self.deadline.remaining()
+        if remaining is not None:
+            watchdog = threading.Timer(max(0.0, remaining), _shutdown, (response,))
+            watchdog.daemon = True
+            watchdog.start()
         try:
-            response = self._http.request("GET", url, preload_content=False, decode_content=False)
+            yield body
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            if not body.complete:
+                response.close()  # unread bytes must not stay on a pooled connection
+            response.release_conn()
+
+    def _open(self, url: str) -> urllib3.BaseHTTPResponse:
+        waited: float | None = None
+        while True:
+            response = self._request(url)
+            try:
+                _raise_for_status(url, response, self.user_agent)
+                return response
+            except TransientSourceError as exc:
+                _discard(response)
+                wait = exc.retry_after
+                if waited is not None or wait is None or not self._can_wait(wait):
+                    if waited is not None:
+                        raise TransientSourceError(f"{exc} (again, after waiting {waited:g} s as it asked)", wait) from None
+                    raise
+                logger.warning("waiting %.1f s before asking %s again, as its Retry-After asked", wait, url)
+                time.sleep(wait)
+                waited = wait
+            except SourceError:
+                _discard(response)
+                raise
+
+    def _can_wait(self, seconds: float) -> bool:
+        remaining = self.deadline.remaining()
+        return seconds <= self.retry_after_limit and (remaining is None or seconds <= remaining / 2)
+
+    def _request(self, url: str) -> urllib3.BaseHTTPResponse:
+        connect, read = self.connect_timeout, self.read_timeout
+        remaining = self.deadline.remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                raise TransientSourceError(f"no time left to fetch {url} before the step's time limit (temporary; retried)")
+            connect, read = min(connect, remaining), min(read, remaining)
+        try:
+            return self._http.request(
+                "GET", url, preload_content=False, decode_content=False,
+                timeout=urllib3.Timeout(connect=connect, read=read),
+            )
         except urllib3.exceptions.HTTPError as exc:
             raise TransientSourceError(f"cannot reach {url}: {_reason(exc)}") from exc
-        try:
-            _raise_for_status(url, response, self.user_agent)
-            yield response
-        finally:
-            response.release_conn()
+
+
+def _broken_because(exc: BaseException) -> str:
+    text = str(exc)
+    if "IncompleteRead" in text:
+        return "the connection closed before the end of the body (Content-Length)"
+    if "ConnectionResetError" in text or "Connection reset" in text:
+        return "the source reset the connection"
+    return text
+
+
+def _shutdown(response: urllib3.BaseHTTPResponse) -> None:
+    try:
+        response.shutdown()
+    except (ValueError, RuntimeError, OSError):
+        pass  # already closed or released: nothing is blocked on it
+
+
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    response.close()
+    response.release_conn()
 
 
 def _raise_for_status(url: str, response: urllib3.BaseHTTPResponse, agent: str) -> None:
@@ -88,18 +273,41 @@ def _raise_for_status(url: str, response: urllib3.BaseHTTPResponse, agent: str) 
     if status in (404, 410):
         raise SourceNotFound(f"HTTP {status}: {url} does not exist at the source")
     if status in TRANSIENT_STATUSES:
-        raise TransientSourceError(
-            f"HTTP {status} from {url} (temporary; retried with backoff)",
-            retry_after=_retry_after(response.headers.get("Retry-After")),
-        )
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        if status == 429:
+            message = (f"HTTP 429 Too Many Requests from {url}: the source is throttling this client "
+                       "(temporary; retried with backoff; lower CopyConcurrency if it persists)")
+        else:
+            message = f"HTTP {status} from {url} (temporary; retried with backoff)"
+        if retry_after is not None:
+            message += f"; it asked to retry after {retry_after:g} s"
+        raise TransientSourceError(message, retry_after=retry_after)
     raise SourceHttpError(f"HTTP {status} from {url}")
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds, from either of its forms: delta-seconds or an HTTP date."""
     if value is None:
         return None
     try:
         return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+
+
+def _content_length(response: urllib3.BaseHTTPResponse) -> int | None:
+    value = response.headers.get("Content-Length")
+    if value is None:
+        return None
+    try:
+        return int(value)
     except ValueError:
         return None
 

@@ -12,18 +12,22 @@ from .mirror import (
     PlanLocation,
     load_copy_items,
     load_listed_names,
+    load_planned_deletions,
     plan_sync,
     prune_mirror,
     read_mirror,
     store_plan,
 )
-from .source_http import SourceClient
+from .source_http import Deadline, SourceClient
 
 _NAMES_SHOWN = 20
 
 
-def source_client(settings: Settings) -> SourceClient:
-    return SourceClient(settings.contact_email, settings.http_connect_timeout, settings.http_read_timeout)
+def source_client(settings: Settings, deadline: Deadline | None = None) -> SourceClient:
+    return SourceClient(
+        settings.contact_email, settings.http_connect_timeout, settings.http_read_timeout,
+        deadline=deadline, retry_after_limit=settings.retry_after_limit,
+    )
 
 
 def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str) -> dict:
@@ -42,7 +46,9 @@ def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str) 
     }
 
 
-def copy_one(settings: Settings, s3: Any, source: SourceClient, file: SourceFile) -> CopyResult:
+def copy_one(
+    settings: Settings, s3: Any, source: SourceClient, file: SourceFile, condition: dict[str, str] | None = None
+) -> CopyResult:
     return copy_file(
         s3,
         source,
@@ -53,6 +59,7 @@ def copy_one(settings: Settings, s3: Any, source: SourceClient, file: SourceFile
         single_put_limit=settings.single_put_limit,
         part_size=settings.part_size,
         upload_threads=settings.upload_threads,
+        condition=condition,
     )
 
 
@@ -67,16 +74,18 @@ def finish_run(settings: Settings, s3: Any, plan: PlanLocation, failures: Iterab
     """Prune what the listing no longer has, and sum up the copies (the Map reports only failures)."""
     failures = list(failures)
     keep = load_listed_names(s3, plan.bucket, plan.listing_key)
-    deleted = prune_mirror(
-        s3, settings.bucket, settings.mirror_prefix, keep, settings.max_prune_share, settings.force_prune
+    planned = load_planned_deletions(s3, plan.bucket, plan.delete_key) if plan.delete_key else None
+    pruned = prune_mirror(
+        s3, settings.bucket, settings.mirror_prefix, keep, settings.max_prune_share, settings.force_prune, planned
     )
     failed_names = {f.name for f in failures}
     copied = [f for f in load_copy_items(s3, plan.bucket, plan.items_key) if f.name not in failed_names]
     return {
         "copied": len(copied),
         "copied_bytes": sum(f.size for f in copied),
-        "deleted": len(deleted),
-        "deleted_files": deleted[:_NAMES_SHOWN],
+        "deleted": len(pruned.deleted),
+        "deleted_files": pruned.deleted[:_NAMES_SHOWN],
+        "spared_files": pruned.spared[:_NAMES_SHOWN],
         "failed": len(failures),
         "failed_files": [f.name for f in failures[:_NAMES_SHOWN]],
         "failure_cause": failure_cause(failures),

@@ -17,8 +17,8 @@ logger = Logger(service="bls-mirror")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def _log(message: str, fields: dict) -> None:
-    logger.info(message, extra=fields)
+def _log(message: str, fields: dict, level: str = "info") -> None:
+    getattr(logger, level)(message, extra=fields)
 
 
 @logger.inject_lambda_context

@@ -4,6 +4,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ..aws import s3_client
 from ..bls_listing import SourceFile
 from ..config import load_settings
+from ..mirror import write_condition
+from ..source_http import Deadline
 from ..sync import copy_one, source_client
 
 logger = Logger(service="bls-mirror")
@@ -11,9 +13,10 @@ logger = Logger(service="bls-mirror")
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
-    """event: {"file": {"name", "url", "size", "stamp"}, "run": <overrides>}"""
+    """event: {"file": {"name", "url", "size", "stamp", "mirror_etag"}, "run": <overrides>}"""
     settings = load_settings().with_overrides(event.get("run") or {})
     file = SourceFile.from_dict(event["file"])
-    result = copy_one(settings, s3_client(), source_client(settings), file).to_dict()
+    source = source_client(settings, Deadline.before_timeout(context.get_remaining_time_in_millis() / 1000))
+    result = copy_one(settings, s3_client(), source, file, write_condition(event["file"])).to_dict()
     logger.info("copied file", extra={"copy": result})
     return result

@@ -3,6 +3,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..aws import s3_client
 from ..config import load_settings
+from ..source_http import Deadline
 from ..sync import list_source, source_client
 
 logger = Logger(service="bls-mirror")
@@ -13,7 +14,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
     """event: {"input": <execution input: optional overrides>, "run_id": <execution name>}"""
     overrides = event.get("input") or {}
     settings = load_settings().with_overrides(overrides)
-    result = list_source(settings, s3_client(), source_client(settings), event["run_id"])
+    source = source_client(settings, Deadline.before_timeout(context.get_remaining_time_in_millis() / 1000))
+    result = list_source(settings, s3_client(), source, event["run_id"])
     result["run"] = overrides
     logger.info("listed source", extra={"source_url": settings.source_url, **result})
     return result
