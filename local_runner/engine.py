@@ -21,8 +21,9 @@ import threading
 import time
 import traceback
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from unittest import mock
 
 from .template_model import PROJECT_ROOT, FunctionSpec, Template, resolve, substitute_definition
@@ -30,6 +31,8 @@ from .template_model import PROJECT_ROOT, FunctionSpec, Template, resolve, subst
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 FUNCTIONS_DIR = PROJECT_ROOT / "functions"
+MAP_RECURSION_LIMIT = 100_000  # about one frame per Map item a worker handles (see _deep_map_workers)
+MAP_THREAD_STACK_BYTES = 256 * 1024 * 1024
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
 
@@ -127,6 +130,7 @@ class LocalEngine:
             **self.extra_env,
         }
         self._enter(mock.patch.dict(os.environ, env))
+        self._enter(_deep_map_workers())
         for name in ("AWS_PROFILE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL"):
             os.environ.pop(name, None)
         self._enter(mock_aws(config=MOTO_CONFIG))
@@ -410,6 +414,21 @@ class LocalEngine:
         for page in self.sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
             events.extend(page["events"])
         return events
+
+
+@contextmanager
+def _deep_map_workers() -> Iterator[None]:
+    """moto's Map workers take their next item by recursing (one level per item a worker handles), so 10,000 items
+    at MaxConcurrency 4 go some thousands of frames deep: raise the recursion limit, and the stack size of the
+    threads moto starts, for as long as the engine runs."""
+    limit, stack = sys.getrecursionlimit(), threading.stack_size()
+    sys.setrecursionlimit(max(limit, MAP_RECURSION_LIMIT))
+    threading.stack_size(max(stack, MAP_THREAD_STACK_BYTES))
+    try:
+        yield
+    finally:
+        threading.stack_size(stack)
+        sys.setrecursionlimit(limit)
 
 
 def _sqs_record(message: dict, queue_arn: str) -> dict:

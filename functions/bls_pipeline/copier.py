@@ -75,8 +75,16 @@ def copy_file(
             return CopyResult(file.name, len(data), digest.hexdigest(), multipart=False, superseded=not published)
         return _copy_via_staging(
             s3, body, file, bucket, key, f"{staging_prefix}{uuid.uuid4().hex}/{file.name}", condition,
-            TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=upload_threads),
+            _transfer_config(part_size, upload_threads),
         )
+
+
+def _transfer_config(part_size: int, upload_threads: int) -> TransferConfig:
+    config = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=upload_threads)
+    # s3transfer reads a stream ahead by up to this many parts (default 10); holding only the parts in flight keeps
+    # memory near upload_threads x part_size whatever the file's size. boto3's constructor does not take it.
+    config.max_in_memory_upload_chunks = upload_threads
+    return config
 
 
 def _copy_via_staging(
