@@ -41,7 +41,7 @@ def test_list_source_stores_the_plan_and_returns_only_counts(env, bls):
         "listed": 2, "to_copy": 2, "unchanged": 0, "to_delete": 1, "to_copy_bytes": 30,
     }
     items = json.loads(env.get_object(Bucket=BUCKET, Key=result["plan"]["items_key"])["Body"].read())
-    assert [i["name"] for i in items] == ["pr.class", "pr.series"]
+    assert [i["name"] for i in items] == ["pr.series", "pr.class"], "largest first, so the longest copy starts first"
     assert result["plan"]["items_key"].startswith("pipeline/runs/exec-1/")
     assert len(json.dumps(result)) < 1024
 

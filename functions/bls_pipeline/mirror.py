@@ -56,6 +56,8 @@ def plan_sync(listing: list[SourceFile], mirrored: dict[str, MirroredObject]) ->
             plan.unchanged.append(file.name)
         else:
             plan.to_copy.append(file)
+    # Largest first: the Map starts items in this order, so the longest copy is never left to start last.
+    plan.to_copy.sort(key=lambda f: f.size, reverse=True)
     plan.to_delete = sorted(name for name in mirrored if name not in listed)
     return plan
 
