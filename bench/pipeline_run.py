@@ -1,0 +1,172 @@
+"""One execution of the pipeline through its local engine, with S3 on the benchmark's endpoint; prints JSON.
+
+`python -m bench.pipeline_run '<json settings>'`, run in a fresh process per execution by bench/contenders.py.
+
+Step Functions, Lambda and SQS stay in moto (in this process). Every S3 client created after the engine is up
+honours AWS_ENDPOINT_URL_S3 (boto3's service-specific endpoint variable): the Lambda handlers' client and the
+client moto's Distributed Map uses for its ItemReader. So the whole mirror, the plan and the reports live on the
+benchmark's S3 server and every S3 request the pipeline makes goes through the counting proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(PROJECT), str(PROJECT / "functions")]
+
+
+def fail_fast_when_an_engine_thread_dies() -> None:
+    """moto evaluates the state machine in threads. An exception that kills one (e.g. a RecursionError in the
+    Distributed Map's recursive worker loop) leaves the execution RUNNING for ever: report it and stop instead."""
+
+    def report(args: threading.ExceptHookArgs) -> None:
+        frames = traceback.extract_tb(args.exc_traceback)
+        (path, function), depth = Counter((f.filename, f.name) for f in frames).most_common(1)[0]
+        where = f"{function} ({path.split('site-packages/')[-1]}), {depth} times on the stack"
+        print(json.dumps({"status": "ENGINE_THREAD_DIED", "error": type(args.exc_value).__name__,
+                          "cause": f"{str(args.exc_value)[:120]} in thread {args.thread.name}; most repeated frame: {where}"}),
+              flush=True)
+        os._exit(0)
+
+    threading.excepthook = report
+
+
+def run(settings: dict) -> dict:
+    fail_fast_when_an_engine_thread_dies()
+    if settings.get("recursion_limit"):
+        sys.setrecursionlimit(settings["recursion_limit"])
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
+    logging.getLogger("botocore").setLevel(logging.CRITICAL)
+    os.environ.pop("AWS_CA_BUNDLE", None)
+    from local_runner.engine import LocalEngine
+
+    parameters = {
+        "ContactEmail": settings["contact_email"],
+        "SourceUrl": settings["source_url"],
+        "PopulationUrl": settings["population_url"],
+        "CopyConcurrency": str(settings["concurrency"]),
+        "RetryIntervalSeconds": "1",
+        "RetryMaxAttempts": "3",
+        "RetryMaxDelaySeconds": "2",
+    }
+    setup_started = time.monotonic()
+    with LocalEngine(parameters, bucket=settings["bucket"], extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"}) as engine:
+        # The handlers create their S3 client on their first call, after this.
+        os.environ["AWS_ENDPOINT_URL_S3"] = settings["s3_endpoint"]
+        setup_seconds = time.monotonic() - setup_started
+        if settings.get("pause_for_profiler"):
+            # bench/profiles.py attaches py-spy now, so that moto's start-up stays out of the profile.
+            print(f"READY {os.getpid()}", file=sys.stderr, flush=True)
+            time.sleep(settings["pause_for_profiler"])
+        started = time.monotonic()
+        result = engine.execute(timeout=settings.get("timeout", 3600))
+        seconds = time.monotonic() - started
+        history = engine.history(result.arn)
+    return {
+        "status": result.status,
+        "error": result.error,
+        "cause": (result.cause or "")[:500],
+        "seconds": seconds,
+        "engine_setup_seconds": setup_seconds,
+        "output": result.output,
+        "state_seconds": state_seconds(history),
+        "payloads": payload_sizes(history),
+        "history_events": len(history),
+        "invocations": invocation_stats(result.invocations),
+        "map_item_payloads": map_item_payloads(result.invocations),
+    }
+
+
+def invocation_stats(invocations) -> dict[str, dict]:
+    """Per function: invocations, errors, and seconds inside the handler (total, mean, max)."""
+    stats: dict[str, dict] = {}
+    for call in invocations:
+        entry = stats.setdefault(call.function, {"count": 0, "errors": 0, "seconds": 0.0, "max_seconds": 0.0})
+        entry["count"] += 1
+        entry["errors"] += call.error_type is not None
+        entry["seconds"] += call.seconds
+        entry["max_seconds"] = max(entry["max_seconds"], call.seconds)
+    for entry in stats.values():
+        entry["mean_seconds"] = entry["seconds"] / entry["count"]
+    return stats
+
+
+def map_item_payloads(invocations) -> dict:
+    """The Distributed Map's per-item payloads. moto runs the items inside the parent execution and writes no
+    child-execution history, so they are read from the CopyFile invocations: the item's input (the ItemSelector's
+    output) is the Lambda's event, its output the Lambda's result (the state then drops it: OutputPath null)."""
+    sizes = [(len(json.dumps(c.event)), len(json.dumps(c.result))) for c in invocations if c.function == "CopyFileFunction"]
+    return {
+        "items": len(sizes),
+        "largest_input_bytes": max((i for i, _ in sizes), default=0),
+        "largest_output_bytes": max((o for _, o in sizes), default=0),
+    }
+
+
+def state_seconds(history: list[dict]) -> dict[str, float]:
+    """Seconds spent in each top-level state (entered -> exited), from the execution history's timestamps."""
+    entered: dict[str, float] = {}
+    spent: dict[str, float] = {}
+    depth = 0
+    for event in history:
+        kind = event["type"]
+        if kind in ("MapIterationStarted",):
+            depth += 1
+        elif kind in ("MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted"):
+            depth -= 1
+        if depth:
+            continue
+        if "stateEnteredEventDetails" in event:
+            entered[event["stateEnteredEventDetails"]["name"]] = event["timestamp"].timestamp()
+        elif "stateExitedEventDetails" in event:
+            name = event["stateExitedEventDetails"]["name"]
+            if name in entered:
+                spent[name] = round(event["timestamp"].timestamp() - entered.pop(name), 3)
+    return spent
+
+
+# Event detail fields that carry a state's or a task's JSON payload.
+_PAYLOAD_FIELDS = {
+    "executionStartedEventDetails": "input",
+    "executionSucceededEventDetails": "output",
+    "stateEnteredEventDetails": "input",
+    "stateExitedEventDetails": "output",
+    "lambdaFunctionScheduledEventDetails": "input",
+    "lambdaFunctionSucceededEventDetails": "output",
+    "taskScheduledEventDetails": "parameters",
+    "taskSucceededEventDetails": "output",
+}
+
+
+def payload_sizes(history: list[dict]) -> dict:
+    """The largest payload per state (input or output, UTF-8 bytes) and the largest overall."""
+    largest: dict[str, dict] = {}
+    for event in history:
+        for details_key, field in _PAYLOAD_FIELDS.items():
+            details = event.get(details_key)
+            if not details or field not in details:
+                continue
+            size = len(details[field].encode())
+            state = details.get("name") or details.get("resource") or event["type"]
+            if size > largest.get(state, {}).get("bytes", -1):
+                largest[state] = {"bytes": size, "event": event["type"], "field": field}
+    overall = max(largest.items(), key=lambda kv: kv[1]["bytes"], default=(None, {"bytes": 0}))
+    return {"by_state": largest, "largest_state": overall[0], "largest_bytes": overall[1]["bytes"]}
+
+
+def main() -> None:
+    settings = json.loads(sys.argv[1])
+    print(json.dumps(run(settings), default=str))
+
+
+if __name__ == "__main__":
+    main()

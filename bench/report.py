@@ -1,0 +1,373 @@
+"""Turn the measurements into the stdout table and bench/RESULTS.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .analytics import AnalyticsResult
+from .copy_memory import CopyMemoryResult
+from .imports import ImportTime
+from .scenarios import SCENARIO_TITLES, SCENARIOS, ManyFilesResult, SyncRun
+
+MiB = 1024 * 1024
+MB = 1000 * 1000
+STATE_PAYLOAD_LIMIT = 256 * 1024
+COPY_MEMORY_LIMIT = 100 * MB
+IMPORT_LIMIT_MS = 200
+
+
+@dataclass
+class Target:
+    name: str
+    measured: str
+    passed: bool | None  # None: not measured in this run
+
+    @property
+    def verdict(self) -> str:
+        return "n/a" if self.passed is None else ("PASS" if self.passed else "MISS")
+
+
+@dataclass
+class Results:
+    mode: str
+    setup: dict
+    machine: dict
+    sync: list[SyncRun] = field(default_factory=list)
+    many: ManyFilesResult | None = None
+    copy: CopyMemoryResult | None = None
+    analytics: list[AnalyticsResult] = field(default_factory=list)
+    imports: list[ImportTime] = field(default_factory=list)
+    import_references: list[ImportTime] = field(default_factory=list)
+    analytics_memory_limit: int = 0
+    profiles: dict[str, str] = field(default_factory=dict)
+    caveats: list[str] = field(default_factory=list)
+    section_errors: dict[str, str] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+
+def _ratio(value: float, reference: float) -> str:
+    if reference == 0:
+        return "—" if value == 0 else "∞"
+    return f"{value / reference:.2f}×"
+
+
+def _mib(value: int) -> str:
+    return f"{value / MiB:,.1f} MiB"
+
+
+def _source_total(run: SyncRun) -> int:
+    return run.source["listing"] + run.source["head"] + run.source["get"]
+
+
+def _find(runs: list[SyncRun], contender: str, scenario: str) -> SyncRun | None:
+    """The run of a contender in a scenario (not a relabelled one, e.g. with a workaround)."""
+    return next((r for r in runs if r.contender == contender and r.scenario == scenario and not r.label), None)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    return " ".join(text.split()).replace("|", "/")[:limit]
+
+
+def sync_table(runs: list[SyncRun]) -> list[str]:
+    lines = [
+        "| scenario | contender | wall time | vs rclone | source requests (listing / HEAD / GET) | vs rclone "
+        "| bytes downloaded | vs rclone | S3 requests | vs rclone | S3 requests by operation | correct |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for scenario in SCENARIOS:
+        reference = _find(runs, "rclone", scenario)
+        for run in (r for r in runs if r.scenario == scenario):
+            if run.failure:
+                lines.append(f"| {scenario} | {run.title} | **failed**: {_one_line(run.failure)} | | | | | | | | | **NO** |")
+                continue
+            ops = ", ".join(f"{k} {v}" for k, v in run.s3["operations"].items())
+            seconds = f"{run.seconds:.2f} s" + (f" ({', '.join(f'{s:.2f}' for s in run.all_seconds)})"
+                                                if len(run.all_seconds) > 1 else "")
+            lines.append(
+                f"| {scenario} | {run.contender} | {seconds} | "
+                f"{_ratio(run.seconds, reference.seconds) if reference else '—'} | "
+                f"{_source_total(run)} ({run.source['listing']} / {run.source['head']} / {run.source['get']}) | "
+                f"{_ratio(_source_total(run), _source_total(reference)) if reference else '—'} | "
+                f"{_mib(run.source['bytes'])} | {_ratio(run.source['bytes'], reference.source['bytes']) if reference else '—'} | "
+                f"{run.s3['requests']} | {_ratio(run.s3['requests'], reference.s3['requests']) if reference else '—'} | "
+                f"{ops} | {'yes' if run.correct else '**NO**'} |"
+            )
+    return lines
+
+
+def targets(results: Results) -> list[Target]:
+    found: list[Target] = []
+    noop = _find(results.sync, "pipeline", "noop")
+    if noop and noop.failure:
+        found.append(Target("no-op resync: exactly one source request", f"run failed: {_one_line(noop.failure, 120)}", False))
+    elif noop:
+        found.append(Target(
+            "no-op resync: exactly one source request (the listing), zero bytes downloaded",
+            f"{_source_total(noop)} request(s) ({noop.source['listing']} listing, {noop.source['head']} HEAD, "
+            f"{noop.source['get']} GET), {noop.source['bytes']} bytes",
+            _source_total(noop) == 1 and noop.source["listing"] == 1 and noop.source["bytes"] == 0,
+        ))
+    cold, cold_rclone = _find(results.sync, "pipeline", "cold"), _find(results.sync, "rclone", "cold")
+    if cold and cold_rclone and (cold.failure or cold_rclone.failure):
+        found.append(Target("cold sync wall time ≤ rclone's", "a run failed: "
+                            + _one_line(cold.failure or cold_rclone.failure, 120), False))
+    elif cold and cold_rclone:
+        latency_ms = results.setup["latency"] * 1000
+        found.append(Target(
+            f"cold sync wall time ≤ rclone's (same concurrency, {latency_ms:.0f} ms latency"
+            + ("" if latency_ms == 50 else "; the target is stated at 50 ms") + ")",
+            f"pipeline {cold.seconds:.2f} s vs rclone {cold_rclone.seconds:.2f} s ({_ratio(cold.seconds, cold_rclone.seconds)})",
+            cold.seconds <= cold_rclone.seconds,
+        ))
+    if results.copy:
+        copy = results.copy
+        full_size = copy.size >= 1024 * MiB
+        found.append(Target(
+            f"copying a {_mib(copy.size)} file{'' if full_size else ' (quick mode; the target is 1 GiB)'}: "
+            "copy step's peak memory < 100 MB",
+            f"{copy.copy_rss / MB:.1f} MB RSS added by the copy (tracemalloc peak {copy.tracemalloc_peak / MB:.1f} MB; "
+            f"process peak {copy.peak_rss / MB:.1f} MB)",
+            max(copy.copy_rss, copy.tracemalloc_peak) < COPY_MEMORY_LIMIT,
+        ))
+    if results.analytics:
+        base = results.analytics[0]
+        found.append(Target(
+            "analytics ≤ half the time of pandas (fresh process each, imports included)",
+            f"{base.pipeline_seconds:.2f} s vs pandas {base.pandas_seconds:.2f} s ({base.ratio:.2f}× pandas)",
+            base.ratio <= 0.5,
+        ))
+        if len(results.analytics) > 1:
+            big = results.analytics[1]
+            found.append(Target(
+                f"analytics memory bounded on a {big.label} input: peak RSS under the Analytics function's "
+                f"MemorySize ({results.analytics_memory_limit} MB)",
+                f"{big.pipeline_peak_rss / MB:.0f} MB at {big.input_bytes / MB:.0f} MB input "
+                f"({base.pipeline_peak_rss / MB:.0f} MB at {base.input_bytes / MB:.1f} MB); pandas {big.pandas_peak_rss / MB:.0f} MB",
+                big.pipeline_peak_rss < results.analytics_memory_limit * MB,
+            ))
+    for item in results.imports:
+        found.append(Target(
+            f"cold import of {item.module} < {IMPORT_LIMIT_MS} ms",
+            f"{item.median_ms:.0f} ms median of {item.runs} (min {item.min_ms:.0f} ms)",
+            item.median_ms < IMPORT_LIMIT_MS,
+        ))
+    if results.many:
+        many = results.many
+        as_is = next((r for r in many.runs if r.contender == "pipeline" and r.scenario == "cold" and not r.label), None)
+        finished = next((r for r in many.runs if r.contender == "pipeline" and r.scenario == "cold" and not r.failure), None)
+        if as_is:
+            found.append(Target(
+                f"a {many.files:,}-file listing runs through the state machine (local engine, MaxConcurrency "
+                f"{results.setup['concurrency']})",
+                f"failed: {_one_line(as_is.failure, 160)}" if as_is.failure else f"{as_is.seconds:.0f} s",
+                not as_is.failure and as_is.correct,
+            ))
+        if finished:
+            state, largest = largest_payload(finished)
+            found.append(Target(
+                f"{many.files:,}-file listing: every state's input/output < 256 KB",
+                f"largest {largest:,} bytes ({state})" + (f"; measured on the run \"{finished.label}\"" if finished.label else ""),
+                largest < STATE_PAYLOAD_LIMIT,
+            ))
+    return found
+
+
+def largest_payload(run: SyncRun) -> tuple[str, int]:
+    """The largest state input/output of a pipeline run: the execution history's, or a Map item's."""
+    history = run.detail["payloads"]
+    items = run.detail.get("map_item_payloads", {})
+    item_largest = max(items.get("largest_input_bytes", 0), items.get("largest_output_bytes", 0))
+    if item_largest > history["largest_bytes"]:
+        return "CopyFile, one Map item", item_largest
+    return (history["largest_state"] or "?").rsplit(":", 1)[-1], history["largest_bytes"]
+
+
+def target_lines(results: Results) -> list[str]:
+    lines = ["| target | measured | result |", "|---|---|---|"]
+    lines += [f"| {t.name} | {t.measured} | **{t.verdict}** |" for t in targets(results)]
+    return lines
+
+
+def many_files_lines(many: ManyFilesResult) -> list[str]:
+    lines = [
+        f"Source: pr.data.0.Current and {many.files - 1:,} files of 100–400 bytes, {many.latency * 1000:.0f} ms latency per request.",
+        "",
+        "| contender | scenario | wall time | source requests (listing / HEAD / GET) | S3 requests | mirrored | largest state payload | seconds per state |",
+        "|---|---|---:|---|---:|---:|---|---|",
+    ]
+    for run in many.runs:
+        payload = "—"
+        if run.contender == "pipeline" and not run.failure:
+            state, largest = largest_payload(run)
+            payload = f"{largest:,} B ({state})"
+        seconds = f"**failed**: {_one_line(run.failure, 200)}" if run.failure else f"{run.seconds:.1f} s"
+        lines.append(
+            f"| {run.title} | {run.scenario} | {seconds} | {_source_total(run)} ({run.source['listing']} / "
+            f"{run.source['head']} / {run.source['get']}) | {run.s3['requests']:,} | {'all' if run.correct else '**not all**'} | {payload} | "
+            + ", ".join(f"{k} {v:.1f}" for k, v in run.detail.get("state_seconds", {}).items() if v >= 0.1) + " |"
+        )
+    cold = next((r for r in many.runs if r.contender == "pipeline" and r.scenario == "cold" and not r.failure), None)
+    if cold:
+        lines += ["", f"Largest payload per state ({cold.title}, cold):", "",
+                  "| state or task | largest input/output | event |", "|---|---:|---|"]
+        by_state = sorted(cold.detail["payloads"]["by_state"].items(), key=lambda kv: -kv[1]["bytes"])
+        for state, info in by_state[:12]:
+            lines.append(f"| {state.rsplit(':', 1)[-1]} | {info['bytes']:,} B | {info['event']}.{info['field']} |")
+        items = cold.detail.get("map_item_payloads", {})
+        if items:
+            lines.append(f"| CopyFile (each of {items['items']:,} Map items; moto writes no child-execution history, "
+                         f"so read from the Lambda events) | {items['largest_input_bytes']:,} B in, "
+                         f"{items['largest_output_bytes']:,} B out | Lambda event / result |")
+        lines += ["", f"The execution history has {cold.detail['history_events']:,} events. Seconds per state "
+                  f"({cold.title}, cold): " + ", ".join(f"{k} {v:.1f}" for k, v in cold.detail["state_seconds"].items() if v >= 0.05),
+                  "", *invocation_lines(cold)]
+    return lines
+
+
+def invocation_lines(run: SyncRun) -> list[str]:
+    stats = run.detail.get("invocations", {})
+    if not stats:
+        return []
+    lines = ["| function | invocations | errors | seconds in the handler: total / mean / max |", "|---|---:|---:|---|"]
+    for name, s in stats.items():
+        lines.append(f"| {name} | {s['count']:,} | {s['errors']} | {s['seconds']:.2f} / {s['mean_seconds']:.3f} / "
+                     f"{s['max_seconds']:.2f} |")
+    return lines
+
+
+def render_markdown(results: Results) -> str:
+    setup, machine = results.setup, results.machine
+    out = [
+        "# Benchmark results",
+        "",
+        f"`{setup['command']}` ({results.mode} mode) on {machine['date']}; the whole run took "
+        f"{results.elapsed / 60:.1f} min. Regenerate with the same command; see bench/README.md.",
+        "",
+        "## Targets",
+        "",
+        *target_lines(results),
+        "",
+        *(["**Sections that failed** (their targets are missing above): "
+           + "; ".join(f"{k}: {_one_line(v, 400)}" for k, v in results.section_errors.items()), ""]
+          if results.section_errors else []),
+        "## Setup",
+        "",
+        f"* **Source**: tests/bls_server.py's BLS-like server (IIS-style listing, Content-Length, Last-Modified) on "
+        f"127.0.0.1, {setup['latency'] * 1000:.0f} ms added before every answer, "
+        + (f"{setup['bandwidth'] / MiB:.0f} MiB/s per response" if setup["bandwidth"] else "unlimited bandwidth")
+        + f". Directory shaped like `pr`: its 12 files at their real sizes (data files generated, "
+        f"{setup['pr_bytes'] / MiB:.1f} MiB) plus one generated file of {_mib(setup['large_bytes'])} "
+        f"(`{setup['large_name']}`). The changed-file scenario appends a row to `pr.data.0.Current` and gives it a "
+        "new listing stamp and Last-Modified.",
+        f"* **Destination**: SeaweedFS {machine['seaweedfs']} (`weed server`, disk-backed, 127.0.0.1) behind a counting "
+        "reverse proxy on 127.0.0.1; every contender writes to its own bucket through the proxy, so S3 requests are "
+        "counted the same way for all. Correctness is checked after each run by reading every mirrored object back "
+        "(directly, not counted) and comparing SHA-256 with the source.",
+        f"* **pipeline**: `python -m bench.pipeline_run`, a fresh process per run: local_runner's LocalEngine "
+        f"(moto: Step Functions, Lambda, SQS) running statemachine/pipeline.asl.json with the real handlers, "
+        f"CopyConcurrency (the Map's MaxConcurrency) = {setup['concurrency']}. Its S3 clients (the handlers' and the "
+        "Distributed Map ItemReader's) use the SeaweedFS endpoint (AWS_ENDPOINT_URL_S3). Wall time = the "
+        "execution, StartExecution to its end (whole state machine: ListSource, CopyFiles, PruneMirror, "
+        "FetchPopulation, Analytics).",
+        f"* **rclone**: `{setup['rclone_version']}`, `rclone sync bls: mirror:<bucket>/bls/pr "
+        f"{' '.join(setup['rclone_flags'])}` with an HTTP remote and an S3 remote (provider Other, path style) from "
+        "environment variables; it compares size and modification time (its default; over HTTP one HEAD per file). "
+        "Wall time = the process.",
+        "* **naive**: bench/naive_sync.py (requests + boto3): GET the listing and every file, sequentially, into "
+        "memory; delete everything under the prefix; PutObject every file. Wall time = the process.",
+        f"* Sync scenario times are the median of {setup['repeat']} repetition(s) (all values in brackets); the counts "
+        "are from the last repetition (they do not vary).",
+        "",
+        "## Machine",
+        "",
+        *[f"* {k}: {v}" for k, v in machine.items()],
+        "",
+        "## Sync scenarios",
+        "",
+    ]
+    for scenario in SCENARIOS:
+        out.append(f"* **{scenario}**: {SCENARIO_TITLES[scenario]}")
+    out += ["", *sync_table(results.sync), ""]
+    pipeline_runs = [r for r in results.sync if r.contender == "pipeline"]
+    if pipeline_runs:
+        out += ["Pipeline, seconds per state (last repetition; moto's engine start-up, not counted above, in brackets):", ""]
+        for run in pipeline_runs:
+            states = ", ".join(f"{k} {v:.2f}" for k, v in run.detail.get("state_seconds", {}).items() if v >= 0.01)
+            out.append(f"* {run.scenario}: {states} (engine start-up {run.detail.get('engine_setup_seconds', 0):.1f} s)")
+        cold = _find(results.sync, "pipeline", "cold")
+        if cold:
+            out += ["", "Pipeline, time inside each handler in the cold run (handlers run concurrently inside the Map; "
+                    "the first call of each pays its cold imports):", "", *invocation_lines(cold)]
+        out.append("")
+    if results.many:
+        out += [f"## {results.many.files:,}-file run", "", *many_files_lines(results.many), ""]
+    if results.copy:
+        c = results.copy
+        ops = ", ".join(f"{k} {v}" for k, v in c.s3["operations"].items())
+        out += [
+            "## Copy step memory",
+            "",
+            f"`bls_pipeline.sync.copy_one` in a fresh process copying a {_mib(c.size)} generated file from the loopback "
+            "source (streamed, no latency or bandwidth limit) to SeaweedFS.",
+            "",
+            "| measure | value |", "|---|---:|",
+            f"| RSS before the copy (interpreter, boto3, handler modules) | {_mib(c.rss_before_copy)} |",
+            f"| process peak RSS (VmHWM) | {_mib(c.peak_rss)} |",
+            f"| **added by the copy step** (peak − before) | **{_mib(c.copy_rss)}** ({c.copy_rss / MB:.1f} MB) |",
+            f"| tracemalloc peak during the copy (second run) | {_mib(c.tracemalloc_peak)} ({c.tracemalloc_peak / MB:.1f} MB) |",
+            f"| time | {c.seconds:.1f} s ({c.size / MiB / c.seconds:.0f} MiB/s) |",
+            f"| S3 requests | {c.s3['requests']} ({ops}) |",
+            "",
+        ]
+        if c.peak_sites:
+            out += ["What tracemalloc found allocated at the highest sampled point (largest first; innermost frame first):",
+                    "", "```", *c.peak_sites, "```", ""]
+    if results.analytics:
+        out += [
+            "## Analytics",
+            "",
+            "The three reports from a data file and the population JSON, each implementation in a fresh process "
+            "(`python bench/reports_child.py pipeline|pandas`), wall time from outside, so interpreter start and imports "
+            "count. pipeline = `bls_pipeline.analytics.load_reports_from_files`; pandas = `read_csv`, strip, "
+            "`groupby`/`merge` (bench/reports_child.py). Both answers are compared. Median of the runs; the larger "
+            "input runs once.",
+            "",
+            "| input | size | pipeline | pandas | pipeline / pandas | peak RSS pipeline | peak RSS pandas | same answers |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for a in results.analytics:
+            out.append(f"| {a.label} | {a.input_bytes / MB:.1f} MB | {a.pipeline_seconds:.2f} s | {a.pandas_seconds:.2f} s | "
+                       f"{a.ratio:.2f}× | {a.pipeline_peak_rss / MB:.0f} MB | {a.pandas_peak_rss / MB:.0f} MB | "
+                       f"{'yes' if a.answers_agree else '**NO**'} |")
+        out.append("")
+    if results.imports:
+        out += [
+            "## Handler import times",
+            "",
+            "`python -X importtime -c 'import <module>'`, PYTHONPATH=functions/, a fresh process each (after one "
+            "untimed run that writes the .pyc files).",
+            "",
+            "| module | median | min | heaviest direct imports (median cumulative) |",
+            "|---|---:|---:|---|",
+        ]
+        for item in results.imports:
+            heavy = ", ".join(f"{n} {ms:.0f} ms" for n, ms in item.heaviest)
+            out.append(f"| {item.module} | {item.median_ms:.0f} ms | {item.min_ms:.0f} ms | {heavy} |")
+        for item in results.import_references:
+            out.append(f"| *{item.module} alone (reference)* | {item.median_ms:.0f} ms | {item.min_ms:.0f} ms | |")
+        out.append("")
+    if results.profiles:
+        out += ["## Profiles", ""]
+        for title, text in results.profiles.items():
+            out += [f"### {title}", "", "```", text.rstrip(), "```", ""]
+    if results.caveats:
+        out += ["## Caveats", "", *[f"* {c}" for c in results.caveats], ""]
+    return "\n".join(out)
+
+
+def render_console(results: Results) -> str:
+    lines = ["", "Sync scenarios", *sync_table(results.sync), "", "Targets", *target_lines(results)]
+    lines += [f"section {name} FAILED: {error[:500]}" for name, error in results.section_errors.items()]
+    if results.many:
+        lines += ["", f"{results.many.files:,}-file run", *many_files_lines(results.many)]
+    return "\n".join(lines)
