@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from botocore.exceptions import ClientError
-
 from .config import Settings
 from .population import parse_population
 from .reports import AnalyticsInputError, Reports, compute_reports, to_csv
@@ -58,7 +56,7 @@ def _store(s3: Any, settings: Settings, run_id: str, name: str, rows: list[dict]
 def _read(s3: Any, bucket: str, key: str) -> Any:
     try:
         return s3.get_object(Bucket=bucket, Key=key)["Body"]
-    except ClientError as exc:
+    except s3.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             raise AnalyticsInputError(f"s3://{bucket}/{key} does not exist: run the mirror and FetchPopulation first") from None
         raise

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from .source_http import SourceClient
+if TYPE_CHECKING:  # the parsing half of this module (analytics, the notebook) needs neither urllib3 nor botocore
+    from .source_http import SourceClient
 
 
 class PopulationFormatError(Exception):
@@ -89,7 +88,7 @@ def fetch_and_store(s3: Any, source: SourceClient, url: str, bucket: str, key: s
 def _stored_sha256(s3: Any, bucket: str, key: str) -> str | None:
     try:
         return s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256")
-    except ClientError as exc:
+    except s3.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
