@@ -22,6 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 from botocore.config import Config
 
+from tests.bls_server import serve_on_loopback
+
 from .processes import kill_with_parent
 
 ACCESS_KEY = "bench"
@@ -168,14 +170,7 @@ class CountingProxy:
         return f"http://{host}:{port}"
 
     def start(self) -> "CountingProxy":
-        proxy = self
-
-        class Handler(_ProxyHandler):
-            owner = proxy
-
-        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self._httpd = serve_on_loopback(_ProxyHandler, self)
         return self
 
     def stop(self) -> None:
@@ -199,11 +194,6 @@ class CountingProxy:
             self.operations[operation] += 1
             self.bytes_in += bytes_in
             self.bytes_out += bytes_out
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a contender that exits with connections open (e.g. a pipeline run stopped early) is not news
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bls_server import BlsServer, _Handler, _QuietServer
+from tests.bls_server import BlsServer, _Handler
 
 CONTACT = "bench@example.com"
 USER_AGENT = f"bls-bench/1.0 (benchmark; contact: {CONTACT})"
@@ -66,16 +66,8 @@ class BenchSource(BlsServer):
         self.file_bytes_sent = 0
         self._bytes_lock = threading.Lock()
 
-    def start(self) -> "BenchSource":
-        server = self
-
-        class Handler(_StreamingHandler):
-            owner = server
-
-        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
+    def handler(self) -> type:
+        return _StreamingHandler
 
     def reset_log(self) -> None:
         super().reset_log()

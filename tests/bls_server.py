@@ -132,15 +132,12 @@ class BlsServer:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> "BlsServer":
-        server = self
-
-        class Handler(_Handler):
-            owner = server
-
-        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self._httpd = serve_on_loopback(self.handler(), self)
         return self
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        """The request handler class to serve (a subclass may serve its own)."""
+        return _Handler
 
     def stop(self) -> None:
         if self._httpd is not None:
@@ -167,6 +164,14 @@ class BlsServer:
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients that hang up mid-answer are part of the fault tests
+
+
+def serve_on_loopback(handler: type[BaseHTTPRequestHandler], owner: object) -> ThreadingHTTPServer:
+    """Serve `handler` (its requests see `owner` as self.owner) on a free 127.0.0.1 port, from a daemon thread."""
+    httpd = _QuietServer(("127.0.0.1", 0), type(handler.__name__, (handler,), {"owner": owner}))
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -201,7 +201,6 @@ class S3CallRecorder:
             from bls_pipeline import aws
 
             client = aws.s3_client.__wrapped__()
-            pending: dict[int, tuple[str, dict]] = {}
 
             def before(params: dict, model: Any, context: dict, **_: Any) -> None:
                 context["recorded"] = (model.name, dict(params))
@@ -213,7 +212,6 @@ class S3CallRecorder:
 
             client.meta.events.register("provide-client-params.s3.*", before)
             client.meta.events.register("after-call.s3.*", after)
-            del pending
             self._clients[function] = client
         return self._clients[function]
 
@@ -247,14 +245,13 @@ def test_every_s3_call_of_a_full_run_is_allowed_by_the_calling_functions_role(bl
     listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix="bls/pr/")["Contents"]
     assert {o["Key"] for o in listed} == {"bls/pr/pr.data.0.Current", "bls/pr/pr.big"}
 
-    renderer_statements = statements
     operations = defaultdict(set)
     for function, operation, params, status in recorder.calls:
         role = FUNCTION_ROLES[function]
         operations[function].add(operation)
         for action, resource, prefix in _required(operation, params):
             resource = resource.replace(f"arn:aws:s3:::{engine.bucket}", BUCKET_ARN)
-            assert any(_allows(s, action, resource, prefix) for s in renderer_statements[role]), (
+            assert any(_allows(s, action, resource, prefix) for s in statements[role]), (
                 f"{function} calls {operation} ({action} on {resource}, prefix {prefix!r}) but {role} does not allow it"
             )
         if status == 404:
