@@ -35,21 +35,25 @@ class GeneratedBody:
 
     size: int
     seed: int = 0
+    offset: int = 0  # where this body starts in the seed's byte stream (a byte range of a larger body)
 
     def __len__(self) -> int:
         return self.size
 
+    def __getitem__(self, part: slice) -> "GeneratedBody":
+        start, stop, _ = part.indices(self.size)
+        return GeneratedBody(max(0, stop - start), self.seed, self.offset + start)
+
     def chunks(self):
         block = random.Random(self.seed).randbytes(_CHUNK)
-        sent = 0
-        index = 0
-        while sent < self.size:
+        position, end = self.offset, self.offset + self.size
+        while position < end:
             # Each chunk differs (its index is stamped in) so the body is not one repeated block.
+            index, skip = divmod(position, _CHUNK)
             piece = index.to_bytes(8, "big") + block[8:]
-            take = min(_CHUNK, self.size - sent)
-            yield piece[:take]
-            sent += take
-            index += 1
+            take = min(_CHUNK - skip, end - position)
+            yield piece[skip:skip + take]
+            position += take
 
     def sha256(self) -> str:
         digest = hashlib.sha256()
@@ -96,7 +100,7 @@ class _StreamingHandler(_Handler):
     owner: BenchSource
 
     def send_body(self, status, body, content_type, modified=None, send_body=True, **options) -> None:
-        is_file = self.command == "GET" and status == 200 and self.path.startswith(self.owner.base_path) \
+        is_file = self.command == "GET" and status in (200, 206) and self.path.startswith(self.owner.base_path) \
             and self.path != self.owner.base_path
         if not isinstance(body, GeneratedBody):
             super().send_body(status, body, content_type, modified, send_body, **options)
@@ -109,6 +113,8 @@ class _StreamingHandler(_Handler):
         self.send_header("Content-Length", str(len(body)))
         if modified is not None:
             self.send_header("Last-Modified", email.utils.format_datetime(modified.replace(tzinfo=dt.timezone.utc), usegmt=True))
+        for key, value in (options.get("headers") or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         if not send_body:
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import re
 import socket
 import struct
 import threading
@@ -36,6 +37,7 @@ class Request:
     path: str
     user_agent: str
     status: int
+    byte_range: str = ""  # the Range header, if any
 
 
 # A fault is a callable run instead of the normal answer; the queue per path is consumed one request at a time.
@@ -54,11 +56,14 @@ class BlsServer:
     directories: list[str] = field(default_factory=list)  # sub-directories, listed as <dir> rows
     # Other documents served at absolute paths (e.g. a DataUSA-like API): path -> (body, content type)
     routes: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    serve_ranges: bool = True  # answer "Range: bytes=a-b" with 206 and Content-Range, as download.bls.gov does
 
     def __post_init__(self) -> None:
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self._in_flight = 0
+        self.most_in_flight = 0  # the most requests this server was answering at one time
 
     # -- content --------------------------------------------------------------------------------------------
     def put(self, name: str, body: bytes, modified: dt.datetime | None = None) -> None:
@@ -156,9 +161,14 @@ class BlsServer:
             queue = self._faults.get(name)
             return queue.popleft() if queue else None
 
-    def _log(self, method: str, path: str, agent: str, status: int) -> None:
+    def _log(self, method: str, path: str, agent: str, status: int, byte_range: str = "") -> None:
         with self._lock:
-            self.requests.append(Request(method, path, agent, status))
+            self.requests.append(Request(method, path, agent, status, byte_range))
+
+    def _count_in_flight(self, change: int) -> None:
+        with self._lock:
+            self._in_flight += change
+            self.most_in_flight = max(self.most_in_flight, self._in_flight)
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -182,7 +192,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # noqa: N802
-        self._answer(send_body=True)
+        self.owner._count_in_flight(+1)
+        try:
+            self._answer(send_body=True)
+        finally:
+            self.owner._count_in_flight(-1)
 
     def do_HEAD(self) -> None:  # noqa: N802
         self._answer(send_body=False)
@@ -226,9 +240,32 @@ class _Handler(BaseHTTPRequestHandler):
         if served is None:
             self.send_status(404, b"<html><body>The resource cannot be found.</body></html>", send_body)
             return
-        self.send_body(200, served.body, "text/plain", served.modified, send_body)
+        self.send_file(served.body, served.modified, send_body)
 
     # -- building blocks, also used by faults -----------------------------------------------------------------
+    def send_file(self, body: bytes, modified: dt.datetime, send_body: bool = True) -> None:
+        """A file's answer: all of it, or the byte range the request asks for."""
+        byte_range = self._requested_range(len(body)) if self.owner.serve_ranges else None
+        if byte_range is None:
+            self.send_body(200, body, "text/plain", modified, send_body, headers={"Accept-Ranges": "bytes"})
+        elif byte_range == "unsatisfiable":
+            self.send_status(416, b"Requested Range Not Satisfiable", send_body, headers={"Content-Range": f"bytes */{len(body)}"})
+        else:
+            first, last = byte_range
+            self.send_body(206, body[first:last + 1], "text/plain", modified, send_body,
+                           headers={"Content-Range": f"bytes {first}-{last}/{len(body)}", "Accept-Ranges": "bytes"})
+
+    def _requested_range(self, size: int) -> tuple[int, int] | str | None:
+        """The single byte range the request asks for (a Range header this server does not parse is ignored)."""
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "").strip())
+        if match is None:
+            return None
+        first = int(match.group(1))
+        last = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
+        if first >= size or last < first:
+            return "unsatisfiable"
+        return first, last
+
     def send_status(self, status: int, body: bytes, send_body: bool = True, headers: dict | None = None) -> None:
         self.send_body(status, body, "text/html", send_body=send_body, headers=headers)
 
@@ -246,7 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         """Answer with a body; declared_length lies about Content-Length, cut_after closes the connection early
         (reset: with a TCP RST instead of a clean close)."""
-        self.owner._log(self.command, self.path, self.headers.get("User-Agent", ""), status)
+        self.owner._log(self.command, self.path, self.headers.get("User-Agent", ""), status, self.headers.get("Range", ""))
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body) if declared_length is None else declared_length))
@@ -285,6 +322,35 @@ def status(code: int, headers: dict | None = None) -> Fault:
         handler.send_status(code, f"<html><body>HTTP {code}</body></html>".encode(), headers=headers)
 
     return fault
+
+
+def answer_then_republish(modified: dt.datetime) -> Fault:
+    """Answer from the current version, and from then on serve the file as republished at `modified` (same bytes,
+    new Last-Modified): a file replaced while a client reads it in ranges."""
+
+    def fault(handler: _Handler, _: bytes) -> None:
+        served = _served(handler)
+        current = served.modified
+        served.modified = modified
+        handler.send_file(served.body, current)
+
+    return fault
+
+
+def answer_normally() -> Fault:
+    def fault(handler: _Handler, _: bytes) -> None:
+        served = _served(handler)
+        handler.send_file(served.body, served.modified)
+
+    return fault
+
+
+def range_without_version(handler: _Handler, _: bytes) -> None:
+    """A 206 answer without Last-Modified or ETag: parts read this way cannot be checked to belong together."""
+    body = _served(handler).body
+    first, last = handler._requested_range(len(body))
+    handler.send_body(206, body[first:last + 1], "text/plain",
+                      headers={"Content-Range": f"bytes {first}-{last}/{len(body)}"})
 
 
 def _served(handler: _Handler) -> ServedFile:

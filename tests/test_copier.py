@@ -14,7 +14,13 @@ from botocore.exceptions import ClientError
 from bls_pipeline.copier import copy_file
 from bls_pipeline.mirror import MirrorWriteError, write_condition
 from bls_pipeline.source_http import SourceClient, TransientSourceError
-from tests.bls_server import short_body
+from tests.bls_server import (
+    answer_normally,
+    answer_then_republish,
+    range_without_version,
+    short_body,
+    status,
+)
 
 BUCKET = "mirror-bucket"
 MiB = 1024 * 1024
@@ -29,6 +35,10 @@ def copy(s3, bls, name: str, single_put_limit: int = 8 * MiB, part_size: int = 8
         s3, SourceClient("ops@example.com"), listed(bls, name), BUCKET, "bls/pr/" + name,
         "pipeline/staging/", single_put_limit=single_put_limit, part_size=part_size, condition=condition,
     )
+
+
+def gets(bls, name: str) -> list[tuple[int, str]]:
+    return [(r.status, r.byte_range) for r in bls.requests_for(name)]
 
 
 def staging_leftovers(s3) -> list:
@@ -63,6 +73,78 @@ def test_a_large_file_streams_through_multipart_staging_and_is_published_whole(m
     assert got["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
     assert got["Metadata"]["source-size"] == str(len(body))
     assert result.multipart is True
+    assert staging_leftovers(moto_s3) == []
+
+
+def test_a_large_file_is_read_in_byte_ranges_several_at_a_time_and_stitched_in_order(moto_s3, bls):
+    body = os.urandom(21 * MiB + 1)
+    bls.put("pr.big", body)
+    bls.latency = 0.2
+
+    result = copy(moto_s3, bls, "pr.big", single_put_limit=1 * MiB, part_size=5 * MiB)
+
+    got = moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.big")
+    assert got["Body"].read() == body
+    assert got["Metadata"]["sha256"] == hashlib.sha256(body).hexdigest() == result.sha256
+    assert (result.bytes, result.multipart) == (len(body), True)
+    part = 5 * MiB
+    assert sorted(gets(bls, "pr.big"), key=lambda g: int(g[1][6:].split("-")[0])) == [
+        (206, f"bytes={start}-{min(start + part, len(body)) - 1}") for start in range(0, len(body), part)
+    ]
+    assert bls.most_in_flight >= 3  # the first part alone, then the next ones together
+    assert staging_leftovers(moto_s3) == []
+
+
+def test_a_source_that_ignores_ranges_is_read_as_one_stream(moto_s3, bls):
+    body = os.urandom(11 * MiB)
+    bls.put("pr.big", body)
+    bls.serve_ranges = False
+
+    result = copy(moto_s3, bls, "pr.big", single_put_limit=1 * MiB, part_size=5 * MiB)
+
+    assert gets(bls, "pr.big") == [(200, "bytes=0-5242879")]
+    assert moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.big")["Body"].read() == body
+    assert result.sha256 == hashlib.sha256(body).hexdigest()
+    assert staging_leftovers(moto_s3) == []
+
+
+def test_ranges_without_a_version_header_are_not_stitched_the_file_is_read_whole(moto_s3, bls):
+    body = os.urandom(11 * MiB)
+    bls.put("pr.big", body)
+    bls.add_faults("pr.big", range_without_version)
+
+    result = copy(moto_s3, bls, "pr.big", single_put_limit=1 * MiB, part_size=5 * MiB)
+
+    assert gets(bls, "pr.big") == [(206, "bytes=0-5242879"), (200, "")]
+    assert moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.big")["Body"].read() == body
+    assert result.sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_a_file_republished_during_a_ranged_copy_fails_as_transient_and_writes_nothing(moto_s3, bls):
+    old = b"the good old version\r\n"
+    version = moto_s3.put_object(Bucket=BUCKET, Key="bls/pr/pr.big", Body=old)["VersionId"]
+    body = os.urandom(16 * MiB)
+    bls.put("pr.big", body)
+    bls.add_faults("pr.big", answer_then_republish(bls.files["pr.big"].modified.replace(hour=10)))
+
+    with pytest.raises(TransientSourceError, match=r"pr.big changed while it was being copied .*nothing was written"):
+        copy(moto_s3, bls, "pr.big", single_put_limit=1 * MiB, part_size=5 * MiB)
+
+    versions = moto_s3.list_object_versions(Bucket=BUCKET, Prefix="bls/pr/pr.big")["Versions"]
+    assert [v["VersionId"] for v in versions] == [version]
+    assert staging_leftovers(moto_s3) == []
+    # The next attempt reads every part from the new version.
+    assert copy(moto_s3, bls, "pr.big", single_put_limit=1 * MiB, part_size=5 * MiB).sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_a_part_that_fails_aborts_the_whole_upload(moto_s3, bls):
+    bls.put("pr.big", os.urandom(16 * MiB))
+    bls.add_faults("pr.big", answer_normally(), status(503))
+
+    with pytest.raises(TransientSourceError, match="HTTP 503"):
+        copy(moto_s3, bls, "pr.big", single_put_limit=1 * MiB, part_size=5 * MiB)
+
+    assert moto_s3.list_objects_v2(Bucket=BUCKET, Prefix="bls/pr/").get("KeyCount") == 0
     assert staging_leftovers(moto_s3) == []
 
 

@@ -9,8 +9,13 @@ compares it with the listing again.
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import logging
+import queue
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +25,14 @@ from botocore.exceptions import ClientError
 
 from .bls_listing import SourceFile
 from .mirror import MirrorWriteError, object_metadata
-from .source_http import SourceBody, SourceClient
+from .source_http import SourceBody, SourceClient, TransientSourceError
 
 logger = logging.getLogger(__name__)
 
 # S3 answers these to a conditional write when the object changed since the run listed the mirror (412), another
 # conditional write to it is in flight (409), or the object the plan saw is gone (404 on If-Match).
 _CHANGED_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
+_MAX_PARTS = 10_000  # S3's limit per multipart upload
 
 
 @dataclass(frozen=True)
@@ -56,27 +62,55 @@ def copy_file(
     upload_threads: int = 4,
     condition: dict[str, str] | None = None,
 ) -> CopyResult:
-    """condition: S3 conditional-write parameters (mirror.write_condition) for publishing under the mirror key."""
-    condition = condition or {}
+    """condition: S3 conditional-write parameters (mirror.write_condition) for publishing under the mirror key.
+
+    A file the listing shows larger than single_put_limit is read in byte ranges, upload_threads at a time, when
+    the source serves ranges; otherwise, and for smaller files, as one stream.
+    """
+    target = _Target(bucket, key, f"{staging_prefix}{uuid.uuid4().hex}/{file.name}", condition or {})
+    if file.size > single_put_limit:
+        with source.stream(file.url, (0, part_size - 1)) as first:
+            if first.content_range is None:  # the source ignored the range: this is the whole file
+                return _copy_stream(s3, first, file, target, single_put_limit, part_size, upload_threads)
+            if _can_stitch(first, part_size):
+                return _copy_in_ranges(s3, source, first, file, target, part_size, upload_threads)
+        # A partial answer that cannot be stitched safely (no version to check, unknown size): read it whole.
     with source.stream(file.url) as body:
-        if body.expected is not None and body.expected <= single_put_limit:
-            data = body.read_all()
-            digest = body.sha256()
-            published = _write(bucket, key, "PutObject", bool(condition), lambda: s3.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=data,
-                ContentType=body.content_type,
-                Metadata=object_metadata(file, len(data), digest.hexdigest()),
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=base64.b64encode(digest.digest()).decode(),
-                **condition,
-            ))
-            return CopyResult(file.name, len(data), digest.hexdigest(), multipart=False, superseded=not published)
-        return _copy_via_staging(
-            s3, body, file, bucket, key, f"{staging_prefix}{uuid.uuid4().hex}/{file.name}", condition,
-            _transfer_config(part_size, upload_threads),
-        )
+        return _copy_stream(s3, body, file, target, single_put_limit, part_size, upload_threads)
+
+
+@dataclass(frozen=True)
+class _Target:
+    bucket: str
+    key: str
+    staging_key: str
+    condition: dict[str, str]
+
+
+def _copy_stream(
+    s3: Any, body: SourceBody, file: SourceFile, target: _Target, single_put_limit: int, part_size: int,
+    upload_threads: int,
+) -> CopyResult:
+    if body.expected is not None and body.expected <= single_put_limit:
+        data = body.read_all()
+        digest = body.sha256()
+        published = _write(target.bucket, target.key, "PutObject", bool(target.condition), lambda: s3.put_object(
+            Bucket=target.bucket,
+            Key=target.key,
+            Body=data,
+            ContentType=body.content_type,
+            Metadata=object_metadata(file, len(data), digest.hexdigest()),
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=base64.b64encode(digest.digest()).decode(),
+            **target.condition,
+        ))
+        return CopyResult(file.name, len(data), digest.hexdigest(), multipart=False, superseded=not published)
+    try:
+        s3.upload_fileobj(body, target.bucket, target.staging_key, ExtraArgs={"ContentType": body.content_type},
+                          Config=_transfer_config(part_size, upload_threads))
+    except (ClientError, S3UploadFailedError) as exc:
+        raise _staging_refused(file, target, exc) from exc
+    return _publish(s3, file, target, body.received, body.sha256().hexdigest(), body.content_type)
 
 
 def _transfer_config(part_size: int, upload_threads: int) -> TransferConfig:
@@ -87,37 +121,162 @@ def _transfer_config(part_size: int, upload_threads: int) -> TransferConfig:
     return config
 
 
-def _copy_via_staging(
-    s3: Any, body: SourceBody, file: SourceFile, bucket: str, key: str, staging_key: str, condition: dict,
-    transfer: TransferConfig,
+def _can_stitch(first: SourceBody, part_size: int) -> bool:
+    """Parts read separately make one file only if every answer can be checked to come from the same version."""
+    answered = first.content_range
+    return (
+        answered is not None and answered.total is not None and first.validator is not None
+        and answered.first == 0 and answered.last == min(part_size, answered.total) - 1
+    )
+
+
+def _copy_in_ranges(
+    s3: Any, source: SourceClient, first: SourceBody, file: SourceFile, target: _Target, part_size: int, threads: int,
 ) -> CopyResult:
-    """Large files: multipart upload to a staging key (aborted on any failure), then one server-side copy that
-    publishes the complete object under the mirror key with its final metadata, which only then is known."""
+    """Large files from a source that serves byte ranges: each multipart part is its own ranged GET, `threads` at
+    a time, so one slow connection does not set the pace. s3transfer reads only from one stream, hence this loop.
+    Parts are hashed in file order as they arrive, so at most `threads` parts are held in memory."""
+    total = first.content_range.total
+    part_size = max(part_size, -(-total // _MAX_PARTS))
+    count = max(1, -(-total // part_size))
+    upload_id = _start_staging_upload(s3, file, target, first.content_type)
+
+    # One buffer per part in flight, reused: memory stays at threads x part_size, without allocator churn.
+    free_buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    for _ in range(min(threads, count)):
+        free_buffers.put(bytearray(part_size))
+
+    def transfer(index: int) -> tuple[bytearray, int, dict]:
+        buffer = free_buffers.get()
+        if index == 0:
+            filled = first.read_into(buffer)
+        else:
+            start = index * part_size
+            last = min(start + part_size, total) - 1
+            with source.stream(file.url, (start, last)) as body:
+                _check_same_version(body, first, start, last)
+                filled = body.read_into(buffer)
+        try:
+            answer = s3.upload_part(Bucket=target.bucket, Key=target.staging_key, UploadId=upload_id, PartNumber=index + 1,
+                                    Body=_BufferReader(memoryview(buffer)[:filled]), ChecksumAlgorithm="CRC32")
+        except ClientError as exc:
+            raise _staging_refused(file, target, exc) from exc
+        return buffer, filled, {"PartNumber": index + 1, "ETag": answer["ETag"], "ChecksumCRC32": answer["ChecksumCRC32"]}
+
+    digest = hashlib.sha256()
+    parts: list[dict] = []
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="range")
     try:
-        s3.upload_fileobj(body, bucket, staging_key, ExtraArgs={"ContentType": body.content_type}, Config=transfer)
-    except (ClientError, S3UploadFailedError) as exc:
-        raise MirrorWriteError(
-            f"S3 refused the multipart upload of {file.name} to s3://{bucket}/{staging_key}: {exc}. The mirror keeps "
-            "its previous version of the file; check the function's permission to write the staging prefix, then rerun."
-        ) from exc
+        in_flight: deque[Future] = deque()
+        for index in range(count):
+            in_flight.append(pool.submit(transfer, index))
+            while len(in_flight) >= threads or (index == count - 1 and in_flight):
+                buffer, filled, part = in_flight.popleft().result()
+                digest.update(memoryview(buffer)[:filled])
+                parts.append(part)
+                free_buffers.put(buffer)
+        s3.complete_multipart_upload(Bucket=target.bucket, Key=target.staging_key, UploadId=upload_id,
+                                     MultipartUpload={"Parts": parts})
+    except BaseException as exc:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _abort_upload(s3, target, upload_id)
+        if isinstance(exc, ClientError):
+            raise _staging_refused(file, target, exc) from exc
+        raise
+    pool.shutdown()
+    return _publish(s3, file, target, total, digest.hexdigest(), first.content_type)
+
+
+class _BufferReader(io.RawIOBase):
+    """A seekable file over a part's buffer, so that sending it copies nothing (bytes() of it would)."""
+
+    def __init__(self, buffer: memoryview):
+        super().__init__()
+        self._view = memoryview(buffer)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, into: Any) -> int:
+        count = max(0, min(len(into), len(self._view) - self._position))
+        into[:count] = self._view[self._position:self._position + count]
+        self._position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+
+def _check_same_version(body: SourceBody, first: SourceBody, start: int, last: int) -> None:
+    answered = body.content_range
+    if answered is None or (answered.first, answered.last) != (start, last):
+        raise TransientSourceError(
+            f"{body.url} answered bytes {start}-{last} with "
+            f"{'the whole file' if answered is None else f'bytes {answered.first}-{answered.last}'}; it may have "
+            "changed while being copied. Nothing was written (temporary; retried with backoff)"
+        )
+    if answered.total != first.content_range.total or body.validator != first.validator:
+        raise TransientSourceError(
+            f"{body.url} changed while it was being copied (size {first.content_range.total} -> {answered.total}, "
+            f"version {first.validator!r} -> {body.validator!r}); nothing was written (temporary; the next attempt "
+            "copies the new version)"
+        )
+
+
+def _start_staging_upload(s3: Any, file: SourceFile, target: _Target, content_type: str) -> str:
     try:
-        sha256_hex = body.sha256().hexdigest()
-        published = _write(bucket, key, "CopyObject", bool(condition), lambda: s3.copy_object(
-            CopySource={"Bucket": bucket, "Key": staging_key},
-            Bucket=bucket,
-            Key=key,
-            ContentType=body.content_type,
-            Metadata=object_metadata(file, body.received, sha256_hex),
+        return s3.create_multipart_upload(Bucket=target.bucket, Key=target.staging_key, ContentType=content_type,
+                                          ChecksumAlgorithm="CRC32")["UploadId"]
+    except ClientError as exc:
+        raise _staging_refused(file, target, exc) from exc
+
+
+def _abort_upload(s3: Any, target: _Target, upload_id: str) -> None:
+    try:
+        s3.abort_multipart_upload(Bucket=target.bucket, Key=target.staging_key, UploadId=upload_id)
+    except ClientError as exc:  # the bucket's lifecycle rule aborts incomplete uploads too
+        logger.warning("could not abort the multipart upload of %s: %s", target.staging_key, exc)
+
+
+def _staging_refused(file: SourceFile, target: _Target, exc: Exception) -> MirrorWriteError:
+    return MirrorWriteError(
+        f"S3 refused the multipart upload of {file.name} to s3://{target.bucket}/{target.staging_key}: {exc}. The "
+        "mirror keeps its previous version of the file; check the function's permission to write the staging "
+        "prefix, then rerun."
+    )
+
+
+def _publish(
+    s3: Any, file: SourceFile, target: _Target, size: int, sha256_hex: str, content_type: str
+) -> CopyResult:
+    """One server-side copy publishes the complete staged object under the mirror key, with its final metadata,
+    which only then is known; the staging object is removed either way."""
+    try:
+        published = _write(target.bucket, target.key, "CopyObject", bool(target.condition), lambda: s3.copy_object(
+            CopySource={"Bucket": target.bucket, "Key": target.staging_key},
+            Bucket=target.bucket,
+            Key=target.key,
+            ContentType=content_type,
+            Metadata=object_metadata(file, size, sha256_hex),
             MetadataDirective="REPLACE",
             ChecksumAlgorithm="SHA256",
-            **condition,
+            **target.condition,
         ))
     finally:
         try:
-            s3.delete_object(Bucket=bucket, Key=staging_key)
+            s3.delete_object(Bucket=target.bucket, Key=target.staging_key)
         except ClientError as exc:  # the bucket's lifecycle rule expires staging objects; the copy itself stands
-            logger.warning("could not delete staging object %s: %s", staging_key, exc)
-    return CopyResult(file.name, body.received, sha256_hex, multipart=True, superseded=not published)
+            logger.warning("could not delete staging object %s: %s", target.staging_key, exc)
+    return CopyResult(file.name, size, sha256_hex, multipart=True, superseded=not published)
 
 
 def _write(bucket: str, key: str, operation: str, conditional: bool, call: Any) -> bool:

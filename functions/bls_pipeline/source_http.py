@@ -7,9 +7,11 @@ import datetime as dt
 import email.utils
 import hashlib
 import logging
+import re
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 import urllib3
@@ -21,6 +23,7 @@ logger = logging.getLogger(__name__)
 # Statuses that a later attempt can cure; everything else (404, 410, 400 ...) is final.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _PIECE = 256 * 1024
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 class SourceError(Exception):
@@ -69,6 +72,15 @@ def user_agent(contact_email: str) -> str:
     return f"bls-s3-mirror/{__version__} (data pipeline; contact: {contact_email})"
 
 
+@dataclass(frozen=True)
+class ContentRange:
+    """What a 206 answer says it holds: bytes first..last (inclusive) of a body of `total` bytes (None: unknown)."""
+
+    first: int
+    last: int
+    total: int | None
+
+
 class SourceBody:
     """File-like reader over one response body: it hashes what passes, fails on a body shorter or longer than its
     Content-Length, and fails when the deadline passes before the body is complete."""
@@ -78,6 +90,7 @@ class SourceBody:
         self.url = url
         self.deadline = deadline
         self.expected = _content_length(response)
+        self.content_range = _content_range(response) if response.status == 206 else None
         self.received = 0
         self.complete = False
         self._sha256 = hashlib.sha256()
@@ -99,8 +112,24 @@ class SourceBody:
             got += len(piece)
         return b"".join(parts)
 
+    @property
+    def validator(self) -> str | None:
+        """The version of the file this answer comes from, as far as HTTP tells it: its ETag, else Last-Modified."""
+        return self._response.headers.get("ETag") or self._response.headers.get("Last-Modified")
+
     def read_all(self) -> bytes:
         return self.read()
+
+    def read_into(self, buffer: bytearray) -> int:
+        """Fill `buffer` from its start with the whole body, in place (no copy held besides it); returns the length."""
+        view = memoryview(buffer)
+        filled = 0
+        while piece := self._read_piece(min(_PIECE, max(1, len(buffer) - filled))):
+            if filled + len(piece) > len(buffer):
+                raise TransientSourceError(f"{self.url} sent more than the {len(buffer)} bytes asked for")
+            view[filled:filled + len(piece)] = piece
+            filled += len(piece)
+        return filled
 
     def sha256(self) -> "hashlib._Hash":
         return self._sha256
@@ -166,6 +195,7 @@ class SourceClient:
             headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
             # Retries belong to the state machine, where an operator sees them; only redirects are followed here.
             retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
+            maxsize=8,  # connections kept per host: a large file is read in several ranges at once
         )
 
     def get_text(self, url: str) -> str:
@@ -176,12 +206,14 @@ class SourceClient:
             return body.read_all()
 
     @contextmanager
-    def stream(self, url: str) -> Iterator[SourceBody]:
+    def stream(self, url: str, byte_range: tuple[int, int] | None = None) -> Iterator[SourceBody]:
         """Open a GET whose body the caller reads; raises a SourceError for any non-2xx status.
 
+        byte_range: (first, last) byte, inclusive, to ask for; a server that does not serve ranges answers 200 with
+        the whole body, which the caller tells by body.content_range being None.
         A watchdog shuts the socket down when the deadline passes, so that no read blocks beyond it.
         """
-        response = self._open(url)
+        response = self._open(url, {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else None)
         body = SourceBody(response, url, self.deadline)
         watchdog = None
         remaining = self.deadline.remaining()
@@ -198,10 +230,10 @@ class SourceClient:
                 response.close()  # unread bytes must not stay on a pooled connection
             response.release_conn()
 
-    def _open(self, url: str) -> urllib3.BaseHTTPResponse:
+    def _open(self, url: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
         waited: float | None = None
         while True:
-            response = self._request(url)
+            response = self._request(url, headers)
             try:
                 _raise_for_status(url, response, self.user_agent)
                 return response
@@ -223,7 +255,7 @@ class SourceClient:
         remaining = self.deadline.remaining()
         return seconds <= self.retry_after_limit and (remaining is None or seconds <= remaining / 2)
 
-    def _request(self, url: str) -> urllib3.BaseHTTPResponse:
+    def _request(self, url: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
         connect, read = self.connect_timeout, self.read_timeout
         remaining = self.deadline.remaining()
         if remaining is not None:
@@ -234,6 +266,7 @@ class SourceClient:
             return self._http.request(
                 "GET", url, preload_content=False, decode_content=False,
                 timeout=urllib3.Timeout(connect=connect, read=read),
+                headers={**self._http.headers, **headers} if headers else None,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise TransientSourceError(f"cannot reach {url}: {_reason(exc)}") from exc
@@ -310,6 +343,14 @@ def _content_length(response: urllib3.BaseHTTPResponse) -> int | None:
         return int(value)
     except ValueError:
         return None
+
+
+def _content_range(response: urllib3.BaseHTTPResponse) -> ContentRange | None:
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+    if match is None:
+        return None
+    first, last, total = match.groups()
+    return ContentRange(int(first), int(last), None if total == "*" else int(total))
 
 
 def _reason(exc: Exception) -> str:
