@@ -18,7 +18,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT), str(PROJECT / "functions")]
 
 from . import analytics, imports, profiles, report  # noqa: E402
-from .contenders import CONTENDERS, Rclone, rclone_version  # noqa: E402
+from .contenders import CONTENDERS, Rclone, RcloneRanged, rclone_version  # noqa: E402
 from .copy_memory import measure_copy_memory  # noqa: E402
 from .report import MiB, Results  # noqa: E402
 from .s3_endpoint import Destination, without_ca_bundle  # noqa: E402
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": sizes["repeat"], "large_bytes": sizes["large_mib"] * MiB, "large_name": LARGE_FILE,
         "pr_bytes": sum(size for size, _ in PR_SMALL_FILES.values()) + len(pr_data_file()) + len(pr_data_file(first_year=1947, seed=2)),
         "rclone_version": rclone_version(), "rclone_flags": Rclone.flags(args.concurrency),
+        "rclone_ranged_flags": RcloneRanged.flags(args.concurrency)[len(Rclone.flags(args.concurrency)):],
     }
     results = Results(mode="quick" if args.quick else "full", setup=setup, machine=machine_facts())
     log(f"bench: {results.mode} mode, scratch in {workdir}")

@@ -26,6 +26,8 @@ class ImportTime:
     runs: int
     # The heaviest imports of the module's own level (what it imports directly), median ms.
     heaviest: list[tuple[str, float]] = field(default_factory=list)
+    # Median ms when the SDK floor (SDK_MODULES) is already imported: the handler's own code and other imports.
+    own_ms: float | None = None
 
 
 def handler_modules() -> list[str]:
@@ -43,12 +45,14 @@ def _parse(stderr: str) -> list[tuple[int, str, int]]:
     return rows
 
 
-def measure_module(module: str, runs: int) -> ImportTime:
+def measure_module(module: str, runs: int, preload: tuple[str, ...] = ()) -> ImportTime:
+    """preload: modules imported first, in the same process, so that the time measured is what `module` adds."""
     totals: list[float] = []
     children: dict[str, list[float]] = defaultdict(list)
     env = {**os.environ, "PYTHONPATH": str(PROJECT / "functions")}
+    code = "".join(f"import {name}; " for name in preload) + f"import {module}"
     for run in range(runs + 1):
-        done = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"], capture_output=True,
+        done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True,
                               text=True, env=env, timeout=120, cwd=PROJECT, preexec_fn=kill_with_parent)
         if done.returncode != 0:
             raise RuntimeError(f"importing {module} failed: {done.stderr[-1000:]}")
@@ -69,10 +73,17 @@ def measure_module(module: str, runs: int) -> ImportTime:
 
 # What any handler pays before its own code: for judging how far below the target a handler can get.
 REFERENCE_MODULES = ("boto3", "aws_lambda_powertools.logging")
+# The SDKs the handlers build on; imported first, they show what each handler adds on its own.
+SDK_MODULES = ("boto3", "urllib3", "aws_lambda_powertools")
 
 
 def measure_handlers(runs: int) -> list[ImportTime]:
-    return [measure_module(module, runs) for module in handler_modules()]
+    measured = []
+    for module in handler_modules():
+        item = measure_module(module, runs)
+        item.own_ms = measure_module(module, runs, preload=SDK_MODULES).median_ms
+        measured.append(item)
+    return measured
 
 
 def measure_references(runs: int) -> list[ImportTime]:
