@@ -91,7 +91,7 @@ def test_a_large_file_is_read_in_byte_ranges_several_at_a_time_and_stitched_in_o
     assert sorted(gets(bls, "pr.big"), key=lambda g: int(g[1][6:].split("-")[0])) == [
         (206, f"bytes={start}-{min(start + part, len(body)) - 1}") for start in range(0, len(body), part)
     ]
-    assert bls.most_in_flight >= 3  # the first part alone, then the next ones together
+    assert 3 <= bls.most_in_flight <= 4  # the first part alone, then the next ones together; never more than 4
     assert staging_leftovers(moto_s3) == []
 
 

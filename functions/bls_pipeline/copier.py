@@ -13,6 +13,7 @@ import hashlib
 import io
 import logging
 import queue
+import threading
 import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -134,16 +135,21 @@ def _copy_in_ranges(
     s3: Any, source: SourceClient, first: SourceBody, file: SourceFile, target: _Target, part_size: int, threads: int,
 ) -> CopyResult:
     """Large files from a source that serves byte ranges: each multipart part is its own ranged GET, `threads` at
-    a time, so one slow connection does not set the pace. s3transfer reads only from one stream, hence this loop.
-    Parts are hashed in file order as they arrive, so at most `threads` parts are held in memory."""
+    a time, so one slow connection does not set the pace; while a part uploads, the next one downloads. s3transfer
+    reads only from one stream, hence this loop. Parts are hashed in file order as they arrive, so at most
+    1.5 x `threads` parts are held in memory."""
     total = first.content_range.total
     part_size = max(part_size, -(-total // _MAX_PARTS))
     count = max(1, -(-total // part_size))
     upload_id = _start_staging_upload(s3, file, target, first.content_type)
 
-    # One buffer per part in flight, reused: memory stays at threads x part_size, without allocator churn.
+    # Parts downloading or uploading: enough for uploads to overlap the next downloads, few enough that a 256 MB
+    # function copies a file of any size (8 MiB parts: 48 MiB of buffers).
+    in_flight_limit = threads + threads // 2
+    source_slots = threading.Semaphore(threads)  # the source sees at most `threads` ranged GETs at once
+    # One buffer per part in flight, reused: memory stays at in_flight_limit x part_size, without allocator churn.
     free_buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-    for _ in range(min(threads, count)):
+    for _ in range(min(in_flight_limit, count)):
         free_buffers.put(bytearray(part_size))
 
     def transfer(index: int) -> tuple[bytearray, int, dict]:
@@ -153,7 +159,7 @@ def _copy_in_ranges(
         else:
             start = index * part_size
             last = min(start + part_size, total) - 1
-            with source.stream(file.url, (start, last)) as body:
+            with source_slots, source.stream(file.url, (start, last)) as body:
                 _check_same_version(body, first, start, last)
                 filled = body.read_into(buffer)
         try:
@@ -165,12 +171,12 @@ def _copy_in_ranges(
 
     digest = hashlib.sha256()
     parts: list[dict] = []
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="range")
+    pool = ThreadPoolExecutor(max_workers=in_flight_limit, thread_name_prefix="range")
     try:
         in_flight: deque[Future] = deque()
         for index in range(count):
             in_flight.append(pool.submit(transfer, index))
-            while len(in_flight) >= threads or (index == count - 1 and in_flight):
+            while len(in_flight) >= in_flight_limit or (index == count - 1 and in_flight):
                 buffer, filled, part = in_flight.popleft().result()
                 digest.update(memoryview(buffer)[:filled])
                 parts.append(part)
