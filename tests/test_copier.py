@@ -11,6 +11,7 @@ import pytest
 from bls_pipeline.bls_listing import SourceFile
 from botocore.exceptions import ClientError
 
+from bls_pipeline import copier
 from bls_pipeline.copier import copy_file
 from bls_pipeline.mirror import MirrorWriteError, write_condition
 from bls_pipeline.source_http import SourceClient, TransientSourceError
@@ -207,3 +208,45 @@ def test_s3_refusing_the_write_names_the_object_and_the_error(moto_s3, bls):
             copy(moto_s3, bls, "pr.file")
     finally:
         moto_s3.meta.events.unregister("before-call.s3.PutObject", refuse)
+
+
+@pytest.fixture
+def copy_object_limit_of_6_mib(monkeypatch):
+    """S3 copies at most 5 GiB per CopyObject; a smaller limit puts the multipart copy within a test's reach."""
+    monkeypatch.setattr(copier, "COPY_OBJECT_LIMIT", 6 * MiB)
+    monkeypatch.setattr(copier, "COPY_PART_SIZE", 5 * MiB)
+
+
+def recorded_operations(s3) -> list[str]:
+    operations: list[str] = []
+    s3.meta.events.register("before-call.s3", lambda model, **_: operations.append(model.name))
+    return operations
+
+
+def test_a_file_over_the_copy_object_limit_is_published_by_a_multipart_copy(moto_s3, bls, copy_object_limit_of_6_mib):
+    body = os.urandom(16 * MiB + 3)
+    bls.put("pr.huge", body)
+    operations = recorded_operations(moto_s3)
+
+    result = copy(moto_s3, bls, "pr.huge", single_put_limit=1 * MiB, part_size=5 * MiB,
+                  condition=write_condition({"mirror_etag": None}))
+
+    got = moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.huge")
+    assert got["Body"].read() == body
+    assert got["Metadata"]["sha256"] == hashlib.sha256(body).hexdigest() == result.sha256
+    assert got["Metadata"]["source-size"] == str(len(body))
+    assert operations.count("UploadPartCopy") == 4 and "CopyObject" not in operations
+    assert not result.superseded
+    assert staging_leftovers(moto_s3) == [] and moto_s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_a_multipart_copy_onto_an_object_created_meanwhile_leaves_that_object(moto_s3, bls, copy_object_limit_of_6_mib):
+    bls.put("pr.huge", os.urandom(11 * MiB))
+    condition = write_condition({"mirror_etag": None})  # the plan saw no object ...
+    moto_s3.put_object(Bucket=BUCKET, Key="bls/pr/pr.huge", Body=b"written by another execution")  # ... then one came
+
+    result = copy(moto_s3, bls, "pr.huge", single_put_limit=1 * MiB, part_size=5 * MiB, condition=condition)
+
+    assert result.superseded
+    assert moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.huge")["Body"].read() == b"written by another execution"
+    assert staging_leftovers(moto_s3) == [] and moto_s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []

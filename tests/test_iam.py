@@ -34,6 +34,7 @@ EXPECTED_GRANTS = {
     },
     "CopyFileFunctionRole": {
         ("s3:PutObject", MIRROR, None),
+        ("s3:AbortMultipartUpload", MIRROR, None),
         ("s3:PutObject", STAGING, None),
         ("s3:GetObject", STAGING, None),
         ("s3:DeleteObject", STAGING, None),

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 # conditional write to it is in flight (409), or the object the plan saw is gone (404 on If-Match).
 _CHANGED_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
 _MAX_PARTS = 10_000  # S3's limit per multipart upload
+COPY_OBJECT_LIMIT = 5 * 1024**3  # the largest object one CopyObject may copy
+COPY_PART_SIZE = 512 * 1024**2  # parts of a multipart copy, for objects over that limit
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def _copy_stream(
                           Config=_transfer_config(part_size, upload_threads))
     except (ClientError, S3UploadFailedError) as exc:
         raise _staging_refused(file, target, exc) from exc
-    return _publish(s3, file, target, body.received, body.sha256().hexdigest(), body.content_type)
+    return _publish(s3, file, target, body.received, body.sha256().hexdigest(), body.content_type, upload_threads)
 
 
 def _transfer_config(part_size: int, upload_threads: int) -> TransferConfig:
@@ -155,7 +157,8 @@ def _copy_in_ranges(
     def transfer(index: int) -> tuple[bytearray, int, dict]:
         buffer = free_buffers.get()
         if index == 0:
-            filled = first.read_into(buffer)
+            with source_slots:
+                filled = first.read_into(buffer)
         else:
             start = index * part_size
             last = min(start + part_size, total) - 1
@@ -190,7 +193,7 @@ def _copy_in_ranges(
             raise _staging_refused(file, target, exc) from exc
         raise
     pool.shutdown()
-    return _publish(s3, file, target, total, digest.hexdigest(), first.content_type)
+    return _publish(s3, file, target, total, digest.hexdigest(), first.content_type, threads)
 
 
 class _BufferReader(io.RawIOBase):
@@ -262,27 +265,80 @@ def _staging_refused(file: SourceFile, target: _Target, exc: Exception) -> Mirro
 
 
 def _publish(
-    s3: Any, file: SourceFile, target: _Target, size: int, sha256_hex: str, content_type: str
+    s3: Any, file: SourceFile, target: _Target, size: int, sha256_hex: str, content_type: str, threads: int = 4,
 ) -> CopyResult:
-    """One server-side copy publishes the complete staged object under the mirror key, with its final metadata,
+    """A server-side copy publishes the complete staged object under the mirror key, with its final metadata,
     which only then is known; the staging object is removed either way."""
+    metadata = object_metadata(file, size, sha256_hex)
     try:
-        published = _write(target.bucket, target.key, "CopyObject", bool(target.condition), lambda: s3.copy_object(
-            CopySource={"Bucket": target.bucket, "Key": target.staging_key},
-            Bucket=target.bucket,
-            Key=target.key,
-            ContentType=content_type,
-            Metadata=object_metadata(file, size, sha256_hex),
-            MetadataDirective="REPLACE",
-            ChecksumAlgorithm="SHA256",
-            **target.condition,
-        ))
+        if size > COPY_OBJECT_LIMIT:
+            published = _publish_in_parts(s3, target, size, metadata, content_type, threads)
+        else:
+            published = _write(target.bucket, target.key, "CopyObject", bool(target.condition), lambda: s3.copy_object(
+                CopySource={"Bucket": target.bucket, "Key": target.staging_key},
+                Bucket=target.bucket,
+                Key=target.key,
+                ContentType=content_type,
+                Metadata=metadata,
+                MetadataDirective="REPLACE",
+                ChecksumAlgorithm="SHA256",
+                **target.condition,
+            ))
     finally:
         try:
             s3.delete_object(Bucket=target.bucket, Key=target.staging_key)
         except ClientError as exc:  # the bucket's lifecycle rule expires staging objects; the copy itself stands
             logger.warning("could not delete staging object %s: %s", target.staging_key, exc)
     return CopyResult(file.name, size, sha256_hex, multipart=True, superseded=not published)
+
+
+def _publish_in_parts(
+    s3: Any, target: _Target, size: int, metadata: dict[str, str], content_type: str, threads: int,
+) -> bool:
+    """Objects over CopyObject's 5 GiB limit: a multipart copy (UploadPartCopy, `threads` parts at a time), whose
+    Complete carries the write condition."""
+    part_size = max(COPY_PART_SIZE, -(-size // _MAX_PARTS))
+    try:
+        upload_id = s3.create_multipart_upload(Bucket=target.bucket, Key=target.key, ContentType=content_type,
+                                               Metadata=metadata)["UploadId"]
+    except ClientError as exc:
+        raise _mirror_refused(target, "CreateMultipartUpload", exc) from exc
+
+    def copy_part(index: int) -> dict:
+        first = index * part_size
+        answer = s3.upload_part_copy(
+            Bucket=target.bucket, Key=target.key, UploadId=upload_id, PartNumber=index + 1,
+            CopySource={"Bucket": target.bucket, "Key": target.staging_key},
+            CopySourceRange=f"bytes={first}-{min(first + part_size, size) - 1}",
+        )
+        return {"PartNumber": index + 1, "ETag": answer["CopyPartResult"]["ETag"]}
+
+    completed = False
+    try:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="part-copy") as pool:
+            parts = list(pool.map(copy_part, range(-(-size // part_size))))
+        published = _write(target.bucket, target.key, "CompleteMultipartUpload", bool(target.condition),
+                           lambda: s3.complete_multipart_upload(Bucket=target.bucket, Key=target.key, UploadId=upload_id,
+                                                                MultipartUpload={"Parts": parts}, **target.condition))
+        completed = published
+        return published
+    except ClientError as exc:
+        raise _mirror_refused(target, "UploadPartCopy", exc) from exc
+    finally:
+        if not completed:
+            try:
+                s3.abort_multipart_upload(Bucket=target.bucket, Key=target.key, UploadId=upload_id)
+            except ClientError as exc:  # the bucket's lifecycle rule aborts incomplete uploads after a day
+                logger.warning("could not abort the multipart copy to %s: %s", target.key, exc)
+
+
+def _mirror_refused(target: _Target, operation: str, exc: ClientError) -> MirrorWriteError:
+    error = exc.response.get("Error", {})
+    return MirrorWriteError(
+        f"S3 refused the {operation} of s3://{target.bucket}/{target.key}: {error.get('Code', 'error')}: "
+        f"{error.get('Message', exc)}. The mirror keeps its previous version of the file; check the function's "
+        "permission to write there (and the bucket policy), then rerun."
+    )
 
 
 def _write(bucket: str, key: str, operation: str, conditional: bool, call: Any) -> bool:
