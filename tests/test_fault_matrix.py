@@ -27,7 +27,15 @@ import pytest
 from bls_pipeline import aws
 from bls_pipeline.bls_listing import parse_listing
 from local_runner.engine import LocalEngine
-from tests.bls_server import BlsServer, ServedFile, drip_then_stall, reset_mid_body, short_body, status
+from tests.bls_server import (
+    BlsServer,
+    ServedFile,
+    answer_then_republish,
+    drip_then_stall,
+    reset_mid_body,
+    short_body,
+    status,
+)
 from tests.conftest import CONTACT, POPULATION_PATH, engine_parameters, population_json
 
 MIRROR = "bls/pr/"
@@ -340,6 +348,13 @@ def multipart_aborted(scene: Scene, result) -> None:
     assert scene.s3_calls == {"CreateMultipartUpload": 2, "AbortMultipartUpload": 2}
 
 
+def ranged_copy_retried(scene: Scene, result) -> None:
+    """The first attempt read its two ranges from two versions and gave up; the retry read both from the new one."""
+    assert scene.s3_calls == {"CreateMultipartUpload": 2, "AbortMultipartUpload": 1}
+    assert [r.status for r in scene.bls.requests_for("pr.series")] == [206] * 4
+    assert [e for e in copy_errors(result, "pr.series") if e] == ["TransientSourceError"]
+
+
 CASES = [
     # -- the listing: nothing may be copied or deleted --------------------------------------------------------------
     Case("listing-403", listing_fault(status(403)), "FAILED", "SourceRefused",
@@ -375,6 +390,8 @@ CASES = [
     Case("file-short-body-multipart", large_series(short_body(1000), short_body(1000)), "FAILED", "CopyFailed",
          ("pr.series: TransientSourceError", f"of {6 * MiB} bytes", "before the end of the body"), updated=CHANGED,
          env=LARGE, check=multipart_aborted),
+    Case("file-republished-during-ranged-copy", large_series(answer_then_republish(LATER.replace(hour=10))),
+         "SUCCEEDED", None, updated=CHANGED | {"pr.series"}, env=LARGE, check=ranged_copy_retried),
     Case("file-slow-near-timeout", series_changes(drip_then_stall(1.4, 3), drip_then_stall(1.4, 3)),
          "FAILED", "CopyFailed",
          ("pr.series: TransientSourceError", "source too slow", "before its time limit"), updated=CHANGED,
