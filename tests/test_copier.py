@@ -16,12 +16,17 @@ from bls_pipeline.copier import copy_file
 from bls_pipeline.mirror import MirrorWriteError, write_condition
 from bls_pipeline.source_http import SourceClient, TransientSourceError
 from tests.bls_server import (
+    _served,
     answer_normally,
     answer_then_republish,
     range_without_version,
     short_body,
     status,
 )
+
+# A broken part loop waits forever for a buffer, and its worker threads would keep the process from exiting:
+# end the whole run with a stack dump instead of hanging CI.
+pytestmark = pytest.mark.timeout(120, method="thread")
 
 BUCKET = "mirror-bucket"
 MiB = 1024 * 1024
@@ -78,7 +83,7 @@ def test_a_large_file_streams_through_multipart_staging_and_is_published_whole(m
 
 
 def test_a_large_file_is_read_in_byte_ranges_several_at_a_time_and_stitched_in_order(moto_s3, bls):
-    body = os.urandom(21 * MiB + 1)
+    body = os.urandom(41 * MiB + 1)  # 9 parts: more than the 6 in flight, so buffers are reused
     bls.put("pr.big", body)
     bls.latency = 0.2
 
@@ -250,3 +255,102 @@ def test_a_multipart_copy_onto_an_object_created_meanwhile_leaves_that_object(mo
     assert result.superseded
     assert moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.huge")["Body"].read() == b"written by another execution"
     assert staging_leftovers(moto_s3) == [] and moto_s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_range_streams_1_reads_a_large_file_as_one_stream(moto_s3, bls):
+    body = os.urandom(11 * MiB)
+    bls.put("pr.big", body)
+
+    result = copy_file(moto_s3, SourceClient("ops@example.com"), listed(bls, "pr.big"), BUCKET, "bls/pr/pr.big",
+                       "pipeline/staging/", single_put_limit=1 * MiB, part_size=5 * MiB, range_streams=1)
+
+    assert gets(bls, "pr.big") == [(200, "")]
+    assert moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.big")["Body"].read() == body
+    assert result.sha256 == hashlib.sha256(body).hexdigest()
+
+
+def unreadable_content_range(handler, _: bytes) -> None:
+    body = _served(handler).body
+    first, last = handler._requested_range(len(body))
+    handler.send_body(206, body[first:last + 1], "text/plain", _served(handler).modified,
+                      headers={"Content-Range": f"{first}-{last} of {len(body)}"})
+
+
+def test_a_partial_answer_whose_content_range_cannot_be_read_is_never_taken_for_the_whole_file(moto_s3, bls):
+    body = os.urandom(11 * MiB)
+    bls.put("pr.big", body)
+    bls.add_faults("pr.big", unreadable_content_range)
+
+    result = copy(moto_s3, bls, "pr.big", single_put_limit=6 * MiB, part_size=5 * MiB)
+
+    assert gets(bls, "pr.big") == [(206, "bytes=0-5242879"), (200, "")]
+    assert moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.big")["Body"].read() == body
+    assert result.bytes == len(body)
+
+
+def other_bytes_than_asked(handler, _: bytes) -> None:
+    served = _served(handler)
+    handler.send_body(206, served.body[:1000], "text/plain", served.modified,
+                      headers={"Content-Range": f"bytes 0-999/{len(served.body)}"})
+
+
+def fewer_bytes_than_the_range_says(handler, _: bytes) -> None:
+    """The right Content-Range, but a body (and Content-Length) of only its first 1,000 bytes."""
+    served = _served(handler)
+    first, last = handler._requested_range(len(served.body))
+    handler.send_body(206, served.body[first:first + 1000], "text/plain", served.modified,
+                      headers={"Content-Range": f"bytes {first}-{last}/{len(served.body)}"})
+
+
+@pytest.mark.parametrize(("fault", "says"), [
+    (other_bytes_than_asked, r"pr.big answered bytes \d+-\d+ with bytes 0-999; it may have changed"),
+    (fewer_bytes_than_the_range_says, r"pr.big sent 1000 bytes for bytes \d+-\d+ \(5242880 bytes\); nothing was written"),
+], ids=["other-range", "short-range"])
+def test_an_answer_with_other_bytes_than_the_range_asked_fails_the_copy_and_writes_nothing(moto_s3, bls, fault, says):
+    bls.put("pr.big", os.urandom(16 * MiB))
+    bls.add_faults("pr.big", answer_normally(), fault)
+
+    with pytest.raises(TransientSourceError, match=says):
+        copy(moto_s3, bls, "pr.big", single_put_limit=1 * MiB, part_size=5 * MiB)
+
+    assert moto_s3.list_objects_v2(Bucket=BUCKET, Prefix="bls/pr/").get("KeyCount") == 0
+    assert staging_leftovers(moto_s3) == []
+
+
+@pytest.mark.parametrize("operation", ["UploadPart", "CompleteMultipartUpload"])
+def test_s3_refusing_a_part_or_the_completion_aborts_the_upload_and_names_the_file(moto_s3, bls, operation):
+    bls.put("pr.big", os.urandom(16 * MiB))
+
+    def refuse(**_):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, operation)
+
+    moto_s3.meta.events.register(f"before-call.s3.{operation}", refuse)
+    try:
+        with pytest.raises(MirrorWriteError, match=r"multipart upload of pr.big to s3://mirror-bucket/pipeline/staging/"):
+            copy(moto_s3, bls, "pr.big", single_put_limit=1 * MiB, part_size=5 * MiB)
+    finally:
+        moto_s3.meta.events.unregister(f"before-call.s3.{operation}", refuse)
+
+    assert moto_s3.list_objects_v2(Bucket=BUCKET, Prefix="bls/pr/").get("KeyCount") == 0
+    assert staging_leftovers(moto_s3) == []
+
+
+def test_a_failed_multipart_copy_is_aborted_and_leaves_the_mirrored_version(moto_s3, bls, copy_object_limit_of_6_mib):
+    version = moto_s3.put_object(Bucket=BUCKET, Key="bls/pr/pr.huge", Body=b"old")["VersionId"]
+    bls.put("pr.huge", os.urandom(16 * MiB))
+    operations = recorded_operations(moto_s3)
+
+    def refuse(**_):
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "UploadPartCopy")
+
+    moto_s3.meta.events.register("before-call.s3.UploadPartCopy", refuse)
+    try:
+        with pytest.raises(MirrorWriteError, match=r"UploadPartCopy of s3://mirror-bucket/bls/pr/pr.huge: SlowDown"):
+            copy(moto_s3, bls, "pr.huge", single_put_limit=1 * MiB, part_size=5 * MiB)
+    finally:
+        moto_s3.meta.events.unregister("before-call.s3.UploadPartCopy", refuse)
+
+    assert "AbortMultipartUpload" in operations
+    versions = moto_s3.list_object_versions(Bucket=BUCKET, Prefix="bls/pr/pr.huge")["Versions"]
+    assert [v["VersionId"] for v in versions] == [version]
+    assert staging_leftovers(moto_s3) == []

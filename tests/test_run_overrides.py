@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bls_pipeline.config import ConfigError, Settings
+from bls_pipeline.config import ConfigError, Settings, load_settings
 from tests.conftest import CONTACT
 
 DEPLOYED = Settings(bucket="mirror", contact_email=CONTACT)  # MirrorPrefix bls/pr/
@@ -40,6 +40,17 @@ def test_the_pipelines_own_files_may_not_share_the_mirror_folder(setting: str) -
     value = "bls/population.json" if setting == "population_key" else "bls/own/"
     with pytest.raises(ConfigError, match="bls/"):
         Settings(bucket="mirror", contact_email=CONTACT, **{setting: value}).validate()
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("PART_SIZE_BYTES", "1048576", "outside S3's part sizes"),
+    ("RANGE_STREAMS", "0", "must be positive"),
+    ("RANGE_STREAMS", "32", "from 1 to 16"),
+])
+def test_transfer_settings_outside_what_s3_and_the_copier_accept_are_refused(variable, value, message) -> None:
+    environ = {"MIRROR_BUCKET": "mirror", "CONTACT_EMAIL": CONTACT, variable: value}
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ)
 
 
 def test_a_prefix_outside_the_mirror_folder_fails_the_first_state_before_any_request(bls, make_engine) -> None:

@@ -19,6 +19,8 @@ DEFAULT_POPULATION_URL = (
 DEFAULT_POPULATION_KEY = "datausa/population.json"
 DEFAULT_REPORTS_PREFIX = "reports/"
 
+MiB = 1024 * 1024
+GiB = 1024 * MiB
 _EMAIL = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+\.[^@\s<>()]+$")
 
 
@@ -43,6 +45,8 @@ class Settings:
     single_put_limit: int = 8 * 1024 * 1024
     part_size: int = 8 * 1024 * 1024
     upload_threads: int = 4
+    # Byte-range GETs of one large file at once; 1 reads every file as one stream (one request per file).
+    range_streams: int = 4
     population_url: str = DEFAULT_POPULATION_URL
     population_key: str = DEFAULT_POPULATION_KEY
     reports_prefix: str = DEFAULT_REPORTS_PREFIX
@@ -67,6 +71,10 @@ class Settings:
             raise ConfigError(f"source URL {self.source_url!r} must name a directory and end with '/'")
         if urlsplit(self.population_url).scheme not in ("http", "https"):
             raise ConfigError(f"population URL {self.population_url!r} is not an http(s) URL")
+        if not 5 * MiB <= self.part_size <= 5 * GiB:
+            raise ConfigError(f"PART_SIZE_BYTES={self.part_size} is outside S3's part sizes, 5 MiB to 5 GiB")
+        if not 1 <= self.range_streams <= 16:
+            raise ConfigError(f"RANGE_STREAMS={self.range_streams} must be a whole number from 1 to 16")
         for name in ("mirror_prefix", "runs_prefix", "staging_prefix", "reports_prefix"):
             value = getattr(self, name)
             if not value.endswith("/") or value.startswith("/") or "//" in value or ".." in value.split("/"):
@@ -132,6 +140,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_read_timeout=_number(env, "HTTP_READ_TIMEOUT", 60.0),
         single_put_limit=int(_number(env, "SINGLE_PUT_LIMIT_BYTES", 8 * 1024 * 1024)),
         part_size=int(_number(env, "PART_SIZE_BYTES", 8 * 1024 * 1024)),
+        range_streams=int(_number(env, "RANGE_STREAMS", 4)),
         population_url=env.get("POPULATION_URL", DEFAULT_POPULATION_URL),
         population_key=env.get("POPULATION_KEY", DEFAULT_POPULATION_KEY),
         reports_prefix=env.get("REPORTS_PREFIX", DEFAULT_REPORTS_PREFIX),

@@ -64,19 +64,21 @@ def copy_file(
     part_size: int,
     upload_threads: int = 4,
     condition: dict[str, str] | None = None,
+    range_streams: int = 4,
 ) -> CopyResult:
     """condition: S3 conditional-write parameters (mirror.write_condition) for publishing under the mirror key.
 
-    A file the listing shows larger than single_put_limit is read in byte ranges, upload_threads at a time, when
-    the source serves ranges; otherwise, and for smaller files, as one stream.
+    A file the listing shows larger than single_put_limit is read in byte ranges, range_streams at a time, when
+    the source serves ranges (and range_streams > 1); otherwise, and for smaller files, as one stream.
     """
     target = _Target(bucket, key, f"{staging_prefix}{uuid.uuid4().hex}/{file.name}", condition or {})
-    if file.size > single_put_limit:
+    if file.size > single_put_limit and range_streams > 1:
+        part_size = max(part_size, -(-file.size // _MAX_PARTS))
         with source.stream(file.url, (0, part_size - 1)) as first:
-            if first.content_range is None:  # the source ignored the range: this is the whole file
+            if first.status == 200:  # the source ignored the range: this is the whole file
                 return _copy_stream(s3, first, file, target, single_put_limit, part_size, upload_threads)
             if _can_stitch(first, part_size):
-                return _copy_in_ranges(s3, source, first, file, target, part_size, upload_threads)
+                return _copy_in_ranges(s3, source, first, file, target, part_size, range_streams)
         # A partial answer that cannot be stitched safely (no version to check, unknown size): read it whole.
     with source.stream(file.url) as body:
         return _copy_stream(s3, body, file, target, single_put_limit, part_size, upload_threads)
@@ -130,6 +132,7 @@ def _can_stitch(first: SourceBody, part_size: int) -> bool:
     return (
         answered is not None and answered.total is not None and first.validator is not None
         and answered.first == 0 and answered.last == min(part_size, answered.total) - 1
+        and -(-answered.total // part_size) <= _MAX_PARTS
     )
 
 
@@ -141,14 +144,15 @@ def _copy_in_ranges(
     reads only from one stream, hence this loop. Parts are hashed in file order as they arrive, so at most
     1.5 x `threads` parts are held in memory."""
     total = first.content_range.total
-    part_size = max(part_size, -(-total // _MAX_PARTS))
     count = max(1, -(-total // part_size))
     upload_id = _start_staging_upload(s3, file, target, first.content_type)
 
     # Parts downloading or uploading: enough for uploads to overlap the next downloads, few enough that a 256 MB
     # function copies a file of any size (8 MiB parts: 48 MiB of buffers).
     in_flight_limit = threads + threads // 2
-    source_slots = threading.Semaphore(threads)  # the source sees at most `threads` ranged GETs at once
+    # The source sees at most `threads` GETs of this file at once: the first one is open already and holds a slot
+    # until its body is read.
+    source_slots = threading.Semaphore(threads - 1)
     # One buffer per part in flight, reused: memory stays at in_flight_limit x part_size, without allocator churn.
     free_buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
     for _ in range(min(in_flight_limit, count)):
@@ -156,15 +160,22 @@ def _copy_in_ranges(
 
     def transfer(index: int) -> tuple[bytearray, int, dict]:
         buffer = free_buffers.get()
+        start = index * part_size
+        last = min(start + part_size, total) - 1
         if index == 0:
-            with source_slots:
+            try:
                 filled = first.read_into(buffer)
+            finally:
+                source_slots.release()
         else:
-            start = index * part_size
-            last = min(start + part_size, total) - 1
             with source_slots, source.stream(file.url, (start, last)) as body:
                 _check_same_version(body, first, start, last)
                 filled = body.read_into(buffer)
+        if filled != last - start + 1:
+            raise TransientSourceError(
+                f"{file.url} sent {filled} bytes for bytes {start}-{last} ({last - start + 1} bytes); nothing was "
+                "written (temporary; retried with backoff)"
+            )
         try:
             answer = s3.upload_part(Bucket=target.bucket, Key=target.staging_key, UploadId=upload_id, PartNumber=index + 1,
                                     Body=_BufferReader(memoryview(buffer)[:filled]), ChecksumAlgorithm="CRC32")
@@ -314,9 +325,13 @@ def _publish_in_parts(
         return {"PartNumber": index + 1, "ETag": answer["CopyPartResult"]["ETag"]}
 
     completed = False
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="part-copy")
     try:
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="part-copy") as pool:
-            parts = list(pool.map(copy_part, range(-(-size // part_size))))
+        try:
+            futures = [pool.submit(copy_part, index) for index in range(-(-size // part_size))]
+            parts = [future.result() for future in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the parts not started are not copied
         published = _write(target.bucket, target.key, "CompleteMultipartUpload", bool(target.condition),
                            lambda: s3.complete_multipart_upload(Bucket=target.bucket, Key=target.key, UploadId=upload_id,
                                                                 MultipartUpload={"Parts": parts}, **target.condition))

@@ -89,7 +89,9 @@ class SourceBody:
         self._response = response
         self.url = url
         self.deadline = deadline
+        self.status = response.status
         self.expected = _content_length(response)
+        # A 206 whose Content-Range cannot be read leaves this None as well: such a body cannot be placed in a file.
         self.content_range = _content_range(response) if response.status == 206 else None
         self.received = 0
         self.complete = False
@@ -114,8 +116,9 @@ class SourceBody:
 
     @property
     def validator(self) -> str | None:
-        """The version of the file this answer comes from, as far as HTTP tells it: its ETag, else Last-Modified."""
-        return self._response.headers.get("ETag") or self._response.headers.get("Last-Modified")
+        """The version of the file this answer comes from, as far as HTTP tells it: Last-Modified, else the ETag
+        (servers behind a load balancer may each give the same file another ETag, but the same modification time)."""
+        return self._response.headers.get("Last-Modified") or self._response.headers.get("ETag")
 
     def read_all(self) -> bytes:
         return self.read()
@@ -210,7 +213,7 @@ class SourceClient:
         """Open a GET whose body the caller reads; raises a SourceError for any non-2xx status.
 
         byte_range: (first, last) byte, inclusive, to ask for; a server that does not serve ranges answers 200 with
-        the whole body, which the caller tells by body.content_range being None.
+        the whole body, which the caller tells by body.status.
         A watchdog shuts the socket down when the deadline passes, so that no read blocks beyond it.
         """
         response = self._open(url, {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else None)

@@ -60,6 +60,7 @@ def copy_one(
         part_size=settings.part_size,
         upload_threads=settings.upload_threads,
         condition=condition,
+        range_streams=settings.range_streams,
     )
 
 
