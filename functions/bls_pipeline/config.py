@@ -21,6 +21,7 @@ DEFAULT_REPORTS_PREFIX = "reports/"
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+MAX_RANGE_STREAMS = 8  # the source client keeps this many connections per host
 _EMAIL = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+\.[^@\s<>()]+$")
 
 
@@ -73,8 +74,8 @@ class Settings:
             raise ConfigError(f"population URL {self.population_url!r} is not an http(s) URL")
         if not 5 * MiB <= self.part_size <= 5 * GiB:
             raise ConfigError(f"PART_SIZE_BYTES={self.part_size} is outside S3's part sizes, 5 MiB to 5 GiB")
-        if not 1 <= self.range_streams <= 16:
-            raise ConfigError(f"RANGE_STREAMS={self.range_streams} must be a whole number from 1 to 16")
+        if not 1 <= self.range_streams <= MAX_RANGE_STREAMS:
+            raise ConfigError(f"RANGE_STREAMS={self.range_streams} must be a whole number from 1 to {MAX_RANGE_STREAMS}")
         for name in ("mirror_prefix", "runs_prefix", "staging_prefix", "reports_prefix"):
             value = getattr(self, name)
             if not value.endswith("/") or value.startswith("/") or "//" in value or ".." in value.split("/"):
@@ -140,7 +141,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_read_timeout=_number(env, "HTTP_READ_TIMEOUT", 60.0),
         single_put_limit=int(_number(env, "SINGLE_PUT_LIMIT_BYTES", 8 * 1024 * 1024)),
         part_size=int(_number(env, "PART_SIZE_BYTES", 8 * 1024 * 1024)),
-        range_streams=int(_number(env, "RANGE_STREAMS", 4)),
+        range_streams=_whole_number(env, "RANGE_STREAMS", 4),
         population_url=env.get("POPULATION_URL", DEFAULT_POPULATION_URL),
         population_key=env.get("POPULATION_KEY", DEFAULT_POPULATION_KEY),
         reports_prefix=env.get("REPORTS_PREFIX", DEFAULT_REPORTS_PREFIX),
@@ -162,3 +163,10 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be positive")
     return value
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _number(env, name, default)
+    if not float(value).is_integer():
+        raise ConfigError(f"{name}={env.get(name)!r} must be a whole number")
+    return int(value)

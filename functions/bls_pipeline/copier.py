@@ -16,7 +16,7 @@ import queue
 import threading
 import uuid
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,8 +72,8 @@ def copy_file(
     the source serves ranges (and range_streams > 1); otherwise, and for smaller files, as one stream.
     """
     target = _Target(bucket, key, f"{staging_prefix}{uuid.uuid4().hex}/{file.name}", condition or {})
+    part_size = max(part_size, -(-file.size // _MAX_PARTS))
     if file.size > single_put_limit and range_streams > 1:
-        part_size = max(part_size, -(-file.size // _MAX_PARTS))
         with source.stream(file.url, (0, part_size - 1)) as first:
             if first.status == 200:  # the source ignored the range: this is the whole file
                 return _copy_stream(s3, first, file, target, single_put_limit, part_size, upload_threads)
@@ -329,6 +329,10 @@ def _publish_in_parts(
     try:
         try:
             futures = [pool.submit(copy_part, index) for index in range(-(-size // part_size))]
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((future for future in finished if future.exception() is not None), None)
+            if failed is not None:
+                failed.result()
             parts = [future.result() for future in futures]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the parts not started are not copied

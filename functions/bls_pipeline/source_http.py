@@ -17,6 +17,7 @@ from typing import Iterator
 import urllib3
 
 from . import __version__
+from .config import MAX_RANGE_STREAMS
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class SourceClient:
             headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
             # Retries belong to the state machine, where an operator sees them; only redirects are followed here.
             retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
-            maxsize=8,  # connections kept per host: a large file is read in several ranges at once
+            maxsize=MAX_RANGE_STREAMS,  # connections kept per host: a large file is read in several ranges at once
         )
 
     def get_text(self, url: str) -> str:
