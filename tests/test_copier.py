@@ -304,7 +304,7 @@ def fewer_bytes_than_the_range_says(handler, _: bytes) -> None:
 
 @pytest.mark.parametrize(("fault", "says"), [
     (other_bytes_than_asked, r"pr.big answered bytes \d+-\d+ with bytes 0-999; it may have changed"),
-    (fewer_bytes_than_the_range_says, r"pr.big sent 1000 bytes for bytes \d+-\d+ \(5242880 bytes\); nothing was written"),
+    (fewer_bytes_than_the_range_says, r"pr.big sent 1000 bytes for bytes \d+-\d+ \(\d+ bytes\); nothing was written"),
 ], ids=["other-range", "short-range"])
 def test_an_answer_with_other_bytes_than_the_range_asked_fails_the_copy_and_writes_nothing(moto_s3, bls, fault, says):
     bls.put("pr.big", os.urandom(16 * MiB))
