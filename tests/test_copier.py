@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from contextlib import contextmanager
 
 import pytest
 
@@ -41,6 +42,19 @@ def copy(s3, bls, name: str, single_put_limit: int = 8 * MiB, part_size: int = 8
         s3, SourceClient("ops@example.com"), listed(bls, name), BUCKET, "bls/pr/" + name,
         "pipeline/staging/", single_put_limit=single_put_limit, part_size=part_size, condition=condition,
     )
+
+
+@contextmanager
+def refusing(s3, operation: str, code: str, message: str):
+    """S3 answers every `operation` call with the error `code` while inside the block."""
+    def refuse(**_):
+        raise ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+    s3.meta.events.register(f"before-call.s3.{operation}", refuse)
+    try:
+        yield
+    finally:
+        s3.meta.events.unregister(f"before-call.s3.{operation}", refuse)
 
 
 def gets(bls, name: str) -> list[tuple[int, str]]:
@@ -204,15 +218,9 @@ def test_the_version_the_plan_saw_is_replaced(moto_s3, bls):
 def test_s3_refusing_the_write_names_the_object_and_the_error(moto_s3, bls):
     bls.put("pr.file", b"data")
 
-    def refuse(**_):
-        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject")
-
-    moto_s3.meta.events.register("before-call.s3.PutObject", refuse)
-    try:
+    with refusing(moto_s3, "PutObject", "AccessDenied", "Access Denied"):
         with pytest.raises(MirrorWriteError, match=r"PutObject of s3://mirror-bucket/bls/pr/pr.file: AccessDenied"):
             copy(moto_s3, bls, "pr.file")
-    finally:
-        moto_s3.meta.events.unregister("before-call.s3.PutObject", refuse)
 
 
 @pytest.fixture
@@ -321,15 +329,9 @@ def test_an_answer_with_other_bytes_than_the_range_asked_fails_the_copy_and_writ
 def test_s3_refusing_a_part_or_the_completion_aborts_the_upload_and_names_the_file(moto_s3, bls, operation):
     bls.put("pr.big", os.urandom(16 * MiB))
 
-    def refuse(**_):
-        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, operation)
-
-    moto_s3.meta.events.register(f"before-call.s3.{operation}", refuse)
-    try:
+    with refusing(moto_s3, operation, "AccessDenied", "Access Denied"):
         with pytest.raises(MirrorWriteError, match=r"multipart upload of pr.big to s3://mirror-bucket/pipeline/staging/"):
             copy(moto_s3, bls, "pr.big", single_put_limit=1 * MiB, part_size=5 * MiB)
-    finally:
-        moto_s3.meta.events.unregister(f"before-call.s3.{operation}", refuse)
 
     assert moto_s3.list_objects_v2(Bucket=BUCKET, Prefix="bls/pr/").get("KeyCount") == 0
     assert staging_leftovers(moto_s3) == []
@@ -340,15 +342,9 @@ def test_a_failed_multipart_copy_is_aborted_and_leaves_the_mirrored_version(moto
     bls.put("pr.huge", os.urandom(16 * MiB))
     operations = recorded_operations(moto_s3)
 
-    def refuse(**_):
-        raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "UploadPartCopy")
-
-    moto_s3.meta.events.register("before-call.s3.UploadPartCopy", refuse)
-    try:
+    with refusing(moto_s3, "UploadPartCopy", "SlowDown", "Please reduce your request rate."):
         with pytest.raises(MirrorWriteError, match=r"UploadPartCopy of s3://mirror-bucket/bls/pr/pr.huge: SlowDown"):
             copy(moto_s3, bls, "pr.huge", single_put_limit=1 * MiB, part_size=5 * MiB)
-    finally:
-        moto_s3.meta.events.unregister("before-call.s3.UploadPartCopy", refuse)
 
     assert "AbortMultipartUpload" in operations
     versions = moto_s3.list_object_versions(Bucket=BUCKET, Prefix="bls/pr/pr.huge")["Versions"]

@@ -99,7 +99,7 @@ def _copy_stream(
     if body.expected is not None and body.expected <= single_put_limit:
         data = body.read_all()
         digest = body.sha256()
-        published = _write(target.bucket, target.key, "PutObject", bool(target.condition), lambda: s3.put_object(
+        published = _write(target, "PutObject", lambda: s3.put_object(
             Bucket=target.bucket,
             Key=target.key,
             Body=data,
@@ -199,7 +199,7 @@ def _copy_in_ranges(
                                      MultipartUpload={"Parts": parts})
     except BaseException as exc:
         pool.shutdown(wait=True, cancel_futures=True)
-        _abort_upload(s3, target, upload_id)
+        _abort_upload(s3, target.bucket, target.staging_key, upload_id)
         if isinstance(exc, ClientError):
             raise _staging_refused(file, target, exc) from exc
         raise
@@ -260,11 +260,11 @@ def _start_staging_upload(s3: Any, file: SourceFile, target: _Target, content_ty
         raise _staging_refused(file, target, exc) from exc
 
 
-def _abort_upload(s3: Any, target: _Target, upload_id: str) -> None:
+def _abort_upload(s3: Any, bucket: str, key: str, upload_id: str) -> None:
     try:
-        s3.abort_multipart_upload(Bucket=target.bucket, Key=target.staging_key, UploadId=upload_id)
-    except ClientError as exc:  # the bucket's lifecycle rule aborts incomplete uploads too
-        logger.warning("could not abort the multipart upload of %s: %s", target.staging_key, exc)
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except ClientError as exc:  # the bucket's lifecycle rule aborts incomplete uploads after a day
+        logger.warning("could not abort the multipart upload of %s: %s", key, exc)
 
 
 def _staging_refused(file: SourceFile, target: _Target, exc: Exception) -> MirrorWriteError:
@@ -285,7 +285,7 @@ def _publish(
         if size > COPY_OBJECT_LIMIT:
             published = _publish_in_parts(s3, target, size, metadata, content_type, threads)
         else:
-            published = _write(target.bucket, target.key, "CopyObject", bool(target.condition), lambda: s3.copy_object(
+            published = _write(target, "CopyObject", lambda: s3.copy_object(
                 CopySource={"Bucket": target.bucket, "Key": target.staging_key},
                 Bucket=target.bucket,
                 Key=target.key,
@@ -336,47 +336,38 @@ def _publish_in_parts(
             parts = [future.result() for future in futures]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the parts not started are not copied
-        published = _write(target.bucket, target.key, "CompleteMultipartUpload", bool(target.condition),
-                           lambda: s3.complete_multipart_upload(Bucket=target.bucket, Key=target.key, UploadId=upload_id,
-                                                                MultipartUpload={"Parts": parts}, **target.condition))
+        published = _write(target, "CompleteMultipartUpload", lambda: s3.complete_multipart_upload(
+            Bucket=target.bucket, Key=target.key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **target.condition,
+        ))
         completed = published
         return published
     except ClientError as exc:
         raise _mirror_refused(target, "UploadPartCopy", exc) from exc
     finally:
         if not completed:
-            try:
-                s3.abort_multipart_upload(Bucket=target.bucket, Key=target.key, UploadId=upload_id)
-            except ClientError as exc:  # the bucket's lifecycle rule aborts incomplete uploads after a day
-                logger.warning("could not abort the multipart copy to %s: %s", target.key, exc)
+            _abort_upload(s3, target.bucket, target.key, upload_id)
 
 
 def _mirror_refused(target: _Target, operation: str, exc: ClientError) -> MirrorWriteError:
     error = exc.response.get("Error", {})
     return MirrorWriteError(
-        f"S3 refused the {operation} of s3://{target.bucket}/{target.key}: {error.get('Code', 'error')}: "
+        f"S3 refused the {operation} of s3://{target.bucket}/{target.key}: {error.get('Code') or 'error'}: "
         f"{error.get('Message', exc)}. The mirror keeps its previous version of the file; check the function's "
         "permission to write there (and the bucket policy), then rerun."
     )
 
 
-def _write(bucket: str, key: str, operation: str, conditional: bool, call: Any) -> bool:
+def _write(target: _Target, operation: str, call: Any) -> bool:
     """Run one conditional write of a mirror object; False when S3 refused it because the object changed since the
     run was planned."""
     try:
         call()
         return True
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        if conditional and code in _CHANGED_MEANWHILE:
+        if target.condition and exc.response.get("Error", {}).get("Code") in _CHANGED_MEANWHILE:
             logger.warning(
                 "s3://%s/%s changed since this run listed the mirror (another execution wrote or deleted it); "
-                "left as it is, the next run reconciles it", bucket, key,
+                "left as it is, the next run reconciles it", target.bucket, target.key,
             )
             return False
-        raise MirrorWriteError(
-            f"S3 refused the {operation} of s3://{bucket}/{key}: {code or 'error'}: {error.get('Message', exc)}. "
-            "The mirror keeps its previous version of the file; check the function's permission to write there "
-            "(and the bucket policy), then rerun."
-        ) from exc
+        raise _mirror_refused(target, operation, exc) from exc
