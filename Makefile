@@ -6,7 +6,9 @@ CHECKOV_VENV ?= .venv-checkov
 BENCH_VENV ?= bench/.venv
 ARGS ?=
 
-.PHONY: install test run lint build bench clean
+STACK ?=
+
+.PHONY: install test run lint build deploy integration bench clean
 
 $(VENV)/.installed: requirements-dev.txt functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +37,13 @@ lint: install
 
 build: install  ## sam build needs python3.13 on PATH (pyenv: PYENV_VERSION=3.11.7:3.12.1:3.13.0)
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam build
+
+deploy: install  ## checks the stack name (STACK, default bls-mirror) against the template's name limits, then sam deploy --guided
+	$(PY) -m deploy.preflight $(or $(STACK),bls-mirror)
+	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam deploy --guided --stack-name $(or $(STACK),bls-mirror)
+
+integration: install  ## the integration tests against a deployed stack: make integration STACK=<name> (AWS credentials)
+	@$(PY) -m tests.integration "$(STACK)"
 
 $(BENCH_VENV)/.installed: bench/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)

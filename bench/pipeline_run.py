@@ -47,7 +47,7 @@ def run(settings: dict) -> dict:
     logging.getLogger("moto").setLevel(logging.CRITICAL)
     logging.getLogger("botocore").setLevel(logging.CRITICAL)
     os.environ.pop("AWS_CA_BUNDLE", None)
-    from local_runner.engine import LocalEngine
+    from local_runner.engine import LocalEngine, payload_sizes
 
     parameters = {
         "ContactEmail": settings["contact_email"],
@@ -132,35 +132,6 @@ def state_seconds(history: list[dict]) -> dict[str, float]:
             if name in entered:
                 spent[name] = round(event["timestamp"].timestamp() - entered.pop(name), 3)
     return spent
-
-
-# Event detail fields that carry a state's or a task's JSON payload.
-_PAYLOAD_FIELDS = {
-    "executionStartedEventDetails": "input",
-    "executionSucceededEventDetails": "output",
-    "stateEnteredEventDetails": "input",
-    "stateExitedEventDetails": "output",
-    "lambdaFunctionScheduledEventDetails": "input",
-    "lambdaFunctionSucceededEventDetails": "output",
-    "taskScheduledEventDetails": "parameters",
-    "taskSucceededEventDetails": "output",
-}
-
-
-def payload_sizes(history: list[dict]) -> dict:
-    """The largest payload per state (input or output, UTF-8 bytes) and the largest overall."""
-    largest: dict[str, dict] = {}
-    for event in history:
-        for details_key, field in _PAYLOAD_FIELDS.items():
-            details = event.get(details_key)
-            if not details or field not in details:
-                continue
-            size = len(details[field].encode())
-            state = details.get("name") or details.get("resource") or event["type"]
-            if size > largest.get(state, {}).get("bytes", -1):
-                largest[state] = {"bytes": size, "event": event["type"], "field": field}
-    overall = max(largest.items(), key=lambda kv: kv[1]["bytes"], default=(None, {"bytes": 0}))
-    return {"by_state": largest, "largest_state": overall[0], "largest_bytes": overall[1]["bytes"]}
 
 
 def main() -> None:

@@ -1,51 +1,37 @@
-"""The local engine: template.yaml's functions and state machine inside moto, with Lambda invokes routed to
-the real handlers in this process.
-
-moto's Lambda backend without Docker does not run code; `LambdaSimpleBackend.invoke` is replaced so that each
-invoke imports the function's Handler and calls it. A handler exception becomes `x-amz-function-error: Unhandled`
-with `{"errorType": <class name>, ...}`, exactly what Step Functions' Retry and Catch match on in AWS.
-
-Each function runs under its Timeout from template.yaml (or a shorter one given to the engine, for tests): the
-context's get_remaining_time_in_millis() counts it down, and a handler still running when it ends is reported as
-Lambda reports it, errorType `Sandbox.Timedout`. Unlike Lambda, the engine cannot freeze the handler's thread: it
-runs on in the background, and the engine waits for it when it closes.
+"""The local engine: template.yaml's functions and state machine inside moto, with Lambda invokes routed to the
+real handlers in this process (local_runner/lambda_emulation.py), and what AWS enforces but moto does not enforced
+on top: each function's IAM role on every S3 call it makes (local_runner/s3_enforcement.py, local_runner/iam.py),
+and Step Functions' limits and result files (local_runner/step_functions_rules.py). This is always on: the runner,
+every test and the bench run under it.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 import threading
 import time
-import traceback
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 from unittest import mock
 
+from .cloudformation import Renderer, transformed
+from .iam import SQS_EVENT_SOURCE_ACTIONS, Check, allows, function_roles, role_statements
+from .lambda_emulation import ACCOUNT, REGION, Invocation, LambdaEmulator, LocalContext, current_function
+from .s3_enforcement import FunctionS3Rules
+from .step_functions_rules import MAX_EXECUTION_INPUT_BYTES, check_execution_name, check_state_names, patches
 from .template_model import PROJECT_ROOT, FunctionSpec, Template, resolve, substitute_definition
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
+__all__ = ["LocalEngine", "ExecutionResult", "Invocation", "LocalContext", "payload_sizes"]
+
+STACK = "local"
 FUNCTIONS_DIR = PROJECT_ROOT / "functions"
 MAP_RECURSION_LIMIT = 100_000  # about one frame per Map item a worker handles (see _deep_map_workers)
 MAP_THREAD_STACK_BYTES = 256 * 1024 * 1024
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
-
-
-@dataclass
-class Invocation:
-    """One Lambda invocation as the engine saw it; observers receive one when the handler returns or raises."""
-
-    function: str  # logical id in template.yaml
-    event: dict
-    result: Any = None
-    error_type: str | None = None
-    error_message: str | None = None
-    seconds: float = 0.0
 
 
 @dataclass
@@ -60,26 +46,6 @@ class ExecutionResult:
     @property
     def succeeded(self) -> bool:
         return self.status == "SUCCEEDED"
-
-
-@dataclass
-class LocalContext:
-    """The attributes of Lambda's context object that handlers and Powertools read."""
-
-    function_name: str
-    timeout_seconds: float
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    memory_limit_in_mb: int = 256
-    function_version: str = "$LATEST"
-    log_group_name: str = "local"
-    log_stream_name: str = "local"
-
-    def __post_init__(self) -> None:
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}"
-        self._deadline = time.monotonic() + self.timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 class LocalEngine:
@@ -98,27 +64,46 @@ class LocalEngine:
         self.template = template or Template.load()
         self.parameters = {**self.template.parameter_defaults(), **{k: str(v) for k, v in parameters.items()}}
         self.bucket = bucket
-        self.observer = observer
         self.extra_env = extra_env or {}
-        self._functions: dict[str, FunctionSpec] = {f.logical_id: f for f in self.template.functions()}
-        unknown = sorted(set(function_timeouts or {}) - set(self._functions))
+        self.functions: dict[str, FunctionSpec] = {f.logical_id: f for f in self.template.functions()}
+        unknown = sorted(set(function_timeouts or {}) - set(self.functions))
         if unknown:
             raise ValueError(f"function_timeouts names function(s) the template lacks: {', '.join(unknown)}")
-        self.function_timeouts = {name: float(spec.timeout) for name, spec in self._functions.items()}
-        self.function_timeouts.update({k: float(v) for k, v in (function_timeouts or {}).items()})
-        self._overrunning: list[threading.Thread] = []
+        timeouts = {name: float(spec.timeout) for name, spec in self.functions.items()}
+        timeouts.update({k: float(v) for k, v in (function_timeouts or {}).items()})
+        self.lambdas = LambdaEmulator({n: s.handler for n, s in self.functions.items()}, timeouts, observer)
+        self._roles = self._render_roles()
         self._started_at: dict[str, int] = {}
         self._function_arns: dict[str, str] = {}
         self._queue_urls: dict[str, str] = {}
-        self._invocations: list[Invocation] = []
+        self._s3_clients: dict[str, Any] = {}
+        self._s3_hooks: list[tuple[str, Callable]] = []
+        self._oracle: Any = None
         self._lock = threading.Lock()
-        self._exit_stack: list[Any] = []
+        self._exit_stack = ExitStack()
         self.state_machine_arn = ""
+
+    # -- the roles AWS would give each function --------------------------------------------------------------------
+    def _render_roles(self) -> dict[str, tuple[str, list[dict]]]:
+        """Function (and state machine) logical id -> (role name, its policy statements), from the template as
+        `sam deploy` would create it, with this engine's parameters, bucket and queue names."""
+        cfn = transformed(self.parameters, self.template.document)
+        renderer = Renderer(cfn, self.parameters, bucket=self.bucket, stack=STACK, region=REGION, account=ACCOUNT)
+        statements = role_statements(cfn, renderer)
+        roles = {function: (role, statements[role]) for function, role in function_roles(cfn).items()}
+        for logical_id, resource in cfn["Resources"].items():
+            if resource["Type"] == "AWS::StepFunctions::StateMachine":
+                role = resource["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+                roles[logical_id] = (role, statements[role])
+        return roles
+
+    def role_statements(self, logical_id: str) -> list[dict]:
+        """The IAM statements the engine enforces for a function's (or the state machine's) calls."""
+        return self._roles[logical_id][1]
 
     # -- setup -------------------------------------------------------------------------------------------
     def __enter__(self) -> "LocalEngine":
         from moto import mock_aws  # imported here: the runner's --help should not pay for moto
-        from moto.awslambda_simple.models import LambdaSimpleBackend
 
         env = {
             "AWS_ACCESS_KEY_ID": "local",
@@ -129,36 +114,115 @@ class LocalEngine:
             **self._handler_environment(),
             **self.extra_env,
         }
-        self._enter(mock.patch.dict(os.environ, env))
-        self._enter(_deep_map_workers())
-        for name in ("AWS_PROFILE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL"):
-            os.environ.pop(name, None)
-        self._enter(mock_aws(config=MOTO_CONFIG))
-        self._enter(mock.patch.object(LambdaSimpleBackend, "invoke", self._invoke_backend()))
-        if str(FUNCTIONS_DIR) not in sys.path:
-            sys.path.insert(0, str(FUNCTIONS_DIR))
-        self._reset_cached_clients()
+        try:
+            self._exit_stack.enter_context(mock.patch.dict(os.environ, env))
+            self._exit_stack.enter_context(_deep_map_workers())
+            for name in ("AWS_PROFILE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL"):
+                os.environ.pop(name, None)
+            self._exit_stack.enter_context(mock_aws(config=MOTO_CONFIG))
+            self._exit_stack.enter_context(self.lambdas.patch_moto())
+            self._exit_stack.enter_context(patches(self._state_machine_s3))
+            if str(FUNCTIONS_DIR) not in sys.path:
+                sys.path.insert(0, str(FUNCTIONS_DIR))
+            self._exit_stack.enter_context(self._functions_get_their_own_s3_client())
+            self._exit_stack.callback(self.lambdas.join_overrunning)
 
-        import boto3
+            import boto3
 
-        self.s3 = boto3.client("s3", region_name=REGION)
-        self.sfn = boto3.client("stepfunctions", region_name=REGION)
-        self.s3.create_bucket(Bucket=self.bucket)
-        self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
-        self._create_queues()
-        self._create_functions()
-        self._create_state_machine()
+            self.s3 = boto3.client("s3", region_name=REGION)
+            self.sfn = boto3.client("stepfunctions", region_name=REGION)
+            self.s3.create_bucket(Bucket=self.bucket)
+            self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+            self._create_queues()
+            self._create_functions()
+            self._create_state_machine()
+        except BaseException:
+            self._exit_stack.close()
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.join_overrunning()
-        self._reset_cached_clients()
-        while self._exit_stack:
-            self._exit_stack.pop().__exit__(None, None, None)
+        self._exit_stack.close()
 
-    def _enter(self, context_manager: Any) -> None:
-        context_manager.__enter__()
-        self._exit_stack.append(context_manager)
+    @contextmanager
+    def _functions_get_their_own_s3_client(self) -> Iterator[None]:
+        """In Lambda each function has its own process and role; here they share one, so bls_pipeline.aws.s3_client
+        hands each handler thread the client of its function, checked against that function's role."""
+        import bls_pipeline.aws as aws
+
+        aws.s3_client.cache_clear()
+        with mock.patch.object(aws, "s3_client", lambda: self.s3_client_for(current_function())):
+            yield
+        aws.s3_client.cache_clear()
+
+    def s3_client_for(self, function: str) -> Any:
+        """The S3 client a function's handler gets: its calls are authorized against the function's role."""
+        with self._lock:
+            client = self._s3_clients.get(function)
+            if client is None:
+                client = self._s3_clients[function] = self._checked_s3_client(function)
+            return client
+
+    def _checked_s3_client(self, logical_id: str, client: Any = None) -> Any:
+        import boto3
+        from bls_pipeline.aws import CLIENT_CONFIG
+
+        role, statements = self._roles[logical_id]
+        client = client or boto3.client("s3", config=CLIENT_CONFIG)
+        FunctionS3Rules(logical_id, role, statements, ACCOUNT, self._oracle_s3).install(client)
+        for event, handler in self._s3_hooks:
+            client.meta.events.register(event, handler)
+        return client
+
+    def _state_machine_s3(self, client: Any) -> Any:
+        logical_id, _ = self.template.state_machine()
+        return self._checked_s3_client(logical_id, client)
+
+    def _oracle_s3(self) -> Any:
+        """An S3 client with no checks, for what S3 itself consults (an object's current ETag, whether it exists)."""
+        import boto3
+
+        with self._lock:
+            if self._oracle is None:
+                self._oracle = boto3.client("s3", region_name=REGION)
+            return self._oracle
+
+    def on_s3(self, event: str, handler: Callable) -> Callable[[], None]:
+        """Register a botocore event handler (e.g. "before-call.s3.PutObject") on every function's S3 client, now
+        and for clients created later; returns the undo. Tests use it to inject S3 faults."""
+        with self._lock:
+            self._s3_hooks.append((event, handler))
+            clients = list(self._s3_clients.values())
+        for client in clients:
+            client.meta.events.register(event, handler)
+
+        def undo() -> None:
+            with self._lock:
+                self._s3_hooks.remove((event, handler))
+                current = list(self._s3_clients.values())
+            for client in current:
+                client.meta.events.unregister(event, handler)
+
+        return undo
+
+    @property
+    def invocations(self) -> list[Invocation]:
+        return self.lambdas.since(0)
+
+    @property
+    def function_timeouts(self) -> dict[str, float]:
+        """Logical id -> seconds each function may run before it is reported as Sandbox.Timedout."""
+        return self.lambdas.timeouts
+
+    @function_timeouts.setter
+    def function_timeouts(self, timeouts: dict[str, float]) -> None:
+        self.lambdas.timeouts = dict(timeouts)
+
+    def join_overrunning(self, timeout: float = 120) -> None:
+        self.lambdas.join_overrunning(timeout)
+
+    def queue_url(self, logical_id: str) -> str:
+        return self._queue_urls[logical_id]
 
     def _ref(self, name: str) -> str:
         if name in self.parameters:
@@ -168,7 +232,7 @@ class LocalEngine:
         if self.template.resources.get(name, {}).get("Type") == "AWS::S3::Bucket":
             return self.bucket
         if name == "AWS::StackName":
-            return "local"
+            return STACK
         if name in ("AWS::Region", "AWS::AccountId", "AWS::Partition"):
             return {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}[name]
         if name in self._queue_urls:
@@ -176,17 +240,17 @@ class LocalEngine:
         raise KeyError(f"the local engine cannot resolve Ref {name!r} (missing parameter?)")
 
     def _get_att(self, logical_id: str, attribute: str) -> str:
-        if attribute == "Arn" and logical_id in self._functions:
+        if attribute == "Arn" and logical_id in self.functions:
             return self._function_arns[logical_id]
         if attribute == "Arn" and self.template.resources.get(logical_id, {}).get("Type") == "AWS::S3::Bucket":
             return f"arn:aws:s3:::{self.bucket}"
         if attribute == "Arn" and logical_id in self._queue_urls:
-            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{logical_id}"
+            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-{logical_id}"
         raise KeyError(f"the local engine cannot resolve GetAtt {logical_id}.{attribute}")
 
     def _handler_environment(self) -> dict[str, str]:
         merged: dict[str, str] = {}
-        for spec in self._functions.values():
+        for spec in self.functions.values():
             for name, value in resolve(spec.environment, self._ref, self._get_att).items():
                 if name in merged and merged[name] != str(value):
                     raise ValueError(f"functions disagree on {name}: the local engine shares one environment")
@@ -199,7 +263,7 @@ class LocalEngine:
         iam = boto3.client("iam", region_name=REGION)
         role = iam.create_role(RoleName="local-pipeline", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         lam = boto3.client("lambda", region_name=REGION)
-        for spec in self._functions.values():
+        for spec in self.functions.values():
             created = lam.create_function(
                 FunctionName=spec.logical_id,
                 Runtime="python3.13",
@@ -209,7 +273,20 @@ class LocalEngine:
                 Timeout=spec.timeout,
             )
             self._function_arns[spec.logical_id] = created["FunctionArn"]
+            for queue_id in spec.sqs_queues:
+                self._check_event_source_role(spec.logical_id, queue_id)
         self._role = role
+
+    def _check_event_source_role(self, function: str, queue_id: str) -> None:
+        """CreateEventSourceMapping fails unless the function's role may receive, delete and read the attributes of
+        the queue's messages (Lambda Developer Guide, 'Using Lambda with Amazon SQS': execution role permissions)."""
+        queue_arn = self._get_att(queue_id, "Arn")
+        missing = [a for a in SQS_EVENT_SOURCE_ACTIONS if not allows(self.role_statements(function), Check(a, queue_arn))]
+        if missing:
+            raise PermissionError(
+                f"the event source mapping of {function} on {queue_id} would fail: its role lacks {', '.join(missing)} "
+                f"on {queue_arn}"
+            )
 
     def _create_queues(self) -> None:
         """The template's SQS queues, and the bucket's S3 -> SQS notifications."""
@@ -218,7 +295,7 @@ class LocalEngine:
         self.sqs = boto3.client("sqs", region_name=REGION)
         for logical_id, resource in self.template.resources.items():
             if resource["Type"] == "AWS::SQS::Queue":
-                self._queue_urls[logical_id] = self.sqs.create_queue(QueueName=logical_id)["QueueUrl"]
+                self._queue_urls[logical_id] = self.sqs.create_queue(QueueName=f"{STACK}-{logical_id}")["QueueUrl"]
         for resource in self.template.resources.values():
             if resource["Type"] != "AWS::S3::Bucket":
                 continue
@@ -253,7 +330,7 @@ class LocalEngine:
         import boto3
 
         lam = boto3.client("lambda", region_name=REGION)
-        for spec in self._functions.values():
+        for spec in self.functions.values():
             for queue_id in spec.sqs_queues:
                 url = self._queue_urls[queue_id]
                 while True:
@@ -272,6 +349,7 @@ class LocalEngine:
     def _create_state_machine(self) -> None:
         logical_id, _ = self.template.state_machine()
         self.definition = self._definition()
+        check_state_names(json.loads(self.definition))
         self.state_machine_arn = self.sfn.create_state_machine(
             name=logical_id, definition=self.definition, roleArn=self._role
         )["stateMachineArn"]
@@ -291,94 +369,19 @@ class LocalEngine:
         self.definition = self._definition()
         self.sfn.update_state_machine(stateMachineArn=self.state_machine_arn, definition=self.definition)
 
-    @staticmethod
-    def _reset_cached_clients() -> None:
-        aws = sys.modules.get("bls_pipeline.aws")
-        if aws is not None:
-            aws.s3_client.cache_clear()
-
-    # -- invocation routing ------------------------------------------------------------------------------
-    def _invoke_backend(self) -> Callable[..., bytes]:
-        engine = self
-
-        def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict) -> bytes:
-            fn = backend.get_function(function_name, qualifier)
-            return engine._run_handler(fn.function_name, body, response_headers)
-
-        return invoke
-
-    def _run_handler(self, function_name: str, body: Any, response_headers: dict) -> bytes:
-        spec = self._functions[function_name]
-        event = json.loads(body) if body else {}
-        record = Invocation(function=function_name, event=event)
-        timeout = self.function_timeouts[function_name]
-        context = LocalContext(function_name, timeout)
-        outcome: dict[str, Any] = {}
-
-        def call() -> None:
-            try:
-                outcome["result"] = _load_handler(spec.handler)(event, context)
-            except Exception as exc:  # noqa: BLE001 - every handler failure must reach the state machine
-                outcome["error"] = exc
-
-        started = time.monotonic()
-        worker = threading.Thread(target=call, name=f"lambda-{function_name}", daemon=True)
-        worker.start()
-        worker.join(timeout)
-        record.seconds = time.monotonic() - started
-        if worker.is_alive():
-            with self._lock:
-                self._overrunning.append(worker)
-            record.error_type = "Sandbox.Timedout"
-            record.error_message = f"RequestId: {context.aws_request_id} Error: Task timed out after {timeout:.2f} seconds"
-            payload = json.dumps({"errorType": record.error_type, "errorMessage": record.error_message}).encode()
-        elif "error" in outcome:
-            exc = outcome["error"]
-            record.error_type = type(exc).__name__
-            record.error_message = str(exc)
-            payload = json.dumps(
-                {
-                    "errorType": record.error_type,
-                    "errorMessage": record.error_message,
-                    "stackTrace": traceback.format_tb(exc.__traceback__)[-3:],
-                }
-            ).encode()
-        else:
-            record.result = outcome.get("result")
-            try:
-                payload = json.dumps(record.result).encode()
-            except (TypeError, ValueError) as exc:
-                record.error_type, record.error_message = "Runtime.MarshalError", f"Unable to marshal response: {exc}"
-                payload = json.dumps({"errorType": record.error_type, "errorMessage": record.error_message}).encode()
-        if record.error_type:
-            response_headers["x-amz-function-error"] = "Unhandled"
-        with self._lock:
-            self._invocations.append(record)
-        if self.observer is not None:
-            self.observer(record)
-        return payload
-
-    def join_overrunning(self, timeout: float = 120) -> None:
-        """Wait for handlers that outlived their timeout: they must not touch the mocked AWS after it is gone."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            workers, self._overrunning = self._overrunning, []
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-
     # -- running -----------------------------------------------------------------------------------------
     def execute(self, execution_input: dict | None = None, name: str | None = None, timeout: float = 3600) -> ExecutionResult:
         return self.wait(self.start(execution_input, name), timeout)
 
     def start(self, execution_input: dict | None = None, name: str | None = None) -> str:
         """Start an execution and return its ARN; wait() collects it. Several may run at once."""
-        with self._lock:
-            first = len(self._invocations)
-        arn = self.sfn.start_execution(
-            stateMachineArn=self.state_machine_arn,
-            name=name or f"local-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}",
-            input=json.dumps(execution_input or {}),
-        )["executionArn"]
+        first = self.lambdas.count
+        document = json.dumps(execution_input or {})
+        if len(document.encode()) > MAX_EXECUTION_INPUT_BYTES:
+            raise ValueError(f"execution input of {len(document.encode())} bytes: Step Functions accepts at most 256 KiB")
+        name = name or f"local-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        check_execution_name(name)
+        arn = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=document)["executionArn"]
         self._started_at[arn] = first
         return arn
 
@@ -397,8 +400,7 @@ class LocalEngine:
                 raise TimeoutError(f"execution {arn} still running after {timeout} s")
             time.sleep(0.02)
         self.drain_queues()
-        with self._lock:
-            invocations = self._invocations[self._started_at.pop(arn, 0):]
+        invocations = self.lambdas.since(self._started_at.pop(arn, 0))
         output = described.get("output")
         return ExecutionResult(
             status=described["status"],
@@ -414,6 +416,39 @@ class LocalEngine:
         for page in self.sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
             events.extend(page["events"])
         return events
+
+    def payload_sizes(self, execution_arn: str) -> dict:
+        return payload_sizes(self.history(execution_arn))
+
+
+# Event detail fields that carry a state's or a task's JSON payload.
+_PAYLOAD_FIELDS = {
+    "executionStartedEventDetails": "input",
+    "executionSucceededEventDetails": "output",
+    "stateEnteredEventDetails": "input",
+    "stateExitedEventDetails": "output",
+    "lambdaFunctionScheduledEventDetails": "input",
+    "lambdaFunctionSucceededEventDetails": "output",
+    "taskScheduledEventDetails": "parameters",
+    "taskSucceededEventDetails": "output",
+}
+
+
+def payload_sizes(history: list[dict]) -> dict:
+    """The largest payload per state (input or output, UTF-8 bytes) and the largest overall, from an execution's
+    history (Step Functions' limit is 256 KiB for each)."""
+    largest: dict[str, dict] = {}
+    for event in history:
+        for details_key, field_name in _PAYLOAD_FIELDS.items():
+            details = event.get(details_key)
+            if not details or field_name not in details:
+                continue
+            size = len(details[field_name].encode())
+            state = details.get("name") or details.get("resource") or event["type"]
+            if size > largest.get(state, {}).get("bytes", -1):
+                largest[state] = {"bytes": size, "event": event["type"], "field": field_name}
+    overall = max(largest.items(), key=lambda kv: kv[1]["bytes"], default=(None, {"bytes": 0}))
+    return {"by_state": largest, "largest_state": overall[0], "largest_bytes": overall[1]["bytes"]}
 
 
 @contextmanager
@@ -443,8 +478,3 @@ def _sqs_record(message: dict, queue_arn: str) -> dict:
         "eventSourceARN": queue_arn,
         "awsRegion": REGION,
     }
-
-
-def _load_handler(path: str) -> Callable[[dict, Any], Any]:
-    module_name, _, attribute = path.rpartition(".")
-    return getattr(importlib.import_module(module_name), attribute)

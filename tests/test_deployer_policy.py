@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.transformed_template import ACCOUNT, REGION, Renderer, transformed
+from local_runner.cloudformation import ACCOUNT, REGION, Renderer, transformed
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_FILE = ROOT / "deploy" / "deployer-policy.json"

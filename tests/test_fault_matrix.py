@@ -24,7 +24,6 @@ from typing import Callable, Iterator
 
 import pytest
 
-from bls_pipeline import aws
 from bls_pipeline.bls_listing import parse_listing
 from local_runner.engine import LocalEngine
 from tests.bls_server import (
@@ -111,10 +110,9 @@ def copy_errors(result, name: str) -> list[str]:
 
 
 # -- faults that are not the source's: S3 answers and hung functions -----------------------------------------------
-def s3_answers(operation: str, key: str, http_status: int, parsed: dict) -> Callable[[], None]:
-    """Make the functions' S3 client get `parsed` (with `http_status`) for `operation` on `key`, instead of asking
+def s3_answers(engine: LocalEngine, operation: str, key: str, http_status: int, parsed: dict) -> Callable[[], None]:
+    """Make the functions' S3 clients get `parsed` (with `http_status`) for `operation` on `key`, instead of asking
     S3; returns the undo."""
-    client = aws.s3_client()
     seen = threading.local()
 
     def remember(params: dict, **_: object) -> None:
@@ -126,12 +124,12 @@ def s3_answers(operation: str, key: str, http_status: int, parsed: dict) -> Call
             return SimpleNamespace(status_code=http_status, headers={}), parsed
         return None
 
-    client.meta.events.register(f"before-parameter-build.s3.{operation}", remember)
-    client.meta.events.register(f"before-call.s3.{operation}", answer)
+    undo_remember = engine.on_s3(f"before-parameter-build.s3.{operation}", remember)
+    undo_answer = engine.on_s3(f"before-call.s3.{operation}", answer)
 
     def undo() -> None:
-        client.meta.events.unregister(f"before-parameter-build.s3.{operation}", remember)
-        client.meta.events.unregister(f"before-call.s3.{operation}", answer)
+        undo_remember()
+        undo_answer()
 
     return undo
 
@@ -139,17 +137,15 @@ def s3_answers(operation: str, key: str, http_status: int, parsed: dict) -> Call
 ACCESS_DENIED = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}
 
 
-def hang_put(key: str, seconds: float) -> Callable[[], None]:
+def hang_put(engine: LocalEngine, key: str, seconds: float) -> Callable[[], None]:
     """A PutObject of `key` that hangs for `seconds` and then dies, as a function killed at its timeout would."""
-    client = aws.s3_client()
 
     def hang(params: dict, **_: object) -> None:
         if params.get("Key") == key:
             time.sleep(seconds)
             raise RuntimeError("the sandbox was killed")
 
-    client.meta.events.register("before-parameter-build.s3.PutObject", hang)
-    return lambda: client.meta.events.unregister("before-parameter-build.s3.PutObject", hang)
+    return engine.on_s3("before-parameter-build.s3.PutObject", hang)
 
 
 # -- the cases ---------------------------------------------------------------------------------------------------
@@ -301,13 +297,13 @@ def killed_check(scene: Scene, result) -> None:
 def hard_timeout(scene: Scene) -> None:
     change_source(scene)
     scene.bls.put("pr.series", NEW_SERIES, LATER)
-    scene.undo.append(hang_put(MIRROR + "pr.series", seconds=1.3))
+    scene.undo.append(hang_put(scene.engine, MIRROR + "pr.series", seconds=1.3))
 
 
 def delete_refused(scene: Scene) -> None:
     change_source(scene)
     scene.bls.remove("pr.period")
-    scene.undo.append(s3_answers("DeleteObjects", MIRROR + "pr.period", 200, {
+    scene.undo.append(s3_answers(scene.engine, "DeleteObjects", MIRROR + "pr.period", 200, {
         "Deleted": [],
         "Errors": [{"Key": MIRROR + "pr.period", "Code": "AccessDenied", "Message": "Access Denied"}],
         "ResponseMetadata": {"HTTPStatusCode": 200},
@@ -317,21 +313,18 @@ def delete_refused(scene: Scene) -> None:
 def put_refused(scene: Scene) -> None:
     change_source(scene)
     scene.bls.put("pr.series", NEW_SERIES, LATER)
-    scene.undo.append(s3_answers("PutObject", MIRROR + "pr.series", 403, ACCESS_DENIED))
+    scene.undo.append(s3_answers(scene.engine, "PutObject", MIRROR + "pr.series", 403, ACCESS_DENIED))
 
 
 LARGE = {"SINGLE_PUT_LIMIT_BYTES": str(64 * 1024), "PART_SIZE_BYTES": str(5 * MiB)}
 
 
 def count_s3_calls(scene: Scene, *operations: str) -> None:
-    client = aws.s3_client()
-
     def count(model, **_: object) -> None:
         scene.s3_calls[model.name] += 1
 
     for operation in operations:
-        client.meta.events.register(f"before-parameter-build.s3.{operation}", count)
-        scene.undo.append(lambda o=operation: client.meta.events.unregister(f"before-parameter-build.s3.{o}", count))
+        scene.undo.append(scene.engine.on_s3(f"before-parameter-build.s3.{operation}", count))
 
 
 def large_series(*faults) -> Callable[[Scene], None]:
@@ -584,9 +577,7 @@ def test_an_execution_that_listed_earlier_never_undoes_what_a_later_one_copied(s
             stalled.set()
             go_on.wait(30)
 
-    client = aws.s3_client()
-    client.meta.events.register("before-parameter-build.s3.PutObject", stall_first_write)
-    scene.undo.append(lambda: client.meta.events.unregister("before-parameter-build.s3.PutObject", stall_first_write))
+    scene.undo.append(engine.on_s3("before-parameter-build.s3.PutObject", stall_first_write))
     older = engine.start()
     assert stalled.wait(30), "execution A never reached its copy of pr.series"
     bls.put("pr.series", NEW_SERIES + b"PRS30006034\t3000\r\n", LATER + dt.timedelta(days=1))

@@ -1,22 +1,30 @@
-"""Least privilege, read from the template as CloudFormation receives it (after the SAM transform).
+"""Least privilege, read from the template as CloudFormation receives it (after the SAM transform), and enforced.
 
-The table below is the permission design: each role's S3 and SQS grants, by action, resource and prefix condition.
-The last test runs the whole pipeline on the local engine, records every S3 call each function makes, and checks
-it against that function's rendered role, so the table cannot drift from what the code does.
+EXPECTED_GRANTS below is the permission design: each role's S3 and SQS grants, by action, resource and prefix
+condition. The local engine authorizes every S3 call a function makes against that function's rendered role, with
+the permission model of local_runner/iam.py (S3_RULES, one rule per operation with its AWS documentation); the
+tests below check that model where AWS's documentation adds a permission (conditional writes and deletes, a
+missing key without s3:ListBucket), and run the pipeline's every path under it.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import importlib
+import datetime as dt
+import threading
 from collections import defaultdict
 from typing import Any, Iterator
 
+import boto3
+from botocore.exceptions import ClientError
+
 import pytest
 
+from local_runner.cloudformation import ACCOUNT, BUCKET, REGION, STACK, Renderer, transformed
 from local_runner.engine import LocalEngine
+from local_runner.iam import S3_RULES, Check, UnknownOperation, allows, s3_checks
+from local_runner.s3_enforcement import FunctionS3Rules
+from local_runner.template_model import Template, load_template
 from tests.conftest import engine_parameters
-from tests.transformed_template import ACCOUNT, BUCKET, REGION, STACK, Renderer, transformed
 
 BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"
 QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-ReportsQueue"
@@ -34,6 +42,7 @@ EXPECTED_GRANTS = {
     },
     "CopyFileFunctionRole": {
         ("s3:PutObject", MIRROR, None),
+        ("s3:GetObject", MIRROR, None),  # replacing a changed file is a write with If-Match
         ("s3:AbortMultipartUpload", MIRROR, None),
         ("s3:PutObject", STAGING, None),
         ("s3:GetObject", STAGING, None),
@@ -43,6 +52,7 @@ EXPECTED_GRANTS = {
     "PruneMirrorFunctionRole": {
         ("s3:ListBucket", BUCKET_ARN, "bls/*"),
         ("s3:DeleteObject", MIRROR, None),
+        ("s3:GetObject", MIRROR, None),  # deletes are conditional on the planned ETag
         ("s3:GetObject", RUNS, None),
     },
     "FetchPopulationFunctionRole": {
@@ -61,7 +71,10 @@ EXPECTED_GRANTS = {
         ("sqs:ChangeMessageVisibility", QUEUE_ARN, None),
     },
     "PipelineStateMachineRole": {
-        ("s3:GetObject", RUNS, None),
+        ("s3:GetObject", RUNS, None),  # the Distributed Map's ItemReader
+        ("s3:PutObject", RUNS, None),  # its ResultWriter, which also needs the next two
+        ("s3:ListMultipartUploadParts", RUNS, None),
+        ("s3:AbortMultipartUpload", RUNS, None),
     },
 }
 # Unconditioned s3:ListBucket only where S3 must answer 404 (not 403) for an object that does not exist yet.
@@ -154,114 +167,203 @@ def test_the_state_machine_invokes_only_this_stacks_functions(statements: dict[s
     assert invoked == {f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-{fn}*" for fn in FUNCTION_ROLES}
 
 
-# -- every S3 call of a real run, checked against the caller's role ------------------------------------------
+# -- the permission model the engine enforces -------------------------------------------------------------------------
 
-def _required(operation: str, params: dict) -> list[tuple[str, str, str | None]]:
-    """The IAM checks S3 makes for one API call: (action, resource ARN, the request's s3:prefix)."""
-    bucket = f"arn:aws:s3:::{params['Bucket']}"
-    key = f"{bucket}/{params.get('Key', '')}"
-    if operation in ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"):
-        return [("s3:PutObject", key, None)]
-    if operation in ("GetObject", "HeadObject"):
-        return [("s3:GetObject", key, None)]
-    if operation in ("CopyObject", "UploadPartCopy"):
-        source = params["CopySource"]
-        source_key = f"{source['Bucket']}/{source['Key']}" if isinstance(source, dict) else source.lstrip("/")
-        return [("s3:PutObject", key, None), ("s3:GetObject", f"arn:aws:s3:::{source_key}", None)]
-    if operation == "AbortMultipartUpload":
-        return [("s3:AbortMultipartUpload", key, None)]
-    if operation == "DeleteObject":
-        return [("s3:DeleteObject", key, None)]
-    if operation == "DeleteObjects":
-        return [("s3:DeleteObject", f"{bucket}/{o['Key']}", None) for o in params["Delete"]["Objects"]]
-    if operation in ("ListObjectsV2", "ListObjects"):
-        return [("s3:ListBucket", bucket, params.get("Prefix", ""))]
-    raise AssertionError(f"S3 operation {operation} has no IAM mapping here: add it, and grant it in template.yaml")
+def test_every_rule_names_the_aws_documentation_it_comes_from() -> None:
+    for operation, rule in S3_RULES.items():
+        assert "Amazon S3" in rule.source or "Service Authorization Reference" in rule.source, operation
 
 
-def _allows(statement: dict, action: str, resource: str, prefix: str | None) -> bool:
-    if not any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in _as_list(statement["Action"])):
-        return False
-    if not any(fnmatch.fnmatchcase(resource, r) for r in _as_list(statement["Resource"])):
-        return False
-    patterns = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
-    if patterns is None:
-        return not statement.get("Condition")
-    return prefix is not None and any(fnmatch.fnmatchcase(prefix, p) for p in _as_list(patterns))
+@pytest.mark.parametrize("operation", ["PutObject", "CopyObject", "CompleteMultipartUpload"])
+def test_a_write_with_if_match_needs_get_object_and_one_with_if_none_match_does_not(operation: str) -> None:
+    params = {"Bucket": "b", "Key": "bls/pr/x", "CopySource": {"Bucket": "b", "Key": "pipeline/staging/x"}}
+    plain = {c.action for c in s3_checks(operation, params) if c.resource == "arn:aws:s3:::b/bls/pr/x"}
+    assert plain == {"s3:PutObject"}
+    assert {c.action for c in s3_checks(operation, {**params, "IfNoneMatch": "*"}) if c.resource.endswith("/bls/pr/x")} == plain
+    conditional = {c.action for c in s3_checks(operation, {**params, "IfMatch": '"e"'}) if c.resource.endswith("/bls/pr/x")}
+    assert conditional == {"s3:PutObject", "s3:GetObject"}
 
 
-class S3CallRecorder:
-    """Gives each function its own S3 client and records (function, operation, params, HTTP status)."""
+def test_an_operation_without_a_rule_is_refused_not_waved_through() -> None:
+    with pytest.raises(UnknownOperation, match="PutObjectAcl"):
+        s3_checks("PutObjectAcl", {"Bucket": "b", "Key": "k"})
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, dict, int]] = []
-        self._clients: dict[str, Any] = {}
 
-    def client_for(self, function: str) -> Any:
-        if function not in self._clients:
-            from bls_pipeline import aws
+def test_list_bucket_is_checked_against_the_prefix_condition() -> None:
+    statements = [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::b",
+                   "Condition": {"StringLike": {"s3:prefix": "bls/*"}}}]
+    assert allows(statements, s3_checks("ListObjectsV2", {"Bucket": "b", "Prefix": "bls/pr/"})[0])
+    assert not allows(statements, s3_checks("ListObjectsV2", {"Bucket": "b", "Prefix": "reports/"})[0])
+    assert not allows(statements, s3_checks("ListObjectsV2", {"Bucket": "b"})[0])
 
-            client = aws.s3_client.__wrapped__()
 
-            def before(params: dict, model: Any, context: dict, **_: Any) -> None:
-                context["recorded"] = (model.name, dict(params))
+def test_an_explicit_deny_wins() -> None:
+    check = Check("s3:GetObject", "arn:aws:s3:::b/k")
+    allow = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+    assert allows([allow], check)
+    assert not allows([allow, {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}], check)
 
-            def after(http_response: Any, parsed: dict, model: Any, context: dict, **_: Any) -> None:
-                name, params = context.get("recorded", (model.name, {}))
-                status = parsed.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                self.calls.append((function, name, params, status))
 
-            client.meta.events.register("provide-client-params.s3.*", before)
-            client.meta.events.register("after-call.s3.*", after)
-            self._clients[function] = client
-        return self._clients[function]
+# -- S3 as a function meets it: the engine's answers where moto would be lenient ---------------------------------------
+
+def _client_with(moto_s3, statements: list[dict]) -> Any:
+    client = boto3.client("s3", region_name="us-east-1")
+    return FunctionS3Rules("Fn", "FnRole", statements, ACCOUNT, lambda: moto_s3).install(client)
+
+
+READ_WRITE = {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], "Resource": "arn:aws:s3:::mirror-bucket/*"}
+
+
+def test_a_missing_key_is_403_without_list_bucket_and_404_with_it(moto_s3) -> None:
+    without = _client_with(moto_s3, [READ_WRITE])
+    with pytest.raises(ClientError) as denied:
+        without.head_object(Bucket="mirror-bucket", Key="bls/pr/absent")
+    assert denied.value.response["Error"]["Code"] == "403"
+    with pytest.raises(ClientError) as denied:
+        without.get_object(Bucket="mirror-bucket", Key="bls/pr/absent")
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    listing = {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::mirror-bucket"}
+    with pytest.raises(ClientError) as missing:
+        _client_with(moto_s3, [READ_WRITE, listing]).head_object(Bucket="mirror-bucket", Key="bls/pr/absent")
+    assert missing.value.response["Error"]["Code"] == "404"
+
+
+def test_conditional_copy_and_delete_preconditions_hold_where_moto_ignores_them(moto_s3) -> None:
+    client = _client_with(moto_s3, [READ_WRITE])
+    etag = client.put_object(Bucket="mirror-bucket", Key="bls/pr/a", Body=b"one")["ETag"]
+    client.put_object(Bucket="mirror-bucket", Key="pipeline/staging/a", Body=b"two")
+    source = {"Bucket": "mirror-bucket", "Key": "pipeline/staging/a"}
+    with pytest.raises(ClientError) as failed:
+        client.copy_object(Bucket="mirror-bucket", Key="bls/pr/a", CopySource=source, IfMatch='"not-the-etag"')
+    assert failed.value.response["Error"]["Code"] == "PreconditionFailed"
+    with pytest.raises(ClientError) as failed:
+        client.copy_object(Bucket="mirror-bucket", Key="bls/pr/a", CopySource=source, IfNoneMatch="*")
+    assert failed.value.response["Error"]["Code"] == "PreconditionFailed"
+    client.copy_object(Bucket="mirror-bucket", Key="bls/pr/a", CopySource=source, IfMatch=etag)
+
+    current = client.head_object(Bucket="mirror-bucket", Key="bls/pr/a")["ETag"]
+    client.put_object(Bucket="mirror-bucket", Key="bls/pr/b", Body=b"b")
+    answer = client.delete_objects(Bucket="mirror-bucket", Delete={"Objects": [
+        {"Key": "bls/pr/a", "ETag": etag}, {"Key": "bls/pr/b", "ETag": '"stale"'},
+    ]})
+    assert {e["Key"]: e["Code"] for e in answer["Errors"]} == {"bls/pr/a": "PreconditionFailed", "bls/pr/b": "PreconditionFailed"}
+    answer = client.delete_objects(Bucket="mirror-bucket", Delete={"Objects": [{"Key": "bls/pr/a", "ETag": current}]})
+    assert not answer.get("Errors") and [d["Key"] for d in answer["Deleted"]] == ["bls/pr/a"]
+    assert [o["Key"] for o in moto_s3.list_objects_v2(Bucket="mirror-bucket", Prefix="bls/")["Contents"]] == ["bls/pr/b"]
+
+
+def test_a_conditional_delete_without_get_object_is_denied_per_key(moto_s3) -> None:
+    delete_only = {"Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"], "Resource": "arn:aws:s3:::mirror-bucket/*"}
+    client = _client_with(moto_s3, [delete_only])
+    etag = client.put_object(Bucket="mirror-bucket", Key="bls/pr/a", Body=b"one")["ETag"]
+    answer = client.delete_objects(Bucket="mirror-bucket", Delete={"Objects": [{"Key": "bls/pr/a", "ETag": etag}]})
+    assert answer["Errors"][0]["Code"] == "AccessDenied" and "s3:GetObject" in answer["Errors"][0]["Message"]
+    assert moto_s3.head_object(Bucket="mirror-bucket", Key="bls/pr/a")["ETag"] == etag
+
+
+# -- the pipeline's every path, under its roles ------------------------------------------------------------------------
+
+DATA = b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\nPRS30006032     \t2018\tQ01\t0.5\t\r\n"
+LARGE = {"POWERTOOLS_LOG_LEVEL": "WARNING", "SINGLE_PUT_LIMIT_BYTES": "1048576", "PART_SIZE_BYTES": "5242880"}
 
 
 @pytest.fixture
-def recorded_run(bls, monkeypatch) -> Iterator[tuple[LocalEngine, S3CallRecorder]]:
-    """A first run with a multipart file, a run that prunes, and the queue-driven reports, all recorded."""
-    recorder = S3CallRecorder()
-    engine = LocalEngine(
-        engine_parameters(bls.url),
-        extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING", "SINGLE_PUT_LIMIT_BYTES": "1048576", "PART_SIZE_BYTES": "5242880"},
-    )
+def counted_engine(bls) -> Iterator[tuple[LocalEngine, dict]]:
+    """An engine whose functions' S3 calls are counted by operation (every one of them passed its role's check)."""
+    engine = LocalEngine(engine_parameters(bls.url), extra_env=LARGE)
+    operations: dict[str, set] = defaultdict(set)
     with engine:
-        for function, spec in engine._functions.items():
-            module = importlib.import_module(spec.handler.rsplit(".", 1)[0])
-            monkeypatch.setattr(module, "s3_client", lambda function=function: recorder.client_for(function))
-        yield engine, recorder
+        for function in engine.functions:
+            engine.s3_client_for(function).meta.events.register(
+                "after-call.s3", lambda model, function=function, **_: operations[function].add(model.name))
+        yield engine, operations
 
 
-def test_every_s3_call_of_a_full_run_is_allowed_by_the_calling_functions_role(bls, recorded_run, statements) -> None:
-    engine, recorder = recorded_run
-    data = b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\nPRS30006032     \t2018\tQ01\t0.5\t\r\n"
-    bls.put("pr.data.0.Current", data)
+def test_every_path_of_the_pipeline_runs_under_its_roles(bls, counted_engine) -> None:
+    """First run (single puts, a multipart file), the day-two overwrite of a changed small and large file (If-Match),
+    a forced prune (conditional deletes), and the queue-driven reports: all under the rendered roles."""
+    engine, operations = counted_engine
+    later = dt.datetime(2026, 9, 3, 8, 30)
+    bls.put("pr.data.0.Current", DATA)
     bls.put("pr.big", bytes(range(256)) * (6 * 4096))  # 6 MiB: multipart to staging, then a server-side copy
     bls.put("pr.old", b"removed by the source next time\r\n")
     first = engine.execute()
     assert first.succeeded, first.cause
+
+    bls.put("pr.data.0.Current", DATA + b"PRS30006032     \t2019\tQ01\t0.7\t\r\n", later)
+    bls.put("pr.big", bytes(range(255, -1, -1)) * (6 * 4096), later)
     bls.remove("pr.old")
     second = engine.execute({"force_prune": True})
     assert second.succeeded, second.cause
-    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix="bls/pr/")["Contents"]
-    assert {o["Key"] for o in listed} == {"bls/pr/pr.data.0.Current", "bls/pr/pr.big"}
-
-    operations = defaultdict(set)
-    for function, operation, params, status in recorder.calls:
-        role = FUNCTION_ROLES[function]
-        operations[function].add(operation)
-        for action, resource, prefix in _required(operation, params):
-            resource = resource.replace(f"arn:aws:s3:::{engine.bucket}", BUCKET_ARN)
-            assert any(_allows(s, action, resource, prefix) for s in statements[role]), (
-                f"{function} calls {operation} ({action} on {resource}, prefix {prefix!r}) but {role} does not allow it"
-            )
-        if status == 404:
-            assert role in LIST_FOR_MISSING_OBJECTS, (
-                f"{function} relies on a 404 from {operation} {params.get('Key')}; without s3:ListBucket S3 answers 403"
-            )
-    # The run exercised every path the table grants: plan, multipart staging, prune, population, reports.
-    assert {"CreateMultipartUpload", "DeleteObject"} <= operations["CopyFileFunction"]
-    assert {"CopyObject", "UploadPartCopy"} & operations["CopyFileFunction"]
+    assert second.output["mirror"]["copied"] == 2 and second.output["mirror"]["deleted_files"] == ["pr.old"]
+    stored = engine.s3.get_object(Bucket=engine.bucket, Key="bls/pr/pr.big")
+    assert stored["Body"].read() == bls.files["pr.big"].body
+    assert {"CreateMultipartUpload", "CopyObject", "PutObject", "DeleteObject"} <= operations["CopyFileFunction"]
     assert "DeleteObjects" in operations["PruneMirrorFunction"]
     assert {"HeadObject", "PutObject"} <= operations["FetchPopulationFunction"]
     assert {"GetObject", "PutObject"} <= operations["AnalyticsFunction"]
+
+
+def _without_get_object_on_the_mirror(role: str) -> Template:
+    """template.yaml as it was before the fix: the role may write mirror files but not read them."""
+    document = load_template()
+    for statement in document["Resources"][role]["Properties"]["Policies"][0]["Statement"]:
+        if statement["Sid"] in ("WriteMirrorFiles", "DeleteUnlistedMirrorFiles"):
+            statement["Action"] = [a for a in statement["Action"] if a != "s3:GetObject"]
+    return Template(document)
+
+
+def test_a_role_without_get_object_fails_the_if_match_overwrite_of_a_changed_file(bls) -> None:
+    """The day-two path on AWS: BLS changes a file, CopyFile replaces it with If-Match, which S3 authorizes only
+    with s3:GetObject too. Without it the run fails in CopyFailed with AccessDenied and the old version stays."""
+    bls.put("pr.data.0.Current", DATA)
+    engine = LocalEngine(engine_parameters(bls.url), template=_without_get_object_on_the_mirror("CopyFileFunction"),
+                         extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"})
+    with engine:
+        assert engine.execute().succeeded, "the first run writes with If-None-Match, which needs no s3:GetObject"
+        before = engine.s3.head_object(Bucket=engine.bucket, Key="bls/pr/pr.data.0.Current")["VersionId"]
+        bls.put("pr.data.0.Current", DATA + b"PRS30006032     \t2019\tQ01\t0.7\t\r\n", dt.datetime(2026, 9, 3, 8, 30))
+        result = engine.execute()
+        assert result.error == "CopyFailed"
+        assert "AccessDenied" in result.cause and "s3:GetObject" in result.cause and "pr.data.0.Current" in result.cause
+        assert engine.s3.head_object(Bucket=engine.bucket, Key="bls/pr/pr.data.0.Current")["VersionId"] == before
+
+
+def test_a_prune_role_without_get_object_cannot_make_conditional_deletes(bls) -> None:
+    bls.put("pr.data.0.Current", DATA)
+    bls.put("pr.old", b"old\r\n")
+    engine = LocalEngine(engine_parameters(bls.url), template=_without_get_object_on_the_mirror("PruneMirrorFunction"),
+                         extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"})
+    with engine:
+        assert engine.execute().succeeded
+        bls.remove("pr.old")
+        result = engine.execute({"force_prune": True})
+        assert result.error == "MirrorWriteError" and "AccessDenied" in result.cause
+        assert engine.s3.head_object(Bucket=engine.bucket, Key="bls/pr/pr.old")
+
+
+def test_prune_spares_an_object_rewritten_between_its_listing_and_its_delete(bls, make_engine) -> None:
+    """Two executions overlap: after PruneMirror listed the mirror, another one writes the unlisted file anew.
+    The delete carries the planned ETag, so S3 refuses it for the new version, which stays."""
+    bls.put("pr.data.0.Current", DATA)
+    bls.put("pr.old", b"old\r\n")
+    engine = make_engine(bls.url)
+    assert engine.execute().succeeded
+    bls.remove("pr.old")
+    rewritten = threading.Event()
+
+    def rewrite_just_before_the_delete(model: Any, **_: Any) -> None:
+        if not rewritten.is_set():
+            rewritten.set()
+            engine.s3.put_object(Bucket=engine.bucket, Key="bls/pr/pr.old", Body=b"written by another execution\r\n")
+
+    undo = engine.on_s3("before-parameter-build.s3.DeleteObjects", rewrite_just_before_the_delete)
+    try:
+        result = engine.execute({"force_prune": True})
+    finally:
+        undo()
+    assert result.succeeded, result.cause
+    assert rewritten.is_set()
+    assert result.output["mirror"]["spared_files"] == ["pr.old"] and result.output["mirror"]["deleted"] == 0
+    body = engine.s3.get_object(Bucket=engine.bucket, Key="bls/pr/pr.old")["Body"].read()
+    assert body == b"written by another execution\r\n"

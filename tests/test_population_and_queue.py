@@ -83,8 +83,8 @@ def test_a_failing_queue_message_is_reported_as_a_batch_item_failure_and_stays_q
     engine.s3.put_object(Bucket=engine.bucket, Key="datausa/population.json", Body=population_json())
     engine.drain_queues()  # no data file in the mirror yet: analytics fails for this message
 
-    calls = [c for c in engine._invocations if c.function == "AnalyticsFunction"]
+    calls = [c for c in engine.invocations if c.function == "AnalyticsFunction"]
     assert len(calls) == 1 and len(calls[0].result["batchItemFailures"]) == 1
-    queue = engine._queue_urls["ReportsQueue"]
+    queue = engine.queue_url("ReportsQueue")
     attributes = engine.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
     assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"

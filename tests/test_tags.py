@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.transformed_template import STACK, Renderer, transformed
+from local_runner.cloudformation import STACK, Renderer, transformed
 
 TAGGABLE = {
     "AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::IAM::Role", "AWS::Lambda::Function",

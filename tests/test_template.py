@@ -122,15 +122,49 @@ def _substitutions(props: dict) -> dict[str, Any]:
     return props.get("DefinitionSubstitutions") or {}
 
 
+# A String parameter whose AllowedPattern admits only digits (a whole number, see test_whole_number_parameters...).
+_DIGITS_ONLY_PATTERN = re.compile(r"^\^[\d\[\]\-|(){},?]+\$$")
+
+
+def _is_whole_number_parameter(spec: dict) -> bool:
+    return spec.get("Type") == "String" and bool(_DIGITS_ONLY_PATTERN.match(spec.get("AllowedPattern", "")))
+
+
 def _is_numeric(value: Any) -> bool:
-    """A substitution whose value is a number: a literal, or !Ref to a Type: Number parameter."""
+    """A substitution whose value is a number: a literal, or !Ref to a Number or whole-number parameter."""
     if isinstance(value, bool):
         return False
     if isinstance(value, (int, float)):
         return True
     if isinstance(value, dict) and set(value) == {"Ref"}:
-        return PARAMETERS.get(value["Ref"], {}).get("Type") == "Number"
+        spec = PARAMETERS.get(value["Ref"], {})
+        return spec.get("Type") == "Number" or _is_whole_number_parameter(spec)
     return False
+
+
+WHOLE_NUMBER_BOUNDS = {
+    "CopyConcurrency": (1, 40), "RangeStreams": (1, 8), "RetryIntervalSeconds": (1, 3600), "RetryMaxAttempts": (0, 20),
+    "RetryMaxDelaySeconds": (1, 3600), "MaxPrunePercent": (1, 100), "NoncurrentVersionRetentionDays": (1, 3650),
+}
+
+
+def test_no_parameter_is_a_number_that_would_accept_a_fraction() -> None:
+    """A Type: Number parameter accepts 2.5, and the deploy then fails where an integer is needed (MaxConcurrency,
+    retry settings, lifecycle days): whole numbers are Strings with a digits-only AllowedPattern."""
+    numbers = [n for n, spec in PARAMETERS.items() if spec.get("Type") == "Number" and "AllowedValues" not in spec]
+    assert not numbers, f"Number parameters without AllowedValues: {numbers}"
+    assert {n for n, spec in PARAMETERS.items() if _is_whole_number_parameter(spec)} == set(WHOLE_NUMBER_BOUNDS)
+
+
+@pytest.mark.parametrize("name", sorted(WHOLE_NUMBER_BOUNDS))
+def test_whole_number_parameters_accept_exactly_their_range(name: str) -> None:
+    low, high = WHOLE_NUMBER_BOUNDS[name]
+    pattern = re.compile(PARAMETERS[name]["AllowedPattern"])
+    accepted = [str(n) for n in range(0, 4000) if pattern.match(str(n))]
+    assert accepted == [str(n) for n in range(low, high + 1)]
+    assert pattern.match(str(PARAMETERS[name]["Default"]))
+    for bad in ("2.5", "-1", "", " 4", "4 ", "04", "1e2", "0x10"):
+        assert not pattern.match(bad), f"{name} accepts {bad!r}"
 
 
 def _get_att_target(value: Any) -> tuple[str, str] | None:

@@ -22,6 +22,9 @@ META_URL = "source-url"
 
 _HEAD_THREADS = 16
 _DELETE_BATCH = 1000
+# DeleteObjects' per-key answers when the object is no longer the version the plan saw (S3 User Guide, "How to
+# perform conditional deletes"): another execution replaced or removed it meanwhile.
+_CHANGED_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
 
 
 def object_metadata(file: SourceFile, size: int, sha256_hex: str) -> dict[str, str]:
@@ -103,11 +106,14 @@ class PlanLocation:
     items_key: str  # JSON array of copy items (SourceFile dicts plus the mirror's ETag): the Map's ItemReader reads it
     listing_key: str  # JSON array of every listed name: prune keeps exactly these
     delete_key: str | None = None  # JSON object name -> ETag of the objects to delete, as the plan saw them
+    results_prefix: str | None = None  # where the Map's ResultWriter puts the copy results (beyond 256 KiB of state)
 
     def to_dict(self) -> dict[str, str]:
         found = {"bucket": self.bucket, "items_key": self.items_key, "listing_key": self.listing_key}
         if self.delete_key:
             found["delete_key"] = self.delete_key
+        if self.results_prefix:
+            found["results_prefix"] = self.results_prefix
         return found
 
 
@@ -126,7 +132,7 @@ def write_condition(item: dict) -> dict[str, str]:
 
 def store_plan(s3: Any, bucket: str, runs_prefix: str, run_id: str, plan: SyncPlan) -> PlanLocation:
     base = f"{runs_prefix}{run_id}/"
-    location = PlanLocation(bucket, base + "copy-items.json", base + "listing.json", base + "delete.json")
+    location = PlanLocation(bucket, base + "copy-items.json", base + "listing.json", base + "delete.json", base + "copy-results")
     _put_json(s3, bucket, location.items_key, [copy_item(f, plan.etags.get(f.name)) for f in plan.to_copy])
     _put_json(s3, bucket, location.listing_key, [f.name for f in plan.listing])
     _put_json(s3, bucket, location.delete_key, {name: plan.etags[name] for name in plan.to_delete})
@@ -143,6 +149,18 @@ def load_planned_deletions(s3: Any, bucket: str, key: str) -> dict[str, str]:
 
 def load_copy_items(s3: Any, bucket: str, key: str) -> list[SourceFile]:
     return [SourceFile.from_dict(d) for d in _get_json(s3, bucket, key)]
+
+
+def load_map_results(s3: Any, bucket: str, manifest_key: str) -> list[dict]:
+    """The child execution records a Distributed Map's ResultWriter stored: the manifest names one JSON file per
+    status (SUCCEEDED, FAILED, PENDING), each an array of records with Status, Output (a JSON string) and, for a
+    failed child, Error and Cause ("ResultWriter (Map)", Step Functions Developer Guide)."""
+    manifest = _get_json(s3, bucket, manifest_key)
+    records: list[dict] = []
+    for files in manifest.get("ResultFiles", {}).values():
+        for file in files:
+            records.extend(_get_json(s3, manifest.get("DestinationBucket", bucket), file["Key"]))
+    return records
 
 
 def _get_json(s3: Any, bucket: str, key: str) -> Any:
@@ -179,9 +197,10 @@ def prune_mirror(
 ) -> PruneResult:
     """Delete the objects under the prefix whose names the listing no longer has.
 
-    planned (name -> ETag when the run listed the mirror) narrows that to objects nobody rewrote since: an object
-    another execution wrote or replaced meanwhile is spared. Refuses, before deleting anything, when the deletion
-    is more than max_share of the mirror (unless forced).
+    planned (name -> ETag when the run listed the mirror) narrows that to objects nobody rewrote since: each delete
+    is conditional on that ETag, so an object another execution wrote or replaced meanwhile, even between this
+    listing and the delete, is spared by S3 itself. Refuses, before deleting anything, when the deletion is more
+    than max_share of the mirror (unless forced).
     """
     present = list_mirror_keys(s3, bucket, prefix)
     unlisted = sorted(name for name in present if name not in keep)
@@ -194,12 +213,14 @@ def prune_mirror(
             f"nothing was deleted. If the source really removed them, start an execution with input "
             f'{{"force_prune": true}}'
         )
+    deleted: list[str] = []
     for start in range(0, len(doomed), _DELETE_BATCH):
         batch = doomed[start:start + _DELETE_BATCH]
+        # With the plan's ETag per key S3 deletes an object only if it is still that version: a write by an
+        # overlapping execution between the listing above and this request is not lost.
+        objects = [{"Key": prefix + n, **({"ETag": planned[n]} if planned else {})} for n in batch]
         try:
-            response = s3.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": prefix + n} for n in batch], "Quiet": True}
-            )
+            response = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
         except ClientError as exc:
             error = exc.response.get("Error", {})
             raise MirrorWriteError(
@@ -208,12 +229,17 @@ def prune_mirror(
                 "They stay in the mirror; check the function's permission to delete there, then rerun."
             ) from exc
         errors = response.get("Errors", [])
-        if errors:
-            first = errors[0]
+        changed = {e["Key"][len(prefix):] for e in errors if e.get("Code") in _CHANGED_MEANWHILE}
+        refused = [e for e in errors if e.get("Code") not in _CHANGED_MEANWHILE]
+        refused_keys = {e.get("Key") for e in refused}
+        spared.extend(sorted(changed))
+        deleted.extend(n for n in batch if n not in changed and prefix + n not in refused_keys)
+        if refused:
+            first = refused[0]
             raise MirrorWriteError(
-                f"S3 refused to delete {len(errors)} of the {len(doomed)} file(s) the listing no longer has, first "
+                f"S3 refused to delete {len(refused)} of the {len(doomed)} file(s) the listing no longer has, first "
                 f"s3://{bucket}/{first.get('Key')}: {first.get('Code')}: {first.get('Message')}. Those stay in the "
                 "mirror, the others in the same request were deleted; check the function's permission to delete "
                 "there, then rerun."
             )
-    return PruneResult(deleted=doomed, spared=spared)
+    return PruneResult(deleted=deleted, spared=sorted(spared))

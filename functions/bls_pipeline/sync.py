@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -12,6 +13,7 @@ from .mirror import (
     PlanLocation,
     load_copy_items,
     load_listed_names,
+    load_map_results,
     load_planned_deletions,
     plan_sync,
     prune_mirror,
@@ -21,6 +23,10 @@ from .mirror import (
 from .source_http import Deadline, SourceClient
 
 _NAMES_SHOWN = 20
+# The CopyFailed state's cause is this text; Step Functions keeps at most 32,768 characters of a cause
+# (API Reference, ExecutionFailedEventDetails). Room is left for the count and the "and N more" tail.
+MAX_FAILURE_CAUSE = 32_000
+_MESSAGE_SHOWN = 600
 
 
 def source_client(settings: Settings, deadline: Deadline | None = None) -> SourceClient:
@@ -71,6 +77,43 @@ class CopyFailure:
     message: str
 
 
+def copy_failures(s3: Any, copy_results: Any) -> list[CopyFailure]:
+    """The failed copies of the CopyFiles Map. Its ResultWriter stores the item outputs in S3 and the state holds
+    only their location ({"ResultWriterDetails": {"Bucket", "Key"}}), so any number of failures fits in a state; a
+    hand-written event may give the outputs inline as a list. A good copy outputs {}, a failed one
+    {"failed", "error", "message"}; a child execution that failed outright is reported with its Error and Cause."""
+    if isinstance(copy_results, dict) and "ResultWriterDetails" in copy_results:
+        where = copy_results["ResultWriterDetails"]
+        records = load_map_results(s3, where["Bucket"], where["Key"])
+        outputs: list[Any] = []
+        failures: list[CopyFailure] = []
+        for record in records:
+            if record.get("Status") == "SUCCEEDED":
+                outputs.append(json.loads(record.get("Output") or "null"))
+            else:
+                item = json.loads(record.get("Input") or "{}")
+                name = (item.get("file") or {}).get("name", record.get("Name", "?"))
+                failures.append(CopyFailure(name, record.get("Error") or record.get("Status", "FAILED"),
+                                            error_message(record.get("Cause") or "")))
+    else:
+        outputs, failures = list(copy_results or []), []
+    failures += [
+        CopyFailure(r["failed"], r.get("error", ""), error_message(r.get("message", "")))
+        for r in outputs if isinstance(r, dict) and "failed" in r
+    ]
+    return failures
+
+
+def error_message(cause: object) -> str:
+    """A raw Lambda error cause is JSON with errorMessage; other causes are kept as they are."""
+    if isinstance(cause, str) and cause.startswith("{"):
+        try:
+            return str(json.loads(cause).get("errorMessage", cause))
+        except (ValueError, AttributeError):
+            pass
+    return str(cause)
+
+
 def finish_run(settings: Settings, s3: Any, plan: PlanLocation, failures: Iterable[CopyFailure]) -> dict:
     """Prune what the listing no longer has, and sum up the copies (the Map reports only failures)."""
     failures = list(failures)
@@ -94,8 +137,18 @@ def finish_run(settings: Settings, s3: Any, plan: PlanLocation, failures: Iterab
 
 
 def failure_cause(failures: list[CopyFailure]) -> str:
+    """The count and the first failed files with their errors, at most MAX_FAILURE_CAUSE characters."""
     if not failures:
         return ""
-    shown = "; ".join(f"{f.name}: {f.error}: {f.message}" for f in failures[:_NAMES_SHOWN])
-    more = f"; and {len(failures) - _NAMES_SHOWN} more" if len(failures) > _NAMES_SHOWN else ""
-    return f"{len(failures)} file(s) could not be copied after retries: {shown}{more}"
+    head = f"{len(failures)} file(s) could not be copied after retries: "
+    shown: list[str] = []
+    length = len(head)
+    for failure in failures[:_NAMES_SHOWN]:
+        message = failure.message if len(failure.message) <= _MESSAGE_SHOWN else failure.message[:_MESSAGE_SHOWN] + "…"
+        entry = f"{failure.name[:200]}: {failure.error[:100]}: {message}"
+        if length + len(entry) + 2 > MAX_FAILURE_CAUSE - 100:
+            break
+        shown.append(entry)
+        length += len(entry) + 2
+    more = f"; and {len(failures) - len(shown)} more" if len(failures) > len(shown) else ""
+    return head + "; ".join(shown) + more

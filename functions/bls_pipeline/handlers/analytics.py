@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..analytics import run_analytics
-from ..aws import s3_client
+from .. import aws
 from ..config import load_settings
 
 logger = Logger(service="bls-mirror")
@@ -27,7 +27,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if "Records" in event:
         return process_partial_response(event=event, record_handler=_from_queue, processor=processor, context=context)
     settings = load_settings().with_overrides(event.get("run") or {})
-    return run_analytics(settings, s3_client(), event["run_id"], _log)
+    return run_analytics(settings, aws.s3_client(), event["run_id"], _log)
 
 
 def _from_queue(record: SQSRecord) -> dict | None:
@@ -41,6 +41,6 @@ def _from_queue(record: SQSRecord) -> dict | None:
             logger.info("ignored notification", extra={"key": key})
             continue
         run_id = "queue-" + record.message_id
-        summary = run_analytics(settings, s3_client(), run_id, _log)
+        summary = run_analytics(settings, aws.s3_client(), run_id, _log)
         logger.info("reports from queue", extra={"summary": summary})
     return summary

@@ -1,7 +1,7 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ..aws import s3_client
+from .. import aws
 from ..bls_listing import SourceFile
 from ..config import load_settings
 from ..mirror import write_condition
@@ -17,6 +17,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
     settings = load_settings().with_overrides(event.get("run") or {})
     file = SourceFile.from_dict(event["file"])
     source = source_client(settings, Deadline.before_timeout(context.get_remaining_time_in_millis() / 1000))
-    result = copy_one(settings, s3_client(), source, file, write_condition(event["file"])).to_dict()
+    result = copy_one(settings, aws.s3_client(), source, file, write_condition(event["file"])).to_dict()
     logger.info("copied file", extra={"copy": result})
     return result

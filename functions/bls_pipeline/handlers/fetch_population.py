@@ -1,7 +1,7 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ..aws import s3_client
+from .. import aws
 from ..config import load_settings
 from ..population import fetch_and_store
 from ..source_http import Deadline
@@ -15,6 +15,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
     """event: {"run": <overrides>}; returns {"key", "changed", "years", "first_year", "last_year"}."""
     settings = load_settings().with_overrides(event.get("run") or {})
     source = source_client(settings, Deadline.before_timeout(context.get_remaining_time_in_millis() / 1000))
-    result = fetch_and_store(s3_client(), source, settings.population_url, settings.bucket, settings.population_key)
+    result = fetch_and_store(aws.s3_client(), source, settings.population_url, settings.bucket, settings.population_key)
     logger.info("fetched population", extra={"population": result})
     return result

@@ -1,7 +1,7 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ..aws import s3_client
+from .. import aws
 from ..config import load_settings
 from ..source_http import Deadline
 from ..sync import list_source, source_client
@@ -15,7 +15,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     overrides = event.get("input") or {}
     settings = load_settings().with_overrides(overrides)
     source = source_client(settings, Deadline.before_timeout(context.get_remaining_time_in_millis() / 1000))
-    result = list_source(settings, s3_client(), source, event["run_id"])
+    result = list_source(settings, aws.s3_client(), source, event["run_id"])
     result["run"] = overrides
     logger.info("listed source", extra={"source_url": settings.source_url, **result})
     return result

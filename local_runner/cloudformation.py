@@ -1,5 +1,8 @@
 """template.yaml as CloudFormation sees it: transformed by the SAM translator, with intrinsics evaluated.
 
+The local engine renders each function's IAM role from here (local_runner/iam.py enforces it at call time); the
+template tests read the same rendering.
+
 `sam deploy` uploads the code and the ASL file and replaces CodeUri/DefinitionUri with S3 URIs before the
 transform; `transformed()` does the same with placeholder URIs, offline. `Renderer` evaluates the intrinsic
 functions IAM policies use (Ref, GetAtt, Sub, Select, Split, Join, If) for one set of parameter values.
@@ -14,7 +17,9 @@ from functools import lru_cache
 from typing import Any
 from unittest import mock
 
-from local_runner.template_model import load_template
+import json
+
+from .template_model import load_template
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -30,10 +35,10 @@ class _NoManagedPolicies:
 
 
 @lru_cache(maxsize=None)
-def _transformed(parameter_items: tuple[tuple[str, str], ...]) -> dict:
+def _transformed(parameter_items: tuple[tuple[str, str], ...], document_json: str) -> dict:
     from samtranslator.translator.transform import transform
 
-    template = copy.deepcopy(load_template())
+    template = json.loads(document_json)
     template.setdefault("Globals", {}).setdefault("Function", {})["CodeUri"] = "s3://artifacts/functions.zip"
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::StateMachine":
@@ -44,25 +49,31 @@ def _transformed(parameter_items: tuple[tuple[str, str], ...]) -> dict:
         return transform(template, dict(parameter_items), _NoManagedPolicies())
 
 
-def transformed(parameters: dict[str, str] | None = None) -> dict:
-    """The CloudFormation template `sam deploy` would create (a fresh copy: callers may change it)."""
+def transformed(parameters: dict[str, str] | None = None, document: dict | None = None) -> dict:
+    """The CloudFormation template `sam deploy` would create from template.yaml (or `document`), as a fresh copy:
+    callers may change it."""
     values = {"ContactEmail": "data-team@example.com", **(parameters or {})}
-    return copy.deepcopy(_transformed(tuple(sorted(values.items()))))
+    source = json.dumps(document if document is not None else load_template(), sort_keys=True)
+    return copy.deepcopy(_transformed(tuple(sorted(values.items())), source))
 
 
 class Renderer:
     """Evaluates intrinsic functions for given parameter values, like CloudFormation at deploy time."""
 
-    def __init__(self, template: dict, parameters: dict[str, str] | None = None, bucket: str = BUCKET):
+    def __init__(
+        self, template: dict, parameters: dict[str, str] | None = None, bucket: str = BUCKET, stack: str = STACK,
+        region: str = REGION, account: str = ACCOUNT,
+    ):
         defaults = {name: str(p.get("Default", "")) for name, p in template.get("Parameters", {}).items()}
         self.parameters = {**defaults, "ContactEmail": "data-team@example.com", **(parameters or {})}
         self.resources = template["Resources"]
         self.bucket = bucket
+        self.stack, self.region, self.account = stack, region, account
         self.conditions = {name: self.render(expr) for name, expr in template.get("Conditions", {}).items()}
 
     def ref(self, name: str) -> str:
-        pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws",
-                  "AWS::StackName": STACK, "AWS::URLSuffix": "amazonaws.com"}
+        pseudo = {"AWS::Region": self.region, "AWS::AccountId": self.account, "AWS::Partition": "aws",
+                  "AWS::StackName": self.stack, "AWS::URLSuffix": "amazonaws.com"}
         if name in pseudo:
             return pseudo[name]
         if name in self.parameters:
@@ -70,7 +81,7 @@ class Renderer:
         if self.resources.get(name, {}).get("Type") == "AWS::S3::Bucket":
             return self.bucket
         if name in self.resources:
-            return f"{STACK}-{name}"
+            return f"{self.stack}-{name}"
         raise KeyError(f"cannot resolve Ref {name}")
 
     def get_att(self, logical_id: str, attribute: str) -> str:
@@ -78,9 +89,9 @@ class Renderer:
         if resource_type == "AWS::S3::Bucket" and attribute == "Arn":
             return f"arn:aws:s3:::{self.bucket}"
         if resource_type == "AWS::SQS::Queue" and attribute == "Arn":
-            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-{logical_id}"
+            return f"arn:aws:sqs:{self.region}:{self.account}:{self.stack}-{logical_id}"
         service = resource_type.split("::")[1].lower()
-        return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{logical_id}.{attribute}"
+        return f"arn:aws:{service}:{self.region}:{self.account}:{logical_id}.{attribute}"
 
     def render(self, value: Any) -> Any:
         if isinstance(value, list):

@@ -1,0 +1,213 @@
+"""What IAM checks before AWS serves a call, which moto does not: the permission model of the S3 operations the
+product calls, and the evaluation of a role's policy statements against it.
+
+S3_RULES is the one table of that model: each S3 operation, the checks S3 makes for it (action, resource,
+condition keys), and the AWS documentation each rule comes from. The local engine applies it to every S3 call a
+handler makes (local_runner/s3_enforcement.py); tests/test_iam.py asserts on the same table. An operation missing
+from the table is refused by the engine, so a new call cannot slip past the model.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+# Where each rule is written down (all pages of docs.aws.amazon.com, read 2026-11).
+ACTIONS_PAGE = "Amazon S3 User Guide, 'Required permissions for Amazon S3 API operations'"
+CONDITIONAL_WRITES = (
+    "Amazon S3 User Guide, 'How to prevent object overwrites with conditional writes': a write with If-Match needs "
+    "s3:PutObject and s3:GetObject; If-None-Match needs s3:PutObject"
+)
+CONDITIONAL_DELETES = (
+    "Amazon S3 User Guide, 'How to perform conditional deletes': a delete with an ETag (If-Match, or ETag per key in "
+    "DeleteObjects) needs s3:DeleteObject and s3:GetObject"
+)
+MISSING_KEY = (
+    "Amazon S3 API Reference, GetObject and HeadObject, 'Permissions': a key that does not exist answers 404 only "
+    "to a caller with s3:ListBucket on the bucket, 403 Access Denied otherwise"
+)
+COPY_SOURCE = "Amazon S3 API Reference, CopyObject / UploadPartCopy, 'Permissions': s3:GetObject on the source, s3:PutObject on the target"
+LIST_PREFIX = "Service Authorization Reference, Amazon S3: s3:ListBucket is evaluated with the condition key s3:prefix"
+MULTIPART = "Amazon S3 User Guide, 'Multipart upload API and permissions'"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One IAM authorization S3 makes for a request."""
+
+    action: str
+    resource: str
+    context: Mapping[str, str] = field(default_factory=dict)  # condition keys of the request, e.g. s3:prefix
+
+
+@dataclass(frozen=True)
+class Rule:
+    checks: Callable[[dict], list[Check]]
+    source: str
+
+
+def _bucket(params: dict) -> str:
+    return f"arn:aws:s3:::{params['Bucket']}"
+
+
+def _object(params: dict, key: str | None = None) -> str:
+    return f"{_bucket(params)}/{params['Key'] if key is None else key}"
+
+
+def _copy_source(params: dict) -> Check:
+    source = params["CopySource"]
+    if isinstance(source, dict):
+        arn, version = f"arn:aws:s3:::{source['Bucket']}/{source['Key']}", source.get("VersionId")
+    else:
+        path, _, query = source.lstrip("/").partition("?versionId=")
+        arn, version = f"arn:aws:s3:::{path}", query or None
+    return Check("s3:GetObjectVersion" if version else "s3:GetObject", arn)
+
+
+def _read(params: dict) -> list[Check]:
+    return [Check("s3:GetObjectVersion" if params.get("VersionId") else "s3:GetObject", _object(params))]
+
+
+def _write(params: dict) -> list[Check]:
+    checks = [Check("s3:PutObject", _object(params))]
+    if params.get("IfMatch"):
+        checks.append(Check("s3:GetObject", _object(params)))
+    if params.get("Tagging"):
+        checks.append(Check("s3:PutObjectTagging", _object(params)))
+    return checks
+
+
+def _copy(params: dict) -> list[Check]:
+    return [*_write(params), _copy_source(params)]
+
+
+def _delete(params: dict) -> list[Check]:
+    checks = [Check("s3:DeleteObjectVersion" if params.get("VersionId") else "s3:DeleteObject", _object(params))]
+    if params.get("IfMatch"):
+        checks.append(Check("s3:GetObject", _object(params)))
+    return checks
+
+
+def delete_objects_checks(params: dict, item: dict) -> list[Check]:
+    """The checks for one key of a DeleteObjects request: S3 authorizes every key on its own and reports a denied
+    key in the answer's Errors, deleting the others."""
+    arn = _object(params, item["Key"])
+    checks = [Check("s3:DeleteObjectVersion" if item.get("VersionId") else "s3:DeleteObject", arn)]
+    if item.get("ETag"):
+        checks.append(Check("s3:GetObject", arn))
+    return checks
+
+
+def _list(params: dict) -> list[Check]:
+    return [Check("s3:ListBucket", _bucket(params), {"s3:prefix": params.get("Prefix", "")})]
+
+
+S3_RULES: dict[str, Rule] = {
+    "GetObject": Rule(_read, f"{ACTIONS_PAGE}; {MISSING_KEY}"),
+    "HeadObject": Rule(_read, f"{ACTIONS_PAGE}; {MISSING_KEY}"),
+    "PutObject": Rule(_write, f"{ACTIONS_PAGE}; {CONDITIONAL_WRITES}"),
+    "CopyObject": Rule(_copy, f"{COPY_SOURCE}; {CONDITIONAL_WRITES}"),
+    "CreateMultipartUpload": Rule(lambda p: [Check("s3:PutObject", _object(p))], MULTIPART),
+    "UploadPart": Rule(lambda p: [Check("s3:PutObject", _object(p))], MULTIPART),
+    "UploadPartCopy": Rule(lambda p: [Check("s3:PutObject", _object(p)), _copy_source(p)], f"{MULTIPART}; {COPY_SOURCE}"),
+    "CompleteMultipartUpload": Rule(_write, f"{MULTIPART}; {CONDITIONAL_WRITES}"),
+    "AbortMultipartUpload": Rule(lambda p: [Check("s3:AbortMultipartUpload", _object(p))], MULTIPART),
+    "ListParts": Rule(lambda p: [Check("s3:ListMultipartUploadParts", _object(p))], MULTIPART),
+    "DeleteObject": Rule(_delete, f"{ACTIONS_PAGE}; {CONDITIONAL_DELETES}"),
+    # Per key, see delete_objects_checks; the request as a whole needs nothing more.
+    "DeleteObjects": Rule(lambda p: [], f"{ACTIONS_PAGE}; {CONDITIONAL_DELETES}"),
+    "ListObjectsV2": Rule(_list, f"{ACTIONS_PAGE}; {LIST_PREFIX}"),
+    "ListObjects": Rule(_list, f"{ACTIONS_PAGE}; {LIST_PREFIX}"),
+}
+
+# What Lambda's SQS event source mapping does with the function's execution role (Lambda Developer Guide, 'Using
+# Lambda with Amazon SQS', execution role permissions).
+SQS_EVENT_SOURCE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+
+
+class UnknownOperation(LookupError):
+    """An S3 operation that S3_RULES does not model: add its rule (with its source) before calling it."""
+
+
+def s3_checks(operation: str, params: dict) -> list[Check]:
+    rule = S3_RULES.get(operation)
+    if rule is None:
+        raise UnknownOperation(
+            f"S3 {operation} has no IAM rule in local_runner/iam.py S3_RULES; add one (with the AWS documentation it "
+            "comes from) and grant it in template.yaml"
+        )
+    return rule.checks(params)
+
+
+def can_tell_missing_keys(statements: Iterable[dict], bucket: str) -> bool:
+    """Whether S3 answers 404 (not 403) to this role for a key that does not exist (MISSING_KEY). Strictly: only an
+    s3:ListBucket without conditions counts (the documentation names no condition key for this check)."""
+    return allows(statements, Check("s3:ListBucket", f"arn:aws:s3:::{bucket}"))
+
+
+# -- policy evaluation -----------------------------------------------------------------------------------------------
+# IAM's evaluation logic for one identity policy set (IAM User Guide, 'Policy evaluation logic'): an explicit Deny
+# wins, else an Allow that matches action, resource and conditions, else an implicit deny.
+
+_CONDITION_OPERATORS: dict[str, Callable[[str, str], bool]] = {
+    "StringEquals": lambda value, pattern: value == pattern,
+    "StringLike": lambda value, pattern: fnmatch.fnmatchcase(value, pattern),
+}
+
+
+def allows(statements: Iterable[dict], check: Check) -> bool:
+    allowed = False
+    for statement in statements:
+        if not _matches(statement, check):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        allowed = True
+    return allowed
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _matches(statement: dict, check: Check) -> bool:
+    for unsupported in ("NotAction", "NotResource", "NotPrincipal"):
+        if unsupported in statement:
+            raise ValueError(f"the local IAM model does not evaluate {unsupported}: {statement}")
+    if not any(fnmatch.fnmatchcase(check.action.lower(), a.lower()) for a in _as_list(statement.get("Action", []))):
+        return False
+    if not any(fnmatch.fnmatchcase(check.resource, r) for r in _as_list(statement.get("Resource", []))):
+        return False
+    for operator, keys in statement.get("Condition", {}).items():
+        test = _CONDITION_OPERATORS.get(operator)
+        if test is None:
+            raise ValueError(f"the local IAM model does not evaluate the condition operator {operator}: {statement}")
+        for key, patterns in keys.items():
+            value = check.context.get(key)
+            # A condition on a key the request does not carry does not match (no ...IfExists operators here).
+            if value is None or not any(test(value, p) for p in _as_list(patterns)):
+                return False
+    return True
+
+
+def role_statements(template: dict, renderer: Any) -> dict[str, list[dict]]:
+    """Role logical id -> every statement of its inline policies, intrinsics evaluated (template: transformed)."""
+    found: dict[str, list[dict]] = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        statements = found.setdefault(logical_id, [])
+        for policy in renderer.render(resource["Properties"].get("Policies", [])):
+            statements.extend(_as_list(policy["PolicyDocument"]["Statement"]))
+    return found
+
+
+def function_roles(template: dict) -> dict[str, str]:
+    """Function logical id (as in template.yaml) -> logical id of its execution role, in the transformed template."""
+    roles = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Lambda::Function":
+            role = resource["Properties"]["Role"]
+            roles[logical_id] = role["Fn::GetAtt"][0] if isinstance(role["Fn::GetAtt"], list) else role["Fn::GetAtt"].split(".")[0]
+    return roles

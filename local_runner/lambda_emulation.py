@@ -1,0 +1,166 @@
+"""Lambda as Step Functions sees it, in this process: moto's invoke routed to the real handler, under the function's
+timeout, with Lambda's error payloads.
+
+moto's Lambda backend without Docker does not run code; the one patch of `LambdaSimpleBackend.invoke` here imports the
+function's Handler and calls it. A handler exception becomes `x-amz-function-error: Unhandled` with
+`{"errorType": <class name>, ...}`, exactly what Step Functions' Retry and Catch match on in AWS. A handler still
+running at its Timeout is reported as Lambda reports it, errorType `Sandbox.Timedout`; unlike Lambda, the engine
+cannot freeze the handler's thread: it runs on in the background, and the engine waits for it when it closes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from unittest import mock
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+# moto's LambdaSimpleBackend.invoke, as this module replaces it; a moto that changes it must fail loudly here.
+_INVOKE_SIGNATURE = ["self", "function_name", "qualifier", "body", "headers", "response_headers"]
+
+_current = threading.local()
+
+
+def current_function() -> str:
+    """The logical id of the function whose handler runs in this thread (set for the handler's own thread)."""
+    name = getattr(_current, "function", None)
+    if name is None:
+        raise RuntimeError("an AWS client was asked for outside a Lambda handler's thread; create it in the handler")
+    return name
+
+
+@dataclass
+class Invocation:
+    """One Lambda invocation as the engine saw it; observers receive one when the handler returns or raises."""
+
+    function: str  # logical id in template.yaml
+    event: dict
+    result: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class LocalContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    timeout_seconds: float
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    memory_limit_in_mb: int = 256
+    function_version: str = "$LATEST"
+    log_group_name: str = "local"
+    log_stream_name: str = "local"
+
+    def __post_init__(self) -> None:
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}"
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class LambdaEmulator:
+    """Runs handlers for moto's invokes and keeps the record of every invocation."""
+
+    def __init__(self, handlers: dict[str, str], timeouts: dict[str, float], observer: Callable[[Invocation], None] | None):
+        """handlers: function logical id -> Handler; timeouts: logical id -> seconds."""
+        self.handlers = handlers
+        self.timeouts = timeouts
+        self.observer = observer
+        self._lock = threading.Lock()
+        self._invocations: list[Invocation] = []
+        self._overrunning: list[threading.Thread] = []
+
+    def patch_moto(self) -> Any:
+        """The context manager that routes moto's Lambda invokes here."""
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+
+        found = list(inspect.signature(LambdaSimpleBackend.invoke).parameters)
+        if found != _INVOKE_SIGNATURE:
+            raise RuntimeError(
+                f"moto's LambdaSimpleBackend.invoke takes {found}, not {_INVOKE_SIGNATURE}: this moto is not the one "
+                "the local engine was written for (see requirements-dev.txt); update local_runner/lambda_emulation.py"
+            )
+        emulator = self
+
+        def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict) -> bytes:
+            return emulator.run(backend.get_function(function_name, qualifier).function_name, body, response_headers)
+
+        return mock.patch.object(LambdaSimpleBackend, "invoke", invoke)
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self._invocations)
+
+    def since(self, first: int) -> list[Invocation]:
+        with self._lock:
+            return self._invocations[first:]
+
+    def run(self, function_name: str, body: Any, response_headers: dict) -> bytes:
+        event = json.loads(body) if body else {}
+        record = Invocation(function=function_name, event=event)
+        timeout = self.timeouts[function_name]
+        context = LocalContext(function_name, timeout)
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            _current.function = function_name
+            try:
+                outcome["result"] = _load_handler(self.handlers[function_name])(event, context)
+            except Exception as exc:  # noqa: BLE001 - every handler failure must reach the state machine
+                outcome["error"] = exc
+
+        started = time.monotonic()
+        worker = threading.Thread(target=call, name=f"lambda-{function_name}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        record.seconds = time.monotonic() - started
+        if worker.is_alive():
+            with self._lock:
+                self._overrunning.append(worker)
+            record.error_type = "Sandbox.Timedout"
+            record.error_message = f"RequestId: {context.aws_request_id} Error: Task timed out after {timeout:.2f} seconds"
+            payload = {"errorType": record.error_type, "errorMessage": record.error_message}
+        elif "error" in outcome:
+            exc = outcome["error"]
+            record.error_type, record.error_message = type(exc).__name__, str(exc)
+            payload = {"errorType": record.error_type, "errorMessage": record.error_message,
+                       "stackTrace": traceback.format_tb(exc.__traceback__)[-3:]}
+        else:
+            record.result = payload = outcome.get("result")
+        try:
+            encoded = json.dumps(payload).encode()
+        except (TypeError, ValueError) as exc:
+            record.error_type, record.error_message = "Runtime.MarshalError", f"Unable to marshal response: {exc}"
+            encoded = json.dumps({"errorType": record.error_type, "errorMessage": record.error_message}).encode()
+        if record.error_type:
+            response_headers["x-amz-function-error"] = "Unhandled"
+        with self._lock:
+            self._invocations.append(record)
+        if self.observer is not None:
+            self.observer(record)
+        return encoded
+
+    def join_overrunning(self, timeout: float = 120) -> None:
+        """Wait for handlers that outlived their timeout: they must not touch the mocked AWS after it is gone."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            workers, self._overrunning = self._overrunning, []
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+
+
+def _load_handler(path: str) -> Callable[[dict, Any], Any]:
+    module_name, _, attribute = path.rpartition(".")
+    return getattr(importlib.import_module(module_name), attribute)

@@ -1,0 +1,105 @@
+"""Step Functions' limits, enforced by the local engine as AWS enforces them, and the pipeline within them.
+
+- 256 KiB per state input/output: moto's engine enforces it (States.DataLimitExceeded); the first test shows it
+  does so here, on the pipeline's own Map without its ResultWriter. With the ResultWriter, 2,000 failed files end
+  in CopyFailed naming the count and the first files, every payload measured and printed.
+- 32,768 characters of a Fail state's cause (ExecutionFailedEventDetails.cause): refused by the engine; the
+  pipeline's CopyFailed cause stays under it however long the messages are.
+- 80 characters per state and execution name.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bls_pipeline.sync import MAX_FAILURE_CAUSE, CopyFailure, failure_cause
+from local_runner.engine import LocalEngine
+from local_runner.step_functions_rules import MAX_CAUSE_CHARACTERS, check_state_names
+from local_runner.template_model import PROJECT_ROOT, Template, load_template
+from tests.bls_server import status
+from tests.conftest import engine_parameters
+
+DATA = b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\nPRS30006032     \t2018\tQ01\t0.5\t\r\n"
+LIMIT = 256 * 1024
+
+
+def refuse_every_file(bls, count: int) -> None:
+    """A BLS block: `count` listed files, each answered 403 (not retried)."""
+    bls.put("pr.data.0.Current", DATA)
+    for index in range(count):
+        name = f"pr.blocked.{index:05d}"
+        bls.put(name, b"x\r\n")
+        bls.add_faults(name, status(403))
+
+
+def test_without_a_result_writer_many_failures_exceed_the_state_limit(bls, tmp_path) -> None:
+    """The Map of main before this change: every failure record returns into the state, and a few hundred end the
+    execution in States.DataLimitExceeded, before PruneMirror and the reports."""
+    refuse_every_file(bls, 800)
+    text = (PROJECT_ROOT / "statemachine" / "pipeline.asl.json").read_text()
+    start = text.index('      "ResultWriter": {')
+    end = text.index('      "ResultPath": "$.copy_results"')
+    without = tmp_path / "pipeline.asl.json"
+    without.write_text(text[:start] + text[end:])
+    document = load_template()
+    document["Resources"]["PipelineStateMachine"]["Properties"]["DefinitionUri"] = str(without)
+    engine = LocalEngine(engine_parameters(bls.url, CopyConcurrency="8"), template=Template(document),
+                         extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR"})
+    with engine:
+        result = engine.execute()
+    assert result.status == "FAILED" and result.error == "States.DataLimitExceeded", (result.error, result.cause)
+    assert "CopyFiles" in result.cause
+
+
+def test_two_thousand_failed_files_end_in_copy_failed_with_every_payload_under_256_kib(bls, make_engine, capsys) -> None:
+    refuse_every_file(bls, 2000)
+    engine = make_engine(bls.url, CopyConcurrency="8")
+
+    result = engine.execute()
+
+    assert result.error == "CopyFailed", (result.error, (result.cause or "")[:500])
+    assert result.cause.startswith("2000 file(s) could not be copied after retries: pr.blocked.")
+    assert "SourceRefused" in result.cause and "and 1980 more" in result.cause
+    assert len(result.cause) <= MAX_CAUSE_CHARACTERS
+    sizes = engine.payload_sizes(result.arn)
+    with capsys.disabled():
+        print(f"\n2,000 failed files: largest state payload {sizes['largest_bytes']:,} bytes ({sizes['largest_state']}),"
+              f" limit {LIMIT:,}; CopyFailed cause {len(result.cause):,} characters")
+    assert 0 < sizes["largest_bytes"] < LIMIT
+    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix="bls/pr/")["Contents"]
+    assert [o["Key"] for o in listed] == ["bls/pr/pr.data.0.Current"], "the failures did not stop the good file"
+
+
+def test_the_copy_failed_cause_stays_under_the_limit_however_long_the_messages() -> None:
+    failures = [CopyFailure("pr." + "n" * 1000 + str(i), "E" * 300, "m" * 100_000) for i in range(500)]
+    cause = failure_cause(failures)
+    assert len(cause) <= MAX_FAILURE_CAUSE < MAX_CAUSE_CHARACTERS
+    assert cause.startswith("500 file(s) could not be copied after retries: ") and cause.endswith("more")
+
+
+def test_the_engine_refuses_a_fail_cause_longer_than_aws_keeps(bls, make_engine) -> None:
+    engine = make_engine(bls.url)
+    definition = {"StartAt": "Fail", "States": {"Fail": {"Type": "Fail", "Error": "E", "CausePath": "$.cause"}}}
+    arn = engine.sfn.create_state_machine(name="long-cause", definition=json.dumps(definition),
+                                          roleArn="arn:aws:iam::123456789012:role/x")["stateMachineArn"]
+    for length, expected in ((MAX_CAUSE_CHARACTERS, "E"), (MAX_CAUSE_CHARACTERS + 1, "States.Runtime")):
+        execution = engine.sfn.start_execution(stateMachineArn=arn, name=f"cause-{length}",
+                                               input=json.dumps({"cause": "c" * length}))
+        result = engine.wait(execution["executionArn"], timeout=30)
+        assert result.error == expected, (length, result.error, (result.cause or "")[:200])
+
+
+def test_state_and_execution_names_follow_aws_rules(bls, make_engine) -> None:
+    engine = make_engine(bls.url)
+    check_state_names(json.loads(engine.definition))
+    with pytest.raises(ValueError, match="at most 80"):
+        check_state_names({"States": {"x" * 81: {"Type": "Pass", "End": True}}})
+    with pytest.raises(ValueError, match="Map/"):
+        check_state_names({"States": {"Map": {"Type": "Map", "ItemProcessor": {"States": {"y" * 81: {}}}}}})
+    with pytest.raises(ValueError, match="1 to 80"):
+        engine.start(name="n" * 81)
+    for bad in ("has space", "a/b", "tab\there", "x\x7f"):
+        with pytest.raises(ValueError, match="does not allow"):
+            engine.start(name=bad)
