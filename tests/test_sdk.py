@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "functions" / "requirements.txt"
-SDK = ("boto3", "botocore", "s3transfer")
+SDK = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil")
 # The oldest botocore with each S3 request feature the code relies on (botocore's changelog).
 FEATURES = {
     ("PutObject", "IfMatch"): "1.35.69",
