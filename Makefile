@@ -42,8 +42,9 @@ deploy: install  ## checks the stack name (STACK, default bls-mirror) against th
 	$(PY) -m deploy.preflight $(or $(STACK),bls-mirror)
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam deploy --guided --stack-name $(or $(STACK),bls-mirror)
 
-integration: install  ## the integration tests against a deployed stack: make integration STACK=<name> (AWS credentials)
-	@$(PY) -m tests.integration "$(STACK)"
+integration:  ## the integration tests against a deployed stack: make integration STACK=<name> (AWS credentials)
+	@if [ -z "$(STACK)" ]; then echo "integration: skipped: no stack given (make integration STACK=<your deployed stack name>)"; \
+	else $(MAKE) --no-print-directory install >/dev/null && $(PY) -m tests.integration "$(STACK)"; fi
 
 $(BENCH_VENV)/.installed: bench/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)

@@ -30,6 +30,10 @@ MISSING_KEY = (
 COPY_SOURCE = "Amazon S3 API Reference, CopyObject / UploadPartCopy, 'Permissions': s3:GetObject on the source, s3:PutObject on the target"
 LIST_PREFIX = "Service Authorization Reference, Amazon S3: s3:ListBucket is evaluated with the condition key s3:prefix"
 MULTIPART = "Amazon S3 User Guide, 'Multipart upload API and permissions'"
+SSE_KMS = (
+    "Amazon S3 User Guide, 'Using server-side encryption with AWS KMS keys (SSE-KMS)': an upload encrypted with a KMS "
+    "key needs kms:GenerateDataKey on the key (the bucket's default, SSE-S3, needs no KMS permission)"
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ def _write(params: dict) -> list[Check]:
         checks.append(Check("s3:GetObject", _object(params)))
     if params.get("Tagging"):
         checks.append(Check("s3:PutObjectTagging", _object(params)))
+    if params.get("ServerSideEncryption") in ("aws:kms", "aws:kms:dsse") or params.get("SSEKMSKeyId"):
+        checks.append(Check("kms:GenerateDataKey", params.get("SSEKMSKeyId") or "*"))
     return checks
 
 
@@ -106,9 +112,9 @@ def _list(params: dict) -> list[Check]:
 S3_RULES: dict[str, Rule] = {
     "GetObject": Rule(_read, f"{ACTIONS_PAGE}; {MISSING_KEY}"),
     "HeadObject": Rule(_read, f"{ACTIONS_PAGE}; {MISSING_KEY}"),
-    "PutObject": Rule(_write, f"{ACTIONS_PAGE}; {CONDITIONAL_WRITES}"),
-    "CopyObject": Rule(_copy, f"{COPY_SOURCE}; {CONDITIONAL_WRITES}"),
-    "CreateMultipartUpload": Rule(lambda p: [Check("s3:PutObject", _object(p))], MULTIPART),
+    "PutObject": Rule(_write, f"{ACTIONS_PAGE}; {CONDITIONAL_WRITES}; {SSE_KMS}"),
+    "CopyObject": Rule(_copy, f"{COPY_SOURCE}; {CONDITIONAL_WRITES}; {SSE_KMS}"),
+    "CreateMultipartUpload": Rule(_write, f"{MULTIPART}; {SSE_KMS}"),
     "UploadPart": Rule(lambda p: [Check("s3:PutObject", _object(p))], MULTIPART),
     "UploadPartCopy": Rule(lambda p: [Check("s3:PutObject", _object(p)), _copy_source(p)], f"{MULTIPART}; {COPY_SOURCE}"),
     "CompleteMultipartUpload": Rule(_write, f"{MULTIPART}; {CONDITIONAL_WRITES}"),
