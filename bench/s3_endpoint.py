@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 from botocore.config import Config
 
+from local_runner.engine import ORACLE_USER_AGENT
 from tests.bls_server import serve_on_loopback
 
 from .processes import kill_with_parent
@@ -236,7 +237,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.send_error(502, "upstream S3 server unreachable")
             return
         sent = self._relay(response)
-        self.owner.record(operation, counted(), sent)
+        if ORACLE_USER_AGENT not in self.headers.get("User-Agent", ""):  # the local engine's own reads are not the pipeline's
+            self.owner.record(operation, counted(), sent)
 
     def _request_body(self, chunked: bool):
         """The request body as something http.client can stream, and a function giving the bytes read."""

@@ -28,6 +28,9 @@ from .template_model import PROJECT_ROOT, FunctionSpec, Template, resolve, subst
 __all__ = ["LocalEngine", "ExecutionResult", "Invocation", "LocalContext", "payload_sizes"]
 
 STACK = "local"
+# Marks the S3 requests the engine makes to read what S3 itself would consult (current ETags for preconditions):
+# they are emulation, not the pipeline's, and the bench's request counts leave them out.
+ORACLE_USER_AGENT = "local-engine-oracle"
 FUNCTIONS_DIR = PROJECT_ROOT / "functions"
 MAP_RECURSION_LIMIT = 100_000  # about one frame per Map item a worker handles (see _deep_map_workers)
 MAP_THREAD_STACK_BYTES = 256 * 1024 * 1024
@@ -184,7 +187,9 @@ class LocalEngine:
 
         with self._lock:
             if self._oracle is None:
-                self._oracle = boto3.client("s3", region_name=REGION)
+                from botocore.config import Config
+
+                self._oracle = boto3.client("s3", region_name=REGION, config=Config(user_agent_extra=ORACLE_USER_AGENT))
             return self._oracle
 
     def on_s3(self, event: str, handler: Callable) -> Callable[[], None]:

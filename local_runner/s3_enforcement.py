@@ -39,6 +39,8 @@ class FunctionS3Rules:
         events.register_first("before-parameter-build.s3", self._remember_and_filter_deletes)
         events.register_first("before-call.s3", self._authorize)
         events.register("after-call.s3.DeleteObjects", self._report_delete_errors)
+        events.register("after-call.s3.GetObject", self._missing_key_is_denied)
+        events.register("after-call.s3.HeadObject", self._missing_key_is_denied)
         return client
 
     # -- hooks ---------------------------------------------------------------------------------------------------
@@ -67,15 +69,22 @@ class FunctionS3Rules:
         for check in s3_checks(operation, params):
             if not allows(self.statements, check):
                 return self._deny(operation, check)
-        if operation in ("GetObject", "HeadObject") and not can_tell_missing_keys(self.statements, params["Bucket"]):
-            if self._etag(params["Bucket"], params["Key"]) is None:
-                return self._deny(operation, Check("s3:ListBucket", f"arn:aws:s3:::{params['Bucket']}"))
         if operation in ("CopyObject", "CompleteMultipartUpload"):
             failure = self._precondition(params["Bucket"], params["Key"], params.get("IfMatch"), params.get("IfNoneMatch"))
             if failure is not None:
                 status, code, message = failure
                 return _answer(status, {"Error": {"Code": code, "Message": message, "Key": params["Key"]}})
         return None
+
+    def _missing_key_is_denied(self, http_response: Any, parsed: dict, model: Any, context: dict, **_: Any) -> None:
+        """S3's answer changed in place (no extra request): 404 becomes 403 for a role without s3:ListBucket."""
+        bucket = context.get(_PARAMS, {}).get("Bucket", "")
+        if http_response.status_code != 404 or can_tell_missing_keys(self.statements, bucket):
+            return
+        _, denied = self._deny(model.name, Check("s3:ListBucket", f"arn:aws:s3:::{bucket}"))
+        http_response.status_code = 403
+        parsed.clear()
+        parsed.update(denied)
 
     def _report_delete_errors(self, parsed: dict, context: dict, **_: Any) -> None:
         errors = context.pop(_DELETE_ERRORS, [])
