@@ -46,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--mirror-prefix", default="bls/pr/", help="S3 prefix of the mirror (default: bls/pr/)")
     parser.add_argument("--concurrency", type=int, default=4, help="files copied at once, the Map's MaxConcurrency (default: 4)")
+    parser.add_argument(
+        "--source-requests-per-second", type=float, default=1.0, metavar="RATE",
+        help="requests per second to the source's host, for the whole run: every copy, range, retry and the "
+        "listing (default: 1; BLS blocks robots that request several times per second)",
+    )
+    parser.add_argument(
+        "--population-requests-per-second", type=float, default=1.0, metavar="RATE",
+        help="requests per second to the population API's host (default: 1)",
+    )
     parser.add_argument("--retry-interval", type=int, default=1, help="first retry delay in seconds (default: 1)")
     parser.add_argument("--retry-attempts", type=int, default=3, help="retries per transient failure (default: 3)")
     parser.add_argument("--retry-max-delay", type=int, default=8, help="longest retry delay in seconds (default: 8)")
@@ -88,6 +97,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         "SourceUrl": args.source_url,
         "MirrorPrefix": args.mirror_prefix,
         "CopyConcurrency": str(args.concurrency),
+        "SourceRequestsPerSecond": str(args.source_requests_per_second),
+        "PopulationRequestsPerSecond": str(args.population_requests_per_second),
         "RetryIntervalSeconds": str(args.retry_interval),
         "RetryMaxAttempts": str(args.retry_attempts),
         "RetryMaxDelaySeconds": str(args.retry_max_delay),
@@ -146,6 +157,8 @@ def _check_settings(args: argparse.Namespace) -> str | None:
                 "CONTACT_EMAIL": args.contact_email,
                 "SOURCE_URL": args.source_url,
                 "MIRROR_PREFIX": args.mirror_prefix,
+                "SOURCE_REQUESTS_PER_SECOND": str(args.source_requests_per_second),
+                "POPULATION_REQUESTS_PER_SECOND": str(args.population_requests_per_second),
                 **({"POPULATION_URL": args.population_url} if args.population_url else {}),
             }
         )

@@ -1,7 +1,9 @@
 """A loopback HTTP server that behaves like download.bls.gov, with fault switches for tests and benchmarks.
 
 It serves an IIS-style listing of an in-memory directory, refuses (403) clients whose User-Agent has no contact
-e-mail, sends Content-Length and Last-Modified, and records every request.
+e-mail, sends Content-Length and Last-Modified, and records every request with the time it arrived. Like BLS, it can
+block a client that requests too often (max_requests_per_second): from the first request over the rate in any
+one-second window, every request is answered 403 until unblock().
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ class Request:
     user_agent: str
     status: int
     byte_range: str = ""  # the Range header, if any
+    at: float = 0.0  # time.monotonic() when the request arrived
+
+
+def peak_requests_per_second(times: list[float]) -> int:
+    """The largest number of requests that started within any one-second window [t, t + 1)."""
+    ordered = sorted(times)
+    peak, first = 0, 0
+    for last, moment in enumerate(ordered):
+        while ordered[first] <= moment - 1.0:
+            first += 1
+        peak = max(peak, last - first + 1)
+    return peak
 
 
 # A fault is a callable run instead of the normal answer; the queue per path is consumed one request at a time.
@@ -57,6 +71,7 @@ class BlsServer:
     # Other documents served at absolute paths (e.g. a DataUSA-like API): path -> (body, content type)
     routes: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     serve_ranges: bool = True  # answer "Range: bytes=a-b" with 206 and Content-Range, as download.bls.gov does
+    max_requests_per_second: float | None = None  # block (403) a client that requests faster, as BLS does
 
     def __post_init__(self) -> None:
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -64,6 +79,8 @@ class BlsServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._in_flight = 0
         self.most_in_flight = 0  # the most requests this server was answering at one time
+        self.blocked = False
+        self._arrivals: deque[float] = deque()
 
     # -- content --------------------------------------------------------------------------------------------
     def put(self, name: str, body: bytes, modified: dt.datetime | None = None) -> None:
@@ -161,9 +178,25 @@ class BlsServer:
             queue = self._faults.get(name)
             return queue.popleft() if queue else None
 
-    def _log(self, method: str, path: str, agent: str, status: int, byte_range: str = "") -> None:
+    def _log(self, method: str, path: str, agent: str, status: int, byte_range: str = "", at: float | None = None) -> None:
         with self._lock:
-            self.requests.append(Request(method, path, agent, status, byte_range))
+            self.requests.append(Request(method, path, agent, status, byte_range, time.monotonic() if at is None else at))
+
+    def unblock(self) -> None:
+        with self._lock:
+            self.blocked = False
+            self._arrivals.clear()
+
+    def _arrive(self) -> tuple[float, bool]:
+        """Record an arrival; (its time, whether this client is blocked from now on)."""
+        now = time.monotonic()
+        with self._lock:
+            self._arrivals.append(now)
+            while self._arrivals and self._arrivals[0] <= now - 1.0:
+                self._arrivals.popleft()
+            if self.max_requests_per_second is not None and len(self._arrivals) > self.max_requests_per_second:
+                self.blocked = True
+            return now, self.blocked
 
     def _count_in_flight(self, change: int) -> None:
         with self._lock:
@@ -204,8 +237,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, send_body: bool) -> None:
         server = self.owner
         agent = self.headers.get("User-Agent", "")
+        self.arrived, blocked = server._arrive()
         if server.latency:
             time.sleep(server.latency)
+        if blocked:
+            self.send_status(403, b"<html><body>Access Denied: request rate exceeded</body></html>", send_body)
+            return
         if "@" not in agent:
             self.send_status(403, b"<html><body>Access Denied: please identify yourself (contact e-mail in User-Agent)</body></html>", send_body)
             return
@@ -283,7 +320,8 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         """Answer with a body; declared_length lies about Content-Length, cut_after closes the connection early
         (reset: with a TCP RST instead of a clean close)."""
-        self.owner._log(self.command, self.path, self.headers.get("User-Agent", ""), status, self.headers.get("Range", ""))
+        self.owner._log(self.command, self.path, self.headers.get("User-Agent", ""), status, self.headers.get("Range", ""),
+                        getattr(self, "arrived", None))
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body) if declared_length is None else declared_length))

@@ -49,10 +49,13 @@ def bls() -> Iterator[BlsServer]:
 
 
 def engine_parameters(source_url: str, **overrides: str) -> dict[str, str]:
-    """Template parameters for tests: retries short enough to keep the suite fast (moto really sleeps)."""
+    """Template parameters for tests: retries short enough to keep the suite fast (moto really sleeps), and a
+    request rate that the loopback source does not mind (tests/test_politeness.py runs at BLS's)."""
     return {
         "ContactEmail": CONTACT,
         "SourceUrl": source_url,
+        "SourceRequestsPerSecond": "1000",
+        "PopulationRequestsPerSecond": "1000",
         "CopyConcurrency": "4",
         "RetryIntervalSeconds": "1",
         "RetryMaxAttempts": "3",

@@ -57,6 +57,8 @@ RESOURCE_TYPE_ACTIONS: dict[str, tuple[str | None, str, list[str]]] = {
     "AWS::Logs::LogGroup": ("LogGroupName", "arn:aws:logs:{region}:{account}:log-group:{name}", [
         "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:DeleteRetentionPolicy",
         "logs:TagResource", "logs:UntagResource", "logs:ListTagsForResource"]),
+    "AWS::Logs::MetricFilter": (None, "arn:aws:logs:{region}:{account}:log-group:/aws/vendedlogs/states/bls-mirror-pipeline", [
+        "logs:PutMetricFilter", "logs:DeleteMetricFilter", "logs:DescribeMetricFilters"]),
     "AWS::SNS::Topic": ("TopicName", "arn:aws:sns:{region}:{account}:{name}", [
         "sns:CreateTopic", "sns:DeleteTopic", "sns:GetTopicAttributes", "sns:SetTopicAttributes",
         "sns:TagResource", "sns:UntagResource", "sns:ListTagsForResource"]),

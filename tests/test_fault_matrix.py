@@ -350,8 +350,8 @@ def ranged_copy_retried(scene: Scene, result) -> None:
 
 CASES = [
     # -- the listing: nothing may be copied or deleted --------------------------------------------------------------
-    Case("listing-403", listing_fault(status(403)), "FAILED", "SourceRefused",
-         ("BLS refused the request (HTTP 403)", "contact e-mail", CONTACT), check=listing_requests(1)),
+    Case("listing-403", listing_fault(status(403)), "FAILED", "SourceBlocked",
+         ("HTTP 403: it blocks this client", "contact information", CONTACT), check=listing_requests(1)),
     Case("listing-500", listing_fault(status(500), status(500)), "FAILED", "TransientSourceError",
          ("HTTP 500 from http://127.0.0.1", "/pub/time.series/pr/", "retried with backoff"), check=listing_requests(2)),
     Case("listing-html-error-page",
@@ -384,7 +384,8 @@ CASES = [
          ("pr.series: TransientSourceError", f"of {6 * MiB} bytes", "before the end of the body"), updated=CHANGED,
          env=LARGE, check=multipart_aborted),
     Case("file-republished-during-ranged-copy", large_series(answer_then_republish(LATER.replace(hour=10))),
-         "SUCCEEDED", None, updated=CHANGED | {"pr.series"}, env=LARGE, check=ranged_copy_retried),
+         "SUCCEEDED", None, updated=CHANGED | {"pr.series"}, env={**LARGE, "RANGE_STREAMS": "4"},
+         check=ranged_copy_retried),
     Case("file-slow-near-timeout", series_changes(drip_then_stall(1.4, 3), drip_then_stall(1.4, 3)),
          "FAILED", "CopyFailed",
          ("pr.series: TransientSourceError", "source too slow", "before its time limit"), updated=CHANGED,

@@ -32,6 +32,7 @@ MIRROR = f"{BUCKET_ARN}/bls/*"
 RUNS = f"{BUCKET_ARN}/pipeline/runs/*"
 STAGING = f"{BUCKET_ARN}/pipeline/staging/*"
 POPULATION = f"{BUCKET_ARN}/datausa/population.json"
+RATE = f"{BUCKET_ARN}/pipeline/rate/*"
 
 # role -> {(action, resource, s3:prefix condition or None)} for every s3: and sqs: action, default parameters.
 EXPECTED_GRANTS = {
@@ -39,6 +40,8 @@ EXPECTED_GRANTS = {
         ("s3:ListBucket", BUCKET_ARN, "bls/*"),
         ("s3:GetObject", MIRROR, None),
         ("s3:PutObject", RUNS, None),
+        ("s3:GetObject", RATE, None),  # the shared request rate (request_rate.py)
+        ("s3:PutObject", RATE, None),
     },
     "CopyFileFunctionRole": {
         ("s3:PutObject", MIRROR, None),
@@ -48,6 +51,8 @@ EXPECTED_GRANTS = {
         ("s3:GetObject", STAGING, None),
         ("s3:DeleteObject", STAGING, None),
         ("s3:AbortMultipartUpload", STAGING, None),
+        ("s3:GetObject", RATE, None),
+        ("s3:PutObject", RATE, None),
     },
     "PruneMirrorFunctionRole": {
         ("s3:ListBucket", BUCKET_ARN, "bls/*"),
@@ -59,6 +64,8 @@ EXPECTED_GRANTS = {
         ("s3:ListBucket", BUCKET_ARN, None),
         ("s3:GetObject", POPULATION, None),
         ("s3:PutObject", POPULATION, None),
+        ("s3:GetObject", RATE, None),
+        ("s3:PutObject", RATE, None),
     },
     "AnalyticsFunctionRole": {
         ("s3:ListBucket", BUCKET_ARN, None),

@@ -44,7 +44,7 @@ def test_the_pipelines_own_files_may_not_share_the_mirror_folder(setting: str) -
 
 @pytest.mark.parametrize(("variable", "value", "message"), [
     ("PART_SIZE_BYTES", "1048576", "outside S3's part sizes"),
-    ("RANGE_STREAMS", "0", "must be positive"),
+    ("RANGE_STREAMS", "0", "must be a positive number"),
     ("RANGE_STREAMS", "9", "from 1 to 8"),
     ("RANGE_STREAMS", "2.5", "must be a whole number"),
 ])

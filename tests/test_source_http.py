@@ -12,7 +12,7 @@ from bls_pipeline.source_http import (
     SourceClient,
     SourceHttpError,
     SourceNotFound,
-    SourceRefused,
+    SourceBlocked,
     TransientSourceError,
 )
 from tests.bls_server import drip_then_stall, status
@@ -26,7 +26,7 @@ def test_every_request_carries_the_contact_email(bls):
 
 def test_403_explains_that_bls_wants_contact_information(bls):
     bls.add_faults("", status(403))
-    with pytest.raises(SourceRefused, match="BLS refused the request.*contact e-mail") as raised:
+    with pytest.raises(SourceBlocked, match="HTTP 403: it blocks this client.*contact information") as raised:
         SourceClient("ops@example.com").get_text(bls.url)
     assert "ops@example.com" in str(raised.value)
 

@@ -15,7 +15,7 @@ TAGGABLE = {
 # CloudFormation offers no Tags property for these.
 NOT_TAGGABLE = {
     "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription",
-    "AWS::Scheduler::Schedule",
+    "AWS::Scheduler::Schedule", "AWS::Logs::MetricFilter",
 }
 ALL_OPTIONS = {"AlarmEmail": "ops@example.com", "PublicMirror": "true"}
 

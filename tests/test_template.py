@@ -142,6 +142,7 @@ def _is_numeric(value: Any) -> bool:
     return False
 
 
+FRACTIONAL_PARAMETERS = {"SourceRequestsPerSecond", "PopulationRequestsPerSecond"}  # 0.5 request/s is a rate
 WHOLE_NUMBER_BOUNDS = {
     "CopyConcurrency": (1, 40), "RangeStreams": (1, 8), "RetryIntervalSeconds": (1, 3600), "RetryMaxAttempts": (0, 20),
     "RetryMaxDelaySeconds": (1, 3600), "MaxPrunePercent": (1, 100), "NoncurrentVersionRetentionDays": (1, 3650),
@@ -151,8 +152,8 @@ WHOLE_NUMBER_BOUNDS = {
 def test_no_parameter_is_a_number_that_would_accept_a_fraction() -> None:
     """A Type: Number parameter accepts 2.5, and the deploy then fails where an integer is needed (MaxConcurrency,
     retry settings, lifecycle days): whole numbers are Strings with a digits-only AllowedPattern."""
-    numbers = [n for n, spec in PARAMETERS.items() if spec.get("Type") == "Number" and "AllowedValues" not in spec]
-    assert not numbers, f"Number parameters without AllowedValues: {numbers}"
+    numbers = {n for n, spec in PARAMETERS.items() if spec.get("Type") == "Number" and "AllowedValues" not in spec}
+    assert numbers == FRACTIONAL_PARAMETERS, f"Number parameters that are not meant to be fractional: {numbers - FRACTIONAL_PARAMETERS}"
     assert {n for n, spec in PARAMETERS.items() if _is_whole_number_parameter(spec)} == set(WHOLE_NUMBER_BOUNDS)
 
 

@@ -18,10 +18,12 @@ DEFAULT_POPULATION_URL = (
 )
 DEFAULT_POPULATION_KEY = "datausa/population.json"
 DEFAULT_REPORTS_PREFIX = "reports/"
+DEFAULT_RATE_PREFIX = "pipeline/rate/"
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 MAX_RANGE_STREAMS = 8  # the source client keeps this many connections per host
+MAX_REQUESTS_PER_SECOND = 1000.0
 _EMAIL = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+\.[^@\s<>()]+$")
 
 
@@ -46,8 +48,13 @@ class Settings:
     single_put_limit: int = 8 * 1024 * 1024
     part_size: int = 8 * 1024 * 1024
     upload_threads: int = 4
-    # Byte-range GETs of one large file at once; 1 reads every file as one stream (one request per file).
-    range_streams: int = 4
+    # Byte-range GETs of one large file at once; 1 reads every file as one stream (one request per file), which is
+    # right for BLS: each range is one more request under the rate below.
+    range_streams: int = 1
+    # Requests per second to the source's host, for the whole run (request_rate.py), and to the population API's.
+    source_requests_per_second: float = 1.0
+    population_requests_per_second: float = 1.0
+    rate_prefix: str = DEFAULT_RATE_PREFIX
     population_url: str = DEFAULT_POPULATION_URL
     population_key: str = DEFAULT_POPULATION_KEY
     reports_prefix: str = DEFAULT_REPORTS_PREFIX
@@ -76,7 +83,11 @@ class Settings:
             raise ConfigError(f"PART_SIZE_BYTES={self.part_size} is outside S3's part sizes, 5 MiB to 5 GiB")
         if not 1 <= self.range_streams <= MAX_RANGE_STREAMS:
             raise ConfigError(f"RANGE_STREAMS={self.range_streams} must be a whole number from 1 to {MAX_RANGE_STREAMS}")
-        for name in ("mirror_prefix", "runs_prefix", "staging_prefix", "reports_prefix"):
+        for name in ("source_requests_per_second", "population_requests_per_second"):
+            if not 0 < getattr(self, name) <= MAX_REQUESTS_PER_SECOND:
+                raise ConfigError(f"{name.upper()}={getattr(self, name)} must be more than 0 and at most "
+                                  f"{MAX_REQUESTS_PER_SECOND}")
+        for name in ("mirror_prefix", "runs_prefix", "staging_prefix", "reports_prefix", "rate_prefix"):
             value = getattr(self, name)
             if not value.endswith("/") or value.startswith("/") or "//" in value or ".." in value.split("/"):
                 raise ConfigError(f"{name} {value!r} must be a relative S3 prefix ending in '/', like 'bls/pr/'")
@@ -85,7 +96,7 @@ class Settings:
                 f"population key {self.population_key!r} must be an object key outside the mirror's folder "
                 f"{self.mirror_root!r}, or pruning could delete it"
             )
-        for name in ("runs_prefix", "staging_prefix", "reports_prefix"):
+        for name in ("runs_prefix", "staging_prefix", "reports_prefix", "rate_prefix"):
             other = getattr(self, name)
             if other.startswith(self.mirror_root) or self.mirror_root.startswith(other):
                 raise ConfigError(
@@ -141,7 +152,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_read_timeout=_number(env, "HTTP_READ_TIMEOUT", 60.0),
         single_put_limit=int(_number(env, "SINGLE_PUT_LIMIT_BYTES", 8 * 1024 * 1024)),
         part_size=int(_number(env, "PART_SIZE_BYTES", 8 * 1024 * 1024)),
-        range_streams=_whole_number(env, "RANGE_STREAMS", 4),
+        range_streams=_whole_number(env, "RANGE_STREAMS", 1),
+        source_requests_per_second=_number(env, "SOURCE_REQUESTS_PER_SECOND", 1.0),
+        population_requests_per_second=_number(env, "POPULATION_REQUESTS_PER_SECOND", 1.0),
+        rate_prefix=env.get("RATE_PREFIX", DEFAULT_RATE_PREFIX),
         population_url=env.get("POPULATION_URL", DEFAULT_POPULATION_URL),
         population_key=env.get("POPULATION_KEY", DEFAULT_POPULATION_KEY),
         reports_prefix=env.get("REPORTS_PREFIX", DEFAULT_REPORTS_PREFIX),
@@ -160,8 +174,8 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be positive")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a positive number")
     return value
 
 

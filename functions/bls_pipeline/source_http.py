@@ -12,7 +12,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import urllib3
 
@@ -31,8 +31,9 @@ class SourceError(Exception):
     """The source could not deliver what was asked for."""
 
 
-class SourceRefused(SourceError):
-    """HTTP 403: BLS rejects clients without contact information or that request too fast."""
+class SourceBlocked(SourceError):
+    """HTTP 403: the source blocks this client (BLS blocks robots without contact information or that request too
+    fast). Never retried: asking again deepens a block."""
 
 
 class SourceNotFound(SourceError):
@@ -187,10 +188,13 @@ class SourceClient:
         read_timeout: float = 60.0,
         deadline: Deadline | None = None,
         retry_after_limit: float = 0.0,
+        slots: Any = None,
     ):
         """retry_after_limit: the longest Retry-After this client honours by waiting and asking once more; a longer
-        one (or a second refusal) is raised as TransientSourceError for the state machine's Retry."""
+        one (or a second refusal) is raised as TransientSourceError for the state machine's Retry.
+        slots: the shared request rate (request_rate.RequestSlots): every request waits for its slot first."""
         self.user_agent = user_agent(contact_email)
+        self.slots = slots
         self.deadline = deadline or Deadline()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -239,7 +243,7 @@ class SourceClient:
         while True:
             response = self._request(url, headers)
             try:
-                _raise_for_status(url, response, self.user_agent)
+                _raise_for_status(url, response, self.user_agent, self.slots)
                 return response
             except TransientSourceError as exc:
                 _discard(response)
@@ -251,6 +255,11 @@ class SourceClient:
                 logger.warning("waiting %.1f s before asking %s again, as its Retry-After asked", wait, url)
                 time.sleep(wait)
                 waited = wait
+            except SourceBlocked as exc:
+                _discard(response)
+                if self.slots is not None:
+                    self.slots.record_block(str(exc))
+                raise
             except SourceError:
                 _discard(response)
                 raise
@@ -266,6 +275,11 @@ class SourceClient:
             if remaining <= 0:
                 raise TransientSourceError(f"no time left to fetch {url} before the step's time limit (temporary; retried)")
             connect, read = min(connect, remaining), min(read, remaining)
+        if self.slots is not None:
+            self.slots.take(self.deadline)
+            remaining = self.deadline.remaining()
+            if remaining is not None:
+                connect, read = min(connect, max(remaining, 0.001)), min(read, max(remaining, 0.001))
         try:
             return self._http.request(
                 "GET", url, preload_content=False, decode_content=False,
@@ -297,15 +311,25 @@ def _discard(response: urllib3.BaseHTTPResponse) -> None:
     response.release_conn()
 
 
-def _raise_for_status(url: str, response: urllib3.BaseHTTPResponse, agent: str) -> None:
+# Where BLS states its terms for robots; a blocked client is pointed there (and to its contact page).
+BLS_TERMS = "https://www.bls.gov/bls/blsterms.htm"
+BLS_CONTACT = "https://www.bls.gov/bls/contact.htm"
+
+
+def _raise_for_status(url: str, response: urllib3.BaseHTTPResponse, agent: str, slots: Any = None) -> None:
     status = response.status
     if 200 <= status < 300:
         return
     if status == 403:
-        raise SourceRefused(
-            f"BLS refused the request (HTTP 403) for {url}. BLS blocks clients whose User-Agent carries no "
-            f"contact e-mail and clients that request several times per second; this request sent "
-            f"User-Agent {agent!r}. Check the contact e-mail and lower the copy concurrency."
+        rate = (f"at most {slots.per_second:g} request(s) per second to this host" if slots is not None
+                else "no request-rate limit")
+        raise SourceBlocked(
+            f"the source refused {url} with HTTP 403: it blocks this client. BLS blocks robots whose User-Agent "
+            f"carries no contact information and robots that request multiple times per second ({BLS_TERMS}). This "
+            f"run sent User-Agent {agent!r} with {rate}. What to do: check that the contact e-mail in the User-Agent "
+            f"is yours and reachable; lower SourceRequestsPerSecond (the local runner's --source-requests-per-second); "
+            f"if the block persists, contact BLS ({BLS_CONTACT}) with that User-Agent and the time of this run. "
+            "No further request is made in this run; the next run asks once more."
         )
     if status in (404, 410):
         raise SourceNotFound(f"HTTP {status}: {url} does not exist at the source")
@@ -313,7 +337,7 @@ def _raise_for_status(url: str, response: urllib3.BaseHTTPResponse, agent: str) 
         retry_after = _retry_after(response.headers.get("Retry-After"))
         if status == 429:
             message = (f"HTTP 429 Too Many Requests from {url}: the source is throttling this client "
-                       "(temporary; retried with backoff; lower CopyConcurrency if it persists)")
+                       "(temporary; retried with backoff; lower SourceRequestsPerSecond if it persists)")
         else:
             message = f"HTTP {status} from {url} (temporary; retried with backoff)"
         if retry_after is not None:

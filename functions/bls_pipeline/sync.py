@@ -20,19 +20,27 @@ from .mirror import (
     read_mirror,
     store_plan,
 )
+from .request_rate import RequestSlots, slot_key
 from .source_http import Deadline, SourceClient
 
 _NAMES_SHOWN = 20
 # The CopyFailed state's cause is this text; Step Functions keeps at most 32,768 characters of a cause
 # (API Reference, ExecutionFailedEventDetails). Room is left for the count and the "and N more" tail.
 MAX_FAILURE_CAUSE = 32_000
-_MESSAGE_SHOWN = 600
+_MESSAGE_SHOWN = 1000
 
 
-def source_client(settings: Settings, deadline: Deadline | None = None) -> SourceClient:
+def source_client(
+    settings: Settings, s3: Any, run_id: str | None, deadline: Deadline | None = None, population: bool = False,
+) -> SourceClient:
+    """The HTTP client for the source (or, with population=True, the population API), paced at that host's rate
+    together with every other function of every run (request_rate.py)."""
+    url = settings.population_url if population else settings.source_url
+    rate = settings.population_requests_per_second if population else settings.source_requests_per_second
+    slots = RequestSlots(s3, settings.bucket, slot_key(settings.rate_prefix, url), rate, run_id)
     return SourceClient(
         settings.contact_email, settings.http_connect_timeout, settings.http_read_timeout,
-        deadline=deadline, retry_after_limit=settings.retry_after_limit,
+        deadline=deadline, retry_after_limit=settings.retry_after_limit, slots=slots,
     )
 
 

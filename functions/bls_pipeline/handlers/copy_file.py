@@ -13,10 +13,12 @@ logger = Logger(service="bls-mirror")
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
-    """event: {"file": {"name", "url", "size", "stamp", "mirror_etag"}, "run": <overrides>}"""
+    """event: {"file": {"name", "url", "size", "stamp", "mirror_etag"}, "run": <overrides>, "run_id": <execution>}"""
     settings = load_settings().with_overrides(event.get("run") or {})
     file = SourceFile.from_dict(event["file"])
-    source = source_client(settings, Deadline.before_timeout(context.get_remaining_time_in_millis() / 1000))
-    result = copy_one(settings, aws.s3_client(), source, file, write_condition(event["file"])).to_dict()
+    s3 = aws.s3_client()
+    deadline = Deadline.before_timeout(context.get_remaining_time_in_millis() / 1000)
+    source = source_client(settings, s3, event.get("run_id"), deadline)
+    result = copy_one(settings, s3, source, file, write_condition(event["file"])).to_dict()
     logger.info("copied file", extra={"copy": result})
     return result

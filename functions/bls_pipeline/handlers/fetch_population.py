@@ -12,9 +12,11 @@ logger = Logger(service="bls-mirror")
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
-    """event: {"run": <overrides>}; returns {"key", "changed", "years", "first_year", "last_year"}."""
+    """event: {"run": <overrides>, "run_id": <execution>}; returns {"key", "changed", "years", "first_year", "last_year"}."""
     settings = load_settings().with_overrides(event.get("run") or {})
-    source = source_client(settings, Deadline.before_timeout(context.get_remaining_time_in_millis() / 1000))
-    result = fetch_and_store(aws.s3_client(), source, settings.population_url, settings.bucket, settings.population_key)
+    s3 = aws.s3_client()
+    deadline = Deadline.before_timeout(context.get_remaining_time_in_millis() / 1000)
+    source = source_client(settings, s3, event.get("run_id"), deadline, population=True)
+    result = fetch_and_store(s3, source, settings.population_url, settings.bucket, settings.population_key)
     logger.info("fetched population", extra={"population": result})
     return result

@@ -14,8 +14,10 @@ def handler(event: dict, context: LambdaContext) -> dict:
     """event: {"input": <execution input: optional overrides>, "run_id": <execution name>}"""
     overrides = event.get("input") or {}
     settings = load_settings().with_overrides(overrides)
-    source = source_client(settings, Deadline.before_timeout(context.get_remaining_time_in_millis() / 1000))
-    result = list_source(settings, aws.s3_client(), source, event["run_id"])
+    s3 = aws.s3_client()
+    deadline = Deadline.before_timeout(context.get_remaining_time_in_millis() / 1000)
+    source = source_client(settings, s3, event["run_id"], deadline)
+    result = list_source(settings, s3, source, event["run_id"])
     result["run"] = overrides
     logger.info("listed source", extra={"source_url": settings.source_url, **result})
     return result

@@ -1,0 +1,128 @@
+"""One request rate per source host, for every function of every run at once, kept in S3.
+
+BLS blocks robots that request "multiple times per second" (bls.gov/bls/blsterms.htm). The Map runs several copies
+at once, each in its own Lambda, and each may retry or read in ranges, so no function can pace itself alone. They
+share one small S3 object per host, `<rate prefix><host>.json`, holding the start time of the next free request
+slot. Before every request a client reserves a slot with a conditional write (If-Match on the object's ETag, or
+If-None-Match when it does not exist yet): two clients can never reserve the same slot, and a reservation that lost
+the race reads the object again. It then sleeps until its slot. Slots are 1.15 / rate seconds apart: the 15 %
+absorbs the jitter between a slot's start and the request's arrival at the source. Every request takes a slot:
+the listing, each copy, each range, each retry and each repeat after a Retry-After, in this run or an overlapping
+one.
+
+The same object records a block: after a 403 the run's id is written there, and every later request of that run
+fails at once with SourceBlocked instead of asking again (a blocked client that keeps asking deepens the block).
+The next run asks again, once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from botocore.exceptions import ClientError
+
+from .source_http import Deadline, SourceBlocked, TransientSourceError
+
+SLOT_STRETCH = 1.15
+_RESERVE_ATTEMPTS = 50
+_LOST_RACE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
+_ABSENT = frozenset({"NoSuchKey", "404", "AccessDenied", "403"})  # 403: a role without s3:ListBucket
+
+
+def slot_key(prefix: str, url: str) -> str:
+    return f"{prefix}{urlsplit(url).netloc.lower()}.json"
+
+
+class RateTokenError(Exception):
+    """The shared request-rate object cannot be read or written: the function's permissions are wrong."""
+
+
+class RequestSlots:
+    """Reserves request slots for one source host at `per_second`, shared through s3://bucket/key."""
+
+    def __init__(
+        self, s3: Any, bucket: str, key: str, per_second: float, run_id: str | None = None,
+        clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.s3, self.bucket, self.key = s3, bucket, key
+        self.per_second = per_second
+        self.spacing = SLOT_STRETCH / per_second
+        self.run_id = run_id
+        self._clock, self._sleep = clock, sleep
+
+    def take(self, deadline: Deadline | None = None) -> float:
+        """Block until this client may start one request; returns the seconds waited."""
+        for _ in range(_RESERVE_ATTEMPTS):
+            state, etag = self._read()
+            blocked = state.get("blocked") or {}
+            if self.run_id is not None and blocked.get("run") == self.run_id:
+                raise SourceBlocked("not asked again: the source answered HTTP 403 to this run before (its first "
+                                    "SourceBlocked says what to do)")
+            now = self._clock()
+            slot = max(now, float(state.get("next_slot", 0.0)))
+            remaining = deadline.remaining() if deadline is not None else None
+            if remaining is not None and slot - now > remaining:
+                raise TransientSourceError(
+                    f"the next request slot for {self.key.rsplit('/', 1)[-1][:-5]} is {slot - now:.1f} s away at "
+                    f"{self.per_second:g} request(s) per second, after this step's time limit (temporary; retried "
+                    "with backoff)"
+                )
+            if self._write({**state, "next_slot": slot + self.spacing}, etag):
+                waited = max(0.0, slot - self._clock())
+                if waited:
+                    self._sleep(waited)
+                return waited
+            self._sleep(random.uniform(0.005, 0.05))
+        raise TransientSourceError(f"could not reserve a request slot in s3://{self.bucket}/{self.key} after "
+                                   f"{_RESERVE_ATTEMPTS} tries (temporary; retried with backoff)")
+
+    def record_block(self, message: str) -> None:
+        """Remember that the source refused this run, so that its other requests are not made."""
+        if self.run_id is None:
+            return
+        for _ in range(_RESERVE_ATTEMPTS):
+            state, etag = self._read()
+            if self._write({**state, "blocked": {"run": self.run_id, "message": message}}, etag):
+                return
+            self._sleep(random.uniform(0.005, 0.05))
+
+    def _read(self) -> tuple[dict, str | None]:
+        try:
+            answer = self.s3.get_object(Bucket=self.bucket, Key=self.key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _ABSENT:
+                return {}, None
+            raise
+        try:
+            state = json.loads(answer["Body"].read())
+        except ValueError:
+            state = {}  # unreadable: rewritten by the next reservation
+        return (state if isinstance(state, dict) else {}), answer["ETag"]
+
+    def _write(self, state: dict, etag: str | None) -> bool:
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(state).encode(),
+                               ContentType="application/json", **condition)
+            return True
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in _LOST_RACE:
+                if etag is None and code == "PreconditionFailed" and self._unreadable():
+                    raise RateTokenError(
+                        f"s3://{self.bucket}/{self.key} exists but this function may not read it: its role needs "
+                        "s3:GetObject and s3:PutObject on the request-rate prefix"
+                    ) from exc
+                return False
+            raise RateTokenError(f"cannot reserve a request slot in s3://{self.bucket}/{self.key}: {code}: {exc}") from exc
+
+    def _unreadable(self) -> bool:
+        try:
+            self.s3.get_object(Bucket=self.bucket, Key=self.key)
+            return False
+        except ClientError as exc:
+            return exc.response.get("Error", {}).get("Code") in ("AccessDenied", "403")

@@ -1,0 +1,135 @@
+"""Polite to BLS by construction: one request rate for the whole execution, and a block diagnosed, not deepened.
+
+The loopback source here behaves like BLS: it blocks (403, from then on) a client whose requests exceed the rate
+in any one-second window, and logs when each request arrived.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from bls_pipeline.request_rate import SLOT_STRETCH, RequestSlots
+from bls_pipeline.source_http import SourceBlocked
+from tests.bls_server import peak_requests_per_second, status
+from tests.conftest import CONTACT, POPULATION_PATH, mirror_contents
+
+FILES = {f"pr.file.{index:02d}": f"file {index}\r\n".encode() * (index + 1) for index in range(29)}
+FILES["pr.data.0.Current"] = b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\nPRS30006032     \t2018\tQ01\t0.5\t\r\n"
+
+
+def serve(bls) -> None:
+    for name, body in FILES.items():
+        bls.put(name, body)
+
+
+def assert_mirror_equals_source(engine, bls) -> None:
+    assert mirror_contents(engine.s3, engine.bucket) == {name: f.body for name, f in bls.files.items()}
+
+
+@pytest.mark.parametrize("rate", [1, 3])
+def test_thirty_files_with_retries_and_a_429_stay_within_the_rate_in_every_second(bls, make_engine, capsys, rate) -> None:
+    serve(bls)
+    bls.max_requests_per_second = rate  # a faster client is blocked, as BLS blocks it
+    bls.add_faults("pr.file.07", status(503))  # retried by the state machine after its backoff
+    bls.add_faults("pr.file.11", status(429, {"Retry-After": "1"}))  # waited out inside the step, then asked again
+    bls.add_faults("pr.file.19", status(429))  # no Retry-After: the state machine's backoff
+    engine = make_engine(bls.url, SourceRequestsPerSecond=str(rate), PopulationRequestsPerSecond=str(rate))
+    started = time.monotonic()
+
+    result = engine.execute()
+
+    seconds = time.monotonic() - started
+    times = [r.at for r in bls.requests]
+    peak = peak_requests_per_second(times)
+    with capsys.disabled():
+        print(f"\n{rate}/s: {len(times)} requests to the source in {seconds:.1f} s, peak {peak} in any one-second window")
+    assert result.succeeded, (result.error, result.cause)
+    assert not bls.blocked
+    assert peak <= rate
+    assert len(times) == 1 + 30 + 3 + 1  # the listing, each file, three refused answers asked again, the population
+    assert_mirror_equals_source(engine, bls)
+
+
+def test_a_blocked_listing_fails_in_source_blocked_with_one_request_and_the_next_run_heals(bls, make_engine) -> None:
+    serve(bls)
+    bls.blocked = True
+    engine = make_engine(bls.url, SourceRequestsPerSecond="1")
+
+    result = engine.execute()
+
+    assert result.error == "SourceBlocked"
+    message = result.cause
+    assert f"contact: {CONTACT}" in message and "at most 1 request(s) per second" in message
+    assert "What to do" in message and "SourceRequestsPerSecond" in message and "blsterms" in message
+    assert len(bls.requests) == 1
+    assert mirror_contents(engine.s3, engine.bucket) == {}
+
+    bls.unblock()
+    healed = engine.execute()
+    assert healed.succeeded, healed.cause
+    assert_mirror_equals_source(engine, bls)
+
+
+def test_a_blocked_file_stops_the_runs_other_requests_and_the_next_run_heals(bls, make_engine) -> None:
+    serve(bls)
+    bls.put("pr.file.big", b"the largest file, copied first\r\n" * 100)
+    bls.add_faults("pr.file.big", status(403))
+    # The population API on another host name (the same loopback server): a block of the source is not its block.
+    population = bls.root.replace("127.0.0.1", "localhost") + POPULATION_PATH
+    engine = make_engine(bls.url, CopyConcurrency="4", PopulationUrl=population)
+
+    result = engine.execute()
+
+    assert result.error == "CopyFailed"
+    assert "pr.file.big: SourceBlocked" in result.cause and "not asked again" in result.cause
+    refused = [r for r in bls.requests if r.path.endswith("/pr.file.big")]
+    assert len(refused) == 1, "a 403 is never asked again"
+    after = [r for r in bls.requests if r.at > refused[0].at and "/pr." in r.path]
+    # Copies already past their slot, or reserving one while the 403 was on its way back, may still arrive (at most
+    # about two per Map worker); the other files of the run are never asked for.
+    assert len(after) <= 2 * 4, f"{len(after)} requests reached the source after it refused this run"
+    asked = {r.path for r in bls.requests if "/pr." in r.path}
+    assert len(asked) <= 1 + 3 + 2 * 4 < len(FILES) + 1, f"{len(asked)} of {len(FILES) + 1} files were asked for"
+    assert "not asked again" in result.cause
+
+    healed = engine.execute()
+    assert healed.succeeded, healed.cause
+    assert_mirror_equals_source(engine, bls)
+
+
+# -- the shared slots themselves --------------------------------------------------------------------------------------
+
+def test_concurrent_clients_get_slots_spaced_by_the_rate(moto_s3) -> None:
+    rate, clients, each = 40.0, 6, 5
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        slots = RequestSlots(moto_s3, "mirror-bucket", "pipeline/rate/example.org.json", rate)
+        for _ in range(each):
+            slots.take()
+            with lock:
+                starts.append(time.time())
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    starts.sort()
+    assert len(starts) == clients * each
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= SLOT_STRETCH / rate - 0.01, min(gaps)
+
+
+def test_a_recorded_block_stops_that_run_only(moto_s3) -> None:
+    key = "pipeline/rate/example.org.json"
+    first = RequestSlots(moto_s3, "mirror-bucket", key, 100, run_id="run-1")
+    first.take()
+    first.record_block("the source refused https://example.org/x with HTTP 403")
+    with pytest.raises(SourceBlocked, match="not asked again"):
+        RequestSlots(moto_s3, "mirror-bucket", key, 100, run_id="run-1").take()
+    RequestSlots(moto_s3, "mirror-bucket", key, 100, run_id="run-2").take()
