@@ -18,28 +18,30 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT), str(PROJECT / "functions")]
 
 from . import analytics, imports, profiles, report  # noqa: E402
-from .contenders import CONTENDERS, Rclone, RcloneRanged, rclone_version  # noqa: E402
+from .contenders import Rclone, RcloneRanged, rclone_version  # noqa: E402
 from .copy_memory import measure_copy_memory  # noqa: E402
 from .report import MiB, Results  # noqa: E402
 from .s3_endpoint import Destination, without_ca_bundle  # noqa: E402
-from .scenarios import run_many_files, run_sync_scenarios  # noqa: E402
+from .scenarios import profiles, run_many_files, run_sync_scenarios  # noqa: E402
 from .source import LARGE_FILE, PR_SMALL_FILES, REAL_CURRENT, pr_data_file, population_json, start_source  # noqa: E402
 
-QUICK = {"repeat": 1, "large_mib": 16, "many_files": 1000, "copy_mib": 128, "analytics_repeat": 3,
+QUICK = {"repeat": 2, "large_mib": 16, "many_files": 1000, "copy_mib": 128, "analytics_repeat": 3,
          "analytics_scale": 10, "import_runs": 3}
-FULL = {"repeat": 2, "large_mib": 128, "many_files": 10000, "copy_mib": 1024, "analytics_repeat": 5,
+FULL = {"repeat": 5, "large_mib": 128, "many_files": 10000, "copy_mib": 1024, "analytics_repeat": 5,
         "analytics_scale": 50, "import_runs": 7}
 SECTIONS = ("sync", "many", "copy", "analytics", "imports")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition (a few minutes)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, two repetitions (a few minutes)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every source answer (0.05)")
     parser.add_argument("--bandwidth", type=float, default=25, help="source MiB/s per response, 0 for unlimited (25)")
     parser.add_argument("--concurrency", type=int, default=4, help="Map MaxConcurrency and rclone --transfers (4)")
-    parser.add_argument("--repeat", type=int, help="repetitions of the sync scenarios (quick 1, full 2)")
+    parser.add_argument("--repeat", type=int, help="repetitions of the sync scenarios (quick 2, full 5)")
+    parser.add_argument("--profiles", nargs="+", choices=("polite", "unthrottled", "large-file"),
+                        help="sync profiles to run (default: all)")
     parser.add_argument("--large-mib", type=int, help="size of the large file in the pr-shaped directory (16 / 128)")
     parser.add_argument("--many-files", type=int, help="files in the large-listing run (1,000 / 10,000)")
     parser.add_argument("--many-latency", type=float, default=0.0, help="source latency in the large-listing run (0)")
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", action="store_true", help="also profile the pipeline's cold sync (py-spy) and analytics (cProfile)")
     parser.add_argument("--output", type=Path, default=PROJECT / "bench" / "RESULTS.md", help="markdown report path")
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temporary one, removed at the end)")
-    parser.add_argument("--deadline-minutes", type=float, default=40, help="abort the whole run after this long (40)")
+    parser.add_argument("--deadline-minutes", type=float, default=60, help="abort the whole run after this long (60)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds any single contender run may take (900)")
     return parser
 
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": sizes["repeat"], "large_bytes": sizes["large_mib"] * MiB, "large_name": LARGE_FILE,
         "pr_bytes": sum(size for size, _ in PR_SMALL_FILES.values()) + len(pr_data_file()) + len(pr_data_file(first_year=1947, seed=2)),
         "rclone_version": rclone_version(), "rclone_flags": Rclone.flags(args.concurrency),
+        "rclone_polite_flags": Rclone.flags(args.concurrency, 1.0)[len(Rclone.flags(args.concurrency)):],
         "rclone_ranged_flags": RcloneRanged.flags(args.concurrency)[len(Rclone.flags(args.concurrency)):],
     }
     results = Results(mode="quick" if args.quick else "full", setup=setup, machine=machine_facts())
@@ -135,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  {name} failed: {type(exc).__name__}: {str(exc)[:500]}")
 
     def sync() -> None:
-        contenders = [cls(source, destination, args.concurrency, args.timeout) for cls in CONTENDERS]
-        results.sync = run_sync_scenarios(contenders, sizes["large_mib"] * MiB, sizes["repeat"], log)
+        for profile in profiles():
+            if args.profiles and profile.name not in args.profiles:
+                continue
+            results.sync += run_sync_scenarios(profile, source, destination, args.concurrency, args.timeout,
+                                               sizes["large_mib"] * MiB, sizes["repeat"], log)
 
     def many() -> None:
         results.many = run_many_files(source, destination, sizes["many_files"], args.many_latency,
@@ -207,16 +213,21 @@ def caveats(results: Results) -> list[str]:
         "Everything shares one 2-core machine: the source server and the counting proxy run in the benchmark's "
         "process, SeaweedFS in its own, and each contender in its own process. Absolute times are loopback times; "
         "the ratios are what carries over.",
-        "The pipeline's wall time leaves out moto's start-up (imports, creating the functions and the state machine), "
-        "which AWS does not have; it includes the Lambda handlers' cold imports, as a daily run in AWS would. "
-        "moto runs Lambda invocations in-process threads, so the copies share one GIL, unlike real Lambdas.",
+        "Every contender's time is its whole process, from start to exit: for the pipeline that includes Python's "
+        "imports and moto's start-up (creating the functions and the state machine), which AWS does not have; the "
+        "execution's own span (StartExecution to its end) is shown beside it. moto runs Lambda invocations as threads "
+        "of one process, so the copies share one GIL, unlike real Lambdas.",
         "The pipeline's run does more than a sync: it also fetches the population and computes the reports "
         "(both in the time); rclone and naive only mirror. The per-state seconds show the sync's share.",
         "The population file is stored in each pipeline bucket before the cold run, with the bytes the source "
         "serves, so every run takes the Analytics state: with a new file the state machine hands the reports to the "
-        "S3 -> SQS path, which the local engine emulates on moto's S3 only.",
-        "The source server does not answer Range requests and the large file is below rclone's "
-        "--multi-thread-cutoff (256 MiB), so rclone downloads each file over one connection, like the others.",
+        "S3 -> SQS path, which the local engine emulates on moto's S3 only. Every bucket, whoever uses it, is "
+        "warmed by one write before the timed runs.",
+        "The source serves byte ranges (206 with Content-Range), as download.bls.gov does. Only the large-file "
+        "profile reads ranges: the pipeline with RangeStreams 4, rclone with --multi-thread-cutoff 8Mi; the "
+        "headline profiles use the real `pr` sizes, where every file is one request for everyone.",
+        "rclone's --tpslimit applies to every remote, so in the polite profile its S3 requests are paced too; it has "
+        "no per-remote rate. The pipeline paces only the source (and the population API), each with its own rate.",
         "rclone's HEAD requests to the source are its default way of learning size and modification time over HTTP; "
         "`--http-no-head` would avoid them but leave rclone without sizes or times to compare.",
         "The naive baseline is sequential (one request at a time), as such scripts usually are.",

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
-from .contenders import MIRROR_PREFIX, Contender, ContenderFailed, Pipeline, Rclone
+from tests.bls_server import peak_requests_per_second
+
+from .contenders import MIRROR_PREFIX, Contender, ContenderFailed, Naive, Pipeline, Rclone, RcloneRanged
 from .s3_endpoint import Destination
 from .source import BenchSource, GeneratedBody, change_one_file, populate_many_files, populate_pr_directory
 
@@ -20,11 +22,34 @@ SCENARIO_TITLES = {
 }
 
 
+@dataclass(frozen=True)
+class Profile:
+    """One comparison: its contenders, each configured as its users would for that purpose, on one directory."""
+
+    name: str
+    title: str
+    contenders: tuple[Callable[..., Contender], ...]
+    large_file: bool  # the `pr` directory plus one large generated file (else the real `pr` sizes only)
+    reference: str  # the contender the others are compared with
+
+
+def profiles() -> tuple[Profile, ...]:
+    return (
+        Profile("polite", "polite: at most 1 request per second to the source (BLS's terms), real `pr` file sizes",
+                (lambda *a: Pipeline(*a, requests_per_second=1.0), lambda *a: Rclone(*a, tpslimit=1.0), Naive),
+                large_file=False, reference="rclone"),
+        Profile("unthrottled", "unthrottled: no request-rate limit, real `pr` file sizes",
+                (Pipeline, Rclone, Naive), large_file=False, reference="rclone"),
+        Profile("large-file", "a large file read in byte ranges, no request-rate limit (pr plus one large file)",
+                (lambda *a: Pipeline(*a, range_streams=4), RcloneRanged), large_file=True, reference="rclone-ranged"),
+    )
+
+
 @dataclass
 class SyncRun:
     contender: str
     scenario: str
-    seconds: float
+    seconds: float  # the whole process, median over repetitions
     source: dict  # listing / head / get requests and file bytes sent
     s3: dict  # requests, operations, bytes_in, bytes_out
     correct: bool  # the destination holds exactly the source's files, byte for byte
@@ -32,6 +57,9 @@ class SyncRun:
     all_seconds: list[float] = field(default_factory=list)
     failure: str = ""  # why the run did not finish; its numbers are then what was counted until it stopped
     label: str = ""  # shown instead of the contender's name, e.g. for a run with a workaround
+    profile: str = ""
+    peak_per_second: int = 0  # the most requests that reached the source within one second (the largest seen)
+    state_seconds: list[float] = field(default_factory=list)  # the pipeline's execution span, per repetition
 
     @property
     def title(self) -> str:
@@ -65,6 +93,7 @@ def mirror_matches(destination: Destination, bucket: str, expected: dict[str, st
 
 
 def measure(contender: Contender, scenario: str, bucket: str, check: bool = True) -> SyncRun:
+    """One sync, timed as a whole process (every contender the same span), with the source's and S3's counts."""
     source, destination = contender.source, contender.destination
     source.reset_log()
     destination.proxy.reset()
@@ -74,30 +103,42 @@ def measure(contender: Contender, scenario: str, bucket: str, check: bool = True
     except ContenderFailed as exc:
         seconds, detail, failure = float("nan"), {}, str(exc)
     counts = source.request_counts()
+    peak = peak_requests_per_second([r.at for r in source.requests])
     s3 = destination.proxy.snapshot()
     correct = not failure and (mirror_matches(destination, bucket, expected_mirror(source)) if check else True)
-    return SyncRun(contender.name, scenario, seconds, counts, s3, correct, detail, [seconds], failure)
+    run = SyncRun(contender.name, scenario, seconds, counts, s3, correct, detail, [seconds], failure,
+                  peak_per_second=peak)
+    if "seconds" in detail:
+        run.state_seconds = [detail["seconds"]]
+    return run
 
 
-def run_sync_scenarios(contenders: list[Contender], large_bytes: int, repeat: int,
-                       log: Callable[[str], None]) -> list[SyncRun]:
-    """Each repetition: for each contender in turn, a fresh source and bucket, then cold, no-op, changed.
-    The reported time is the median over repetitions; counts are from the last one (they do not vary)."""
+def run_sync_scenarios(profile: Profile, source: BenchSource, destination: Destination, concurrency: int,
+                       timeout: float, large_bytes: int, repeat: int, log: Callable[[str], None]) -> list[SyncRun]:
+    """`repeat` repetitions; in each, every contender in turn (the order rotates, so none always goes first) gets
+    a fresh source and a fresh, equally warmed bucket, then runs cold, no-op, changed. Times are kept per
+    repetition (min / median / max reported); counts are from the last one (they do not vary)."""
+    contenders = [factory(source, destination, concurrency, timeout) for factory in profile.contenders]
     runs: dict[tuple[str, str], SyncRun] = {}
     for repetition in range(repeat):
-        for contender in contenders:
-            populate_pr_directory(contender.source, large_bytes)
-            bucket = contender.destination.fresh_bucket(f"bench-{contender.name}")
+        shift = repetition % len(contenders)
+        for contender in contenders[shift:] + contenders[:shift]:
+            populate_pr_directory(contender.source, large_bytes if profile.large_file else 0)
+            bucket = contender.destination.fresh_bucket(f"bench-{profile.name}-{contender.name}")
             contender.prepare(bucket)
             for scenario in SCENARIOS:
                 if scenario == "changed":
                     change_one_file(contender.source)
                 run = measure(contender, scenario, bucket)
-                log(f"  [{repetition + 1}/{repeat}] {contender.name:<8} {scenario:<8} {run.seconds:7.2f} s  "
-                    f"source {run.source}  s3 {run.s3['requests']}  correct={run.correct}  {run.failure[:300]}")
+                run.profile = profile.name
+                log(f"  [{repetition + 1}/{repeat}] {profile.name:<11} {contender.name:<13} {scenario:<8} "
+                    f"{run.seconds:7.2f} s  source {run.source}  peak {run.peak_per_second}/s  s3 {run.s3['requests']}  "
+                    f"correct={run.correct}  {run.failure[:300]}")
                 previous = runs.get((contender.name, scenario))
                 if previous is not None:
                     run.all_seconds = previous.all_seconds + run.all_seconds
+                    run.state_seconds = previous.state_seconds + run.state_seconds
+                    run.peak_per_second = max(run.peak_per_second, previous.peak_per_second)
                     run.correct = run.correct and previous.correct
                     run.failure = run.failure or previous.failure
                 finished = [s for s in run.all_seconds if s == s]  # NaN marks a failed repetition
@@ -123,7 +164,7 @@ def run_many_files(source: BenchSource, destination: Destination, count: int, la
     populate_many_files(source, count)
     runs: list[SyncRun] = []
     try:
-        pipeline = Pipeline(source, destination, concurrency, timeout)
+        pipeline = Pipeline(source, destination, concurrency, timeout)  # unthrottled: this measures the engine
         runs += _cold_then_noop(pipeline, "bench-many-pipeline", count, log)
         if "RecursionError" in runs[0].failure:
             pipeline.recursion_limit = count // concurrency * 2 + 1000

@@ -107,7 +107,7 @@ class _StreamingHandler(_Handler):
             if is_file and send_body:
                 self.owner.count_file_bytes(len(body))
             return
-        self.owner._log(self.command, self.path, self.headers.get("User-Agent", ""), status)
+        self.owner._log(self.command, self.path, self.headers.get("User-Agent", ""), status, at=getattr(self, "arrived", None))
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
@@ -20,30 +19,25 @@ from local_runner.engine import LocalEngine
 from local_runner.step_functions_rules import MAX_CAUSE_CHARACTERS, check_state_names
 from local_runner.template_model import PROJECT_ROOT, Template, load_template
 from tests.bls_server import status
-from tests.conftest import POPULATION_PATH, engine_parameters
+from tests.conftest import engine_parameters
 
 DATA = b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\nPRS30006032     \t2018\tQ01\t0.5\t\r\n"
 LIMIT = 256 * 1024
 
 
-def population_elsewhere(bls) -> str:
-    """The population API under another host name (the same loopback server): the source's block is not its own."""
-    return bls.root.replace("127.0.0.1", "localhost") + POPULATION_PATH
-
-
-def refuse_every_file(bls, count: int) -> None:
-    """`count` listed files, each answered 403: the first refusal stops the run's requests, the rest fail unasked."""
+def lose_every_file(bls, count: int) -> None:
+    """`count` listed files that are gone when copied (404, final: not retried)."""
     bls.put("pr.data.0.Current", DATA)
     for index in range(count):
-        name = f"pr.blocked.{index:05d}"
+        name = f"pr.lost.{index:05d}"
         bls.put(name, b"x\r\n")
-        bls.add_faults(name, status(403))
+        bls.add_faults(name, status(404))
 
 
 def test_without_a_result_writer_many_failures_exceed_the_state_limit(bls, tmp_path) -> None:
     """The Map of main before this change: every failure record returns into the state, and a few hundred end the
-    execution in States.DataLimitExceeded, before PruneMirror and the reports (1,800 short records are past 256 KiB)."""
-    refuse_every_file(bls, 1800)
+    execution in States.DataLimitExceeded, before PruneMirror and the reports (2,000 records of about 150 bytes are past 256 KiB)."""
+    lose_every_file(bls, 2000)
     text = (PROJECT_ROOT / "statemachine" / "pipeline.asl.json").read_text()
     start = text.index('      "ResultWriter": {')
     end = text.index('      "ResultPath": "$.copy_results"')
@@ -51,8 +45,7 @@ def test_without_a_result_writer_many_failures_exceed_the_state_limit(bls, tmp_p
     without.write_text(text[:start] + text[end:])
     document = load_template()
     document["Resources"]["PipelineStateMachine"]["Properties"]["DefinitionUri"] = str(without)
-    engine = LocalEngine(engine_parameters(bls.url, CopyConcurrency="8", PopulationUrl=population_elsewhere(bls)),
-                         template=Template(document),
+    engine = LocalEngine(engine_parameters(bls.url, CopyConcurrency="8"), template=Template(document),
                          extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR"})
     with engine:
         result = engine.execute()
@@ -61,23 +54,22 @@ def test_without_a_result_writer_many_failures_exceed_the_state_limit(bls, tmp_p
 
 
 def test_two_thousand_failed_files_end_in_copy_failed_with_every_payload_under_256_kib(bls, make_engine, capsys) -> None:
-    refuse_every_file(bls, 2000)
-    engine = make_engine(bls.url, CopyConcurrency="8", PopulationUrl=population_elsewhere(bls))
+    lose_every_file(bls, 2000)
+    engine = make_engine(bls.url, CopyConcurrency="8")
 
     result = engine.execute()
 
     assert result.error == "CopyFailed", (result.error, (result.cause or "")[:500])
-    # 2,001 when the data file's copy had not yet taken its request slot when the first 403 stopped the run's requests
-    assert re.match(r"^20(00|01) file\(s\) could not be copied after retries: pr\.", result.cause)
-    assert "SourceBlocked" in result.cause and re.search(r"; and 198[01] more$", result.cause)
+    assert result.cause.startswith("2000 file(s) could not be copied after retries: pr.lost.")
+    assert "SourceNotFound: HTTP 404" in result.cause and result.cause.endswith("; and 1980 more")
     assert len(result.cause) <= MAX_CAUSE_CHARACTERS
     sizes = engine.payload_sizes(result.arn)
     with capsys.disabled():
         print(f"\n2,000 failed files: largest state payload {sizes['largest_bytes']:,} bytes ({sizes['largest_state']}),"
               f" limit {LIMIT:,}; CopyFailed cause {len(result.cause):,} characters")
     assert 0 < sizes["largest_bytes"] < LIMIT
-    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix="bls/pr/").get("Contents", [])
-    assert not [o["Key"] for o in listed if "blocked" in o["Key"]], "nothing of a refused answer was written"
+    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix="bls/pr/")["Contents"]
+    assert [o["Key"] for o in listed] == ["bls/pr/pr.data.0.Current"], "the failures did not stop the good file"
 
 
 def test_the_copy_failed_cause_stays_under_the_limit_however_long_the_messages() -> None:

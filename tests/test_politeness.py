@@ -83,8 +83,9 @@ def test_a_blocked_file_stops_the_runs_other_requests_and_the_next_run_heals(bls
 
     result = engine.execute()
 
-    assert result.error == "CopyFailed"
-    assert "pr.file.big: SourceBlocked" in result.cause and "not asked again" in result.cause
+    assert result.error == "SourceBlocked"
+    assert "file(s) could not be copied after retries: pr.file.big: SourceBlocked: the source refused" in result.cause
+    assert "What to do" in result.cause and "not asked again" in result.cause
     refused = [r for r in bls.requests if r.path.endswith("/pr.file.big")]
     assert len(refused) == 1, "a 403 is never asked again"
     after = [r for r in bls.requests if r.at > refused[0].at and "/pr." in r.path]

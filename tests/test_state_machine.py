@@ -38,7 +38,7 @@ def test_first_run_copies_every_file_byte_identical_with_its_metadata(bls, make_
     assert head["Metadata"]["source-size"] == str(len(FILES["pr.class"]))
     assert result.output["mirror"] | {} == {
         "listed": 4, "unchanged": 0, "copied": 4, "copied_bytes": sum(map(len, FILES.values())),
-        "deleted": 0, "deleted_files": [], "spared_files": [], "failed": 0, "failed_files": [], "failure_cause": "",
+        "deleted": 0, "deleted_files": [], "spared_files": [], "failed": 0, "failed_files": [], "failure_cause": "", "blocked": False,
     }
     assert all("@" in r.user_agent for r in bls.requests_for())
 

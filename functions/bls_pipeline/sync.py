@@ -141,13 +141,16 @@ def finish_run(settings: Settings, s3: Any, plan: PlanLocation, failures: Iterab
         "failed": len(failures),
         "failed_files": [f.name for f in failures[:_NAMES_SHOWN]],
         "failure_cause": failure_cause(failures),
+        "blocked": any(f.error == "SourceBlocked" for f in failures),
     }
 
 
 def failure_cause(failures: list[CopyFailure]) -> str:
-    """The count and the first failed files with their errors, at most MAX_FAILURE_CAUSE characters."""
+    """The count and the first failed files with their errors, at most MAX_FAILURE_CAUSE characters; a block by
+    the source (SourceBlocked) is named first, since it explains the others."""
     if not failures:
         return ""
+    failures = sorted(failures, key=lambda f: (f.error != "SourceBlocked" or f.message.startswith("not asked")))
     head = f"{len(failures)} file(s) could not be copied after retries: "
     shown: list[str] = []
     length = len(head)
