@@ -37,9 +37,10 @@ def child(settings: dict) -> dict:
     from bls_pipeline.config import Settings
     from bls_pipeline.sync import copy_one, source_client
 
-    config = Settings(bucket=settings["bucket"], contact_email=settings["contact_email"], source_url=settings["source_url"])
+    config = Settings(bucket=settings["bucket"], contact_email=settings["contact_email"], source_url=settings["source_url"],
+                      source_requests_per_second=1000.0, allow_private_sources=True)  # the loopback source, unthrottled
     s3 = s3_client()
-    source = source_client(config)
+    source = source_client(config, s3, run_id=None)
     file = SourceFile(name=settings["name"], url=settings["source_url"] + settings["name"], size=settings["size"],
                       stamp="8/6/2026 8:30 AM")
     s3.list_buckets()  # let the client finish its lazy set-up before the baseline is taken

@@ -57,6 +57,7 @@ def run(settings: dict) -> dict:
         "SourceRequestsPerSecond": str(settings.get("requests_per_second", 1000.0)),
         "PopulationRequestsPerSecond": str(settings.get("requests_per_second", 1000.0)),
         "RangeStreams": str(settings.get("range_streams", 1)),
+        "AllowPrivateSourceAddresses": "true",  # the benchmark's loopback source
         "RetryIntervalSeconds": "1",
         "RetryMaxAttempts": "3",
         "RetryMaxDelaySeconds": "2",

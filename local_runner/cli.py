@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every function with this timeout instead of its Timeout in template.yaml, e.g. to see quickly "
         "what a slow source does (default: the template's)",
     )
+    parser.add_argument(
+        "--allow-private-source", action="store_true",
+        help="let the functions ask loopback, link-local and private addresses, e.g. a test server on 127.0.0.1 "
+        "(refused by default, as in the deployed stack)",
+    )
     parser.add_argument("--input", default="{}", help="execution input as JSON, e.g. per-run overrides (default: {})")
     parser.add_argument("--verbose", action="store_true", help="also print the handlers' structured logs")
     return parser
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         "CopyConcurrency": str(args.concurrency),
         "SourceRequestsPerSecond": str(args.source_requests_per_second),
         "PopulationRequestsPerSecond": str(args.population_requests_per_second),
+        "AllowPrivateSourceAddresses": "true" if args.allow_private_source else "false",
         "RetryIntervalSeconds": str(args.retry_interval),
         "RetryMaxAttempts": str(args.retry_attempts),
         "RetryMaxDelaySeconds": str(args.retry_max_delay),

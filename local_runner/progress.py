@@ -106,7 +106,13 @@ class Progress:
             return
         self._print("")
         stats = (reports.get("population_stats") or [{}])[0]
-        if stats:
+        if stats and stats.get("stddev") is None:
+            missing = ", ".join(map(str, stats.get("missing_years") or [])) or "none"
+            self._print(
+                f"US population {stats['first_year']}-{stats['last_year']}: only {stats['years_used']} year(s) in the "
+                f"population data (missing: {missing}); a mean and standard deviation need at least two"
+            )
+        elif stats:
             self._print(
                 f"US population {stats['first_year']}-{stats['last_year']}: mean {stats['mean']:,.2f}, "
                 f"standard deviation {stats['stddev']:,.2f} ({stats['stddev_kind']}), {stats['years_used']} years"

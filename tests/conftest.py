@@ -55,6 +55,7 @@ def engine_parameters(source_url: str, **overrides: str) -> dict[str, str]:
         "ContactEmail": CONTACT,
         "SourceUrl": source_url,
         "SourceRequestsPerSecond": "1000",
+        "AllowPrivateSourceAddresses": "true",  # the loopback server; the deployed default refuses it
         "PopulationRequestsPerSecond": "1000",
         "CopyConcurrency": "4",
         "RetryIntervalSeconds": "1",

@@ -19,6 +19,7 @@ BUCKET = "mirror-bucket"
 def env(moto_s3, bls, monkeypatch):
     monkeypatch.setenv("MIRROR_BUCKET", BUCKET)
     monkeypatch.setenv("CONTACT_EMAIL", "ops@example.com")
+    monkeypatch.setenv("ALLOW_PRIVATE_SOURCES", "true")  # the loopback server
     monkeypatch.setenv("SOURCE_URL", bls.url)
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
     s3_client.cache_clear()

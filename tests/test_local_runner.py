@@ -20,7 +20,7 @@ FILES = {
 def run(bls, state: Path, *extra: str) -> int:
     return main(["--contact-email", "ops@example.com", "--source-url", bls.url, "--state-dir", str(state),
                  "--population-url", bls.root + POPULATION_PATH,
-                 "--retry-interval", "1", "--retry-attempts", "1", *extra])
+                 "--retry-interval", "1", "--retry-attempts", "1", "--allow-private-source", *extra])
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -70,7 +70,7 @@ def test_an_unreachable_source_is_one_clear_line_a_non_zero_exit_and_no_change_t
     capsys.readouterr()
 
     code = main(["--contact-email", "ops@example.com", "--source-url", "http://127.0.0.1:9/pub/time.series/pr/",
-                 "--state-dir", str(state), "--retry-interval", "1", "--retry-attempts", "1"])
+                 "--state-dir", str(state), "--retry-interval", "1", "--retry-attempts", "1", "--allow-private-source"])
 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1

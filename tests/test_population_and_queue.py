@@ -71,11 +71,11 @@ def test_a_502_is_retried_and_then_the_population_arrives(engine, bls):
 
 def test_an_s3_put_of_the_population_file_reaches_the_analytics_function_through_sqs(engine, bls):
     engine.s3.put_object(Bucket=engine.bucket, Key="bls/pr/pr.data.0.Current", Body=DATA)
-    engine.s3.put_object(Bucket=engine.bucket, Key="datausa/population.json", Body=population_json({2020: 1, 2013: 2}))
+    engine.s3.put_object(Bucket=engine.bucket, Key="datausa/population.json", Body=population_json({2020: 331_449_281, 2013: 316_128_839}))
 
     engine.drain_queues()
 
-    assert latest(engine, "series_population")[0]["Population"] == 2
+    assert latest(engine, "series_population")[0]["Population"] == 316_128_839
     assert latest(engine, "population_stats")[0]["years_used"] == 1
 
 

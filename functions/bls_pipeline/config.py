@@ -55,6 +55,8 @@ class Settings:
     source_requests_per_second: float = 1.0
     population_requests_per_second: float = 1.0
     rate_prefix: str = DEFAULT_RATE_PREFIX
+    # Loopback, link-local and private source addresses are refused unless this is set (local testing only).
+    allow_private_sources: bool = False
     population_url: str = DEFAULT_POPULATION_URL
     population_key: str = DEFAULT_POPULATION_KEY
     reports_prefix: str = DEFAULT_REPORTS_PREFIX
@@ -89,8 +91,9 @@ class Settings:
                                   f"{MAX_REQUESTS_PER_SECOND}")
         for name in ("mirror_prefix", "runs_prefix", "staging_prefix", "reports_prefix", "rate_prefix"):
             value = getattr(self, name)
-            if not value.endswith("/") or value.startswith("/") or "//" in value or ".." in value.split("/"):
-                raise ConfigError(f"{name} {value!r} must be a relative S3 prefix ending in '/', like 'bls/pr/'")
+            if not value.endswith("/") or value.startswith("/") or {"", ".", ".."} & set(value.split("/")[:-1]):
+                raise ConfigError(f"{name} {value!r} must be a relative S3 prefix ending in '/', like 'bls/pr/', "
+                                  "without empty, '.' or '..' folders")
         if self.population_key.startswith(self.mirror_root) or not self.population_key or self.population_key.endswith("/"):
             raise ConfigError(
                 f"population key {self.population_key!r} must be an object key outside the mirror's folder "
@@ -133,6 +136,14 @@ class Settings:
                 f"execution input field 'mirror_prefix' {prefix!r} must stay under {self.mirror_root!r}, the first "
                 f"folder of the deployed MirrorPrefix {self.mirror_prefix!r}: the functions may write only there"
             )
+        if prefix is not None and prefix != self.mirror_prefix and (
+            prefix.startswith(self.mirror_prefix) or self.mirror_prefix.startswith(prefix)
+        ):
+            raise ConfigError(
+                f"execution input field 'mirror_prefix' {prefix!r} nests with the deployed MirrorPrefix "
+                f"{self.mirror_prefix!r}: each mirror's prune would delete the other's files as unlisted. Use a "
+                "sibling folder, e.g. 'bls/ce/' beside 'bls/pr/'"
+            )
         return replace(self, **changes).validate()
 
 
@@ -156,6 +167,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         source_requests_per_second=_number(env, "SOURCE_REQUESTS_PER_SECOND", 1.0),
         population_requests_per_second=_number(env, "POPULATION_REQUESTS_PER_SECOND", 1.0),
         rate_prefix=env.get("RATE_PREFIX", DEFAULT_RATE_PREFIX),
+        allow_private_sources=_flag(env, "ALLOW_PRIVATE_SOURCES"),
         population_url=env.get("POPULATION_URL", DEFAULT_POPULATION_URL),
         population_key=env.get("POPULATION_KEY", DEFAULT_POPULATION_KEY),
         reports_prefix=env.get("REPORTS_PREFIX", DEFAULT_REPORTS_PREFIX),
@@ -177,6 +189,13 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"{name}={raw!r} must be a positive number")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "false").strip().lower()
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{name}={env.get(name)!r} must be true or false")
+    return raw == "true"
 
 
 def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:

@@ -77,6 +77,8 @@ def copy_file(
         with source.stream(file.url, (0, part_size - 1)) as first:
             if first.status == 200:  # the source ignored the range: this is the whole file
                 return _copy_stream(s3, first, file, target, single_put_limit, part_size, upload_threads)
+            if first.content_range is not None and first.content_range.total not in (None, file.size):
+                raise _not_the_listed_size(file, first.content_range.total)  # before any buffer is sized by it
             if _can_stitch(first, part_size):
                 return _copy_in_ranges(s3, source, first, file, target, part_size, range_streams)
         # A partial answer that cannot be stitched safely (no version to check, unknown size): read it whole.
@@ -92,12 +94,27 @@ class _Target:
     condition: dict[str, str]
 
 
+def _not_the_listed_size(file: SourceFile, received: int) -> TransientSourceError:
+    return TransientSourceError(
+        f"{file.url} delivered {received} bytes, but the listing states {file.size}; nothing was written (temporary; "
+        "retried with backoff; if it persists, the source serves another body than it lists and the file fails "
+        "each run until they agree)"
+    )
+
+
 def _copy_stream(
     s3: Any, body: SourceBody, file: SourceFile, target: _Target, single_put_limit: int, part_size: int,
     upload_threads: int,
 ) -> CopyResult:
-    if body.expected is not None and body.expected <= single_put_limit:
+    """The rule for every write of a mirror object: the bytes received are exactly the listed size, over a complete
+    transfer (checked against Content-Length by SourceBody), or nothing is written."""
+    body.max_bytes = file.size
+    if body.expected is not None and body.expected != file.size:
+        raise _not_the_listed_size(file, body.expected)
+    if file.size <= single_put_limit:
         data = body.read_all()
+        if len(data) != file.size:
+            raise _not_the_listed_size(file, len(data))
         digest = body.sha256()
         published = _write(target, "PutObject", lambda: s3.put_object(
             Bucket=target.bucket,
@@ -115,6 +132,9 @@ def _copy_stream(
                           Config=_transfer_config(part_size, upload_threads))
     except (ClientError, S3UploadFailedError) as exc:
         raise _staging_refused(file, target, exc) from exc
+    if body.received != file.size:
+        _remove_staging(s3, target)
+        raise _not_the_listed_size(file, body.received)
     return _publish(s3, file, target, body.received, body.sha256().hexdigest(), body.content_type, upload_threads)
 
 
@@ -296,11 +316,15 @@ def _publish(
                 **target.condition,
             ))
     finally:
-        try:
-            s3.delete_object(Bucket=target.bucket, Key=target.staging_key)
-        except ClientError as exc:  # the bucket's lifecycle rule expires staging objects; the copy itself stands
-            logger.warning("could not delete staging object %s: %s", target.staging_key, exc)
+        _remove_staging(s3, target)
     return CopyResult(file.name, size, sha256_hex, multipart=True, superseded=not published)
+
+
+def _remove_staging(s3: Any, target: _Target) -> None:
+    try:
+        s3.delete_object(Bucket=target.bucket, Key=target.staging_key)
+    except ClientError as exc:  # the bucket's lifecycle rule expires staging objects; the copy itself stands
+        logger.warning("could not delete staging object %s: %s", target.staging_key, exc)
 
 
 def _publish_in_parts(

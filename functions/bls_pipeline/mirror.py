@@ -107,13 +107,16 @@ class PlanLocation:
     listing_key: str  # JSON array of every listed name: prune keeps exactly these
     delete_key: str | None = None  # JSON object name -> ETag of the objects to delete, as the plan saw them
     results_prefix: str | None = None  # where the Map's ResultWriter puts the copy results (beyond 256 KiB of state)
+    mirrored_before: int | None = None  # objects in the mirror when the run listed it: the prune guard's base
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict:
         found = {"bucket": self.bucket, "items_key": self.items_key, "listing_key": self.listing_key}
         if self.delete_key:
             found["delete_key"] = self.delete_key
         if self.results_prefix:
             found["results_prefix"] = self.results_prefix
+        if self.mirrored_before is not None:
+            found["mirrored_before"] = self.mirrored_before
         return found
 
 
@@ -132,7 +135,8 @@ def write_condition(item: dict) -> dict[str, str]:
 
 def store_plan(s3: Any, bucket: str, runs_prefix: str, run_id: str, plan: SyncPlan) -> PlanLocation:
     base = f"{runs_prefix}{run_id}/"
-    location = PlanLocation(bucket, base + "copy-items.json", base + "listing.json", base + "delete.json", base + "copy-results")
+    location = PlanLocation(bucket, base + "copy-items.json", base + "listing.json", base + "delete.json",
+                            base + "copy-results", len(plan.etags))
     _put_json(s3, bucket, location.items_key, [copy_item(f, plan.etags.get(f.name)) for f in plan.to_copy])
     _put_json(s3, bucket, location.listing_key, [f.name for f in plan.listing])
     _put_json(s3, bucket, location.delete_key, {name: plan.etags[name] for name in plan.to_delete})
@@ -194,22 +198,25 @@ def prune_mirror(
     max_share: float = 0.5,
     force: bool = False,
     planned: dict[str, str] | None = None,
+    mirrored_before: int | None = None,
 ) -> PruneResult:
     """Delete the objects under the prefix whose names the listing no longer has.
 
     planned (name -> ETag when the run listed the mirror) narrows that to objects nobody rewrote since: each delete
     is conditional on that ETag, so an object another execution wrote or replaced meanwhile, even between this
     listing and the delete, is spared by S3 itself. Refuses, before deleting anything, when the deletion is more
-    than max_share of the mirror (unless forced).
+    than max_share of the mirror as it was before this run (mirrored_before, when the plan recorded it): files this
+    run added do not dilute the share, so a listing that swaps every file for new ones cannot empty the mirror.
     """
     present = list_mirror_keys(s3, bucket, prefix)
     unlisted = sorted(name for name in present if name not in keep)
     spared = [] if planned is None else [n for n in unlisted if planned.get(n) != present[n].etag]
     doomed = sorted(set(unlisted) - set(spared))
-    if doomed and not force and len(doomed) > max_share * len(present):
+    base = len(present) if mirrored_before is None else mirrored_before
+    if doomed and not force and len(doomed) > max_share * base:
         raise PruneGuardError(
-            f"pruning would delete {len(doomed)} of the {len(present)} mirrored files under {prefix} "
-            f"({len(doomed) / len(present):.0%}, more than the {max_share:.0%} allowed), e.g. {', '.join(doomed[:5])}; "
+            f"pruning would delete {len(doomed)} of the {base} files the mirror under {prefix} held before this run "
+            f"({len(doomed) / max(base, 1):.0%}, more than the {max_share:.0%} allowed), e.g. {', '.join(doomed[:5])}; "
             f"nothing was deleted. If the source really removed them, start an execution with input "
             f'{{"force_prune": true}}'
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,15 @@ class PopulationFormatError(Exception):
     """The DataUSA answer is not population data in a shape this pipeline knows."""
 
 
+# What a US population figure can be. The census counted 3.9 million people in 1790 and 331 million in 2020; the
+# Census Bureau's projections stay under 400 million through 2100. A value outside these bounds is not a US
+# population but a unit or shape error (thousands, a percentage, another measure), and is refused.
+MIN_POPULATION = 1_000_000
+MAX_POPULATION = 1_000_000_000
+MIN_YEAR, MAX_YEAR = 1790, 2200
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # the real answer is about 2 KB
+
+
 @dataclass(frozen=True)
 class YearPopulation:
     year: int
@@ -24,11 +34,16 @@ class YearPopulation:
 def parse_population(raw: bytes) -> list[YearPopulation]:
     """Years ascending. Accepts the tesseract `data.jsonrecords` shape ({"data": [{"Year": 2013, ...}]}) and the
     old `datausa.io/api/data` shape ({"data": [{"ID Year": 2023, "Year": "2023", ...}]})."""
+    if len(raw) > MAX_ANSWER_BYTES:
+        raise PopulationFormatError(f"DataUSA answered {len(raw):,} bytes, more than any population answer")
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = json.loads(raw, parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
         start = raw[:80].decode("utf-8", errors="replace")
-        raise PopulationFormatError(f"DataUSA did not answer with JSON (an error page?); it starts {start!r}") from None
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
+        raise PopulationFormatError(
+            f"DataUSA did not answer with JSON ({why}; an error page?); it starts {start!r}"
+        ) from None
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, list):
         keys = sorted(document)[:8] if isinstance(document, dict) else type(document).__name__
@@ -38,8 +53,17 @@ def parse_population(raw: bytes) -> list[YearPopulation]:
     by_year: dict[int, int] = {}
     for index, record in enumerate(data):
         year, population = _year_and_population(record, index)
+        if year in by_year:
+            raise PopulationFormatError(
+                f"DataUSA lists the year {year} twice ({by_year[year]:,} and {population:,}): which one is meant "
+                "cannot be told"
+            )
         by_year[year] = population
     return [YearPopulation(y, p) for y, p in sorted(by_year.items())]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _year_and_population(record: Any, index: int) -> tuple[int, int]:
@@ -47,16 +71,22 @@ def _year_and_population(record: Any, index: int) -> tuple[int, int]:
         raise PopulationFormatError(f"DataUSA record {index} is not an object: {record!r:.80}")
     year = record.get("ID Year", record.get("Year"))
     population = record.get("Population")
-    try:
-        year_int = int(str(year))
-        population_number = float(population)
-    except (TypeError, ValueError):
+    if isinstance(year, bool) or isinstance(population, bool) or not isinstance(population, (int, float)):
         raise PopulationFormatError(
             f"DataUSA record {index} has no usable Year/Population ({record!r:.120}); unknown shape"
-        ) from None
-    if not 1000 <= year_int <= 9999 or population_number < 0:
-        raise PopulationFormatError(f"DataUSA record {index} has an implausible year or population: {record!r:.120}")
-    return year_int, round(population_number)
+        )
+    try:
+        year_int = int(str(year).strip())
+    except ValueError:
+        raise PopulationFormatError(f"DataUSA record {index} has no usable Year ({record!r:.120}); unknown shape") from None
+    if not math.isfinite(population) or population != int(population):
+        raise PopulationFormatError(f"DataUSA record {index} has a population that is not a whole number: {record!r:.120}")
+    if not MIN_YEAR <= year_int <= MAX_YEAR or not MIN_POPULATION <= population <= MAX_POPULATION:
+        raise PopulationFormatError(
+            f"DataUSA record {index} has an implausible year or population for the US ({record!r:.120}): years "
+            f"{MIN_YEAR}-{MAX_YEAR} and populations of {MIN_POPULATION:,} to {MAX_POPULATION:,} are accepted"
+        )
+    return year_int, int(population)
 
 
 def fetch_and_store(s3: Any, source: SourceClient, url: str, bucket: str, key: str) -> dict:

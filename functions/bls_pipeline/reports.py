@@ -90,7 +90,14 @@ def compute_reports(
                     if not value.is_finite():
                         raise InvalidOperation
                 except InvalidOperation:
-                    problem = f"value {fields[i_value]!r} is not a number"
+                    problem = f"value {fields[i_value][:40]!r} is not a number"
+                else:
+                    # adjusted() and the digit count read the literal without the decimal context, which a sum of an
+                    # exponent like 1e999999999 would overflow: such a value is a bad row, not the end of the reports.
+                    if not MIN_EXPONENT <= value.adjusted() <= MAX_EXPONENT or len(value.as_tuple().digits) > MAX_DIGITS:
+                        problem = f"value {fields[i_value][:40]!r} is outside the range of BLS values"
+                    elif not MIN_DATA_YEAR <= year <= MAX_DATA_YEAR:
+                        problem = f"year {year} is outside {MIN_DATA_YEAR}-{MAX_DATA_YEAR}"
         if problem is not None:
             bad_count += 1
             if len(bad) < BAD_ROWS_KEPT:
@@ -112,6 +119,12 @@ def compute_reports(
         bad_row_count=bad_count,
         bad_rows=bad,
     )
+
+
+# BLS values are indexes, rates and levels: far from 10^15, and given to a few decimals. Anything beyond these is a
+# corrupted row, counted as bad.
+MIN_EXPONENT, MAX_EXPONENT, MAX_DIGITS = -20, 14, 34
+MIN_DATA_YEAR, MAX_DATA_YEAR = 1800, 2200
 
 
 def population_stats(population: list[YearPopulation], first: int, last: int) -> dict:

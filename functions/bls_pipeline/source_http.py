@@ -6,13 +6,16 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import hashlib
+import ipaddress
 import logging
 import re
+import socket
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
+from urllib.parse import urljoin, urlsplit
 
 import urllib3
 
@@ -24,6 +27,8 @@ logger = logging.getLogger(__name__)
 # Statuses that a later attempt can cure; everything else (404, 410, 400 ...) is final.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _PIECE = 256 * 1024
+_MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -97,6 +102,9 @@ class SourceBody:
         self.content_range = _content_range(response) if response.status == 206 else None
         self.received = 0
         self.complete = False
+        # Set by a caller that knows how long the body must be (the listing's size): more is refused as it arrives,
+        # so no buffer or upload ever grows past it.
+        self.max_bytes: int | None = None
         self._sha256 = hashlib.sha256()
         self._started = time.monotonic()
 
@@ -157,6 +165,11 @@ class SourceBody:
         self._sha256.update(chunk)
         if self.expected is not None and self.received > self.expected:
             raise TransientSourceError(f"{self.url} sent more than its Content-Length of {self.expected} bytes")
+        if self.max_bytes is not None and self.received > self.max_bytes:
+            raise TransientSourceError(
+                f"{self.url} sent more than the {self.max_bytes} bytes the listing states; nothing was written "
+                "(temporary; retried with backoff)"
+            )
         if not chunk:
             if self.deadline.expired():
                 raise self._too_slow()
@@ -189,20 +202,26 @@ class SourceClient:
         deadline: Deadline | None = None,
         retry_after_limit: float = 0.0,
         slots: Any = None,
+        allow_private: bool = False,
     ):
         """retry_after_limit: the longest Retry-After this client honours by waiting and asking once more; a longer
         one (or a second refusal) is raised as TransientSourceError for the state machine's Retry.
-        slots: the shared request rate (request_rate.RequestSlots): every request waits for its slot first."""
+        slots: the shared request rate (request_rate.RequestSlots): every request waits for its slot first.
+        allow_private: also ask loopback, link-local and private addresses (local testing only; see
+        check_public_address)."""
         self.user_agent = user_agent(contact_email)
         self.slots = slots
+        self.allow_private = allow_private
+        self._checked_hosts: set[str] = set()
         self.deadline = deadline or Deadline()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.retry_after_limit = retry_after_limit
         self._http = urllib3.PoolManager(
             headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
-            # Retries belong to the state machine, where an operator sees them; only redirects are followed here.
-            retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
+            # Retries belong to the state machine, where an operator sees them; redirects are followed by _open, and
+            # only within the same scheme and host.
+            retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=0),
             maxsize=MAX_RANGE_STREAMS,  # connections kept per host: a large file is read in several ranges at once
         )
 
@@ -222,6 +241,7 @@ class SourceClient:
         A watchdog shuts the socket down when the deadline passes, so that no read blocks beyond it.
         """
         response = self._open(url, {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else None)
+        _refuse_unasked_forms(url, response, byte_range is not None)
         body = SourceBody(response, url, self.deadline)
         watchdog = None
         remaining = self.deadline.remaining()
@@ -240,8 +260,14 @@ class SourceClient:
 
     def _open(self, url: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
         waited: float | None = None
+        target, redirects = url, 0
         while True:
-            response = self._request(url, headers)
+            response = self._request(target, headers)
+            if response.status in _REDIRECTS and "Location" in response.headers:
+                _discard(response)
+                target = _same_origin_redirect(url, target, response.headers["Location"], redirects)
+                redirects += 1
+                continue
             try:
                 _raise_for_status(url, response, self.user_agent, self.slots)
                 return response
@@ -269,6 +295,7 @@ class SourceClient:
         return seconds <= self.retry_after_limit and (remaining is None or seconds <= remaining / 2)
 
     def _request(self, url: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
+        self._check_address(url)
         connect, read = self.connect_timeout, self.read_timeout
         remaining = self.deadline.remaining()
         if remaining is not None:
@@ -282,12 +309,73 @@ class SourceClient:
                 connect, read = min(connect, max(remaining, 0.001)), min(read, max(remaining, 0.001))
         try:
             return self._http.request(
-                "GET", url, preload_content=False, decode_content=False,
+                "GET", url, preload_content=False, decode_content=False, redirect=False,
                 timeout=urllib3.Timeout(connect=connect, read=read),
                 headers={**self._http.headers, **headers} if headers else None,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise TransientSourceError(f"cannot reach {url}: {_reason(exc)}") from exc
+
+
+    def _check_address(self, url: str) -> None:
+        host = urlsplit(url).hostname or ""
+        if host not in self._checked_hosts:
+            check_public_address(url, self.allow_private)
+            self._checked_hosts.add(host)
+
+
+class SourceAddressError(SourceError):
+    """The source's address is not one this pipeline may ask: loopback, link-local, private or reserved, or a
+    redirect to another host."""
+
+
+def check_public_address(url: str, allow_private: bool = False) -> None:
+    """Refuse a URL whose host resolves to an address that is not on the public internet (loopback, link-local such
+    as the instance metadata endpoint, private, reserved, multicast), unless allow_private (local testing)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SourceAddressError(f"{url!r} is not an http(s) URL with a host")
+    if allow_private:
+        return
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)}
+    except OSError as exc:
+        raise TransientSourceError(f"cannot resolve {parts.hostname}: {exc} (temporary; retried with backoff)") from exc
+    for address in sorted(found):
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if not ip.is_global or ip.is_multicast:
+            raise SourceAddressError(
+                f"{parts.hostname} resolves to {address}, which is not a public internet address (loopback, "
+                "link-local, private or reserved); the pipeline asks only public sources. For a local test server, "
+                "run the local runner with --allow-private-source (AllowPrivateSourceAddresses=true)"
+            )
+
+
+def _same_origin_redirect(origin: str, current: str, location: str, redirects: int) -> str:
+    target = urljoin(current, location)
+    first, then = urlsplit(origin), urlsplit(target)
+    if (then.scheme, (then.hostname or "").lower(), then.port) != (first.scheme, (first.hostname or "").lower(), first.port):
+        raise SourceAddressError(
+            f"{origin} redirected to another scheme or host ({then.scheme}://{then.hostname}); not followed: the "
+            "pipeline reads a source only from its own host"
+        )
+    if redirects >= _MAX_REDIRECTS:
+        raise SourceHttpError(f"{origin} redirected more than {_MAX_REDIRECTS} times")
+    return target
+
+
+def _refuse_unasked_forms(url: str, response: urllib3.BaseHTTPResponse, asked_range: bool) -> None:
+    """A body in a form that was not asked for is not the file: a part of it (206 without a Range request), or an
+    encoding (this client asks for identity and stores bytes as they come)."""
+    problem = None
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if response.status == 206 and not asked_range:
+        problem = "answered 206 Partial Content to a request for the whole file"
+    elif encoding not in ("", "identity"):
+        problem = f"sent the body with Content-Encoding {encoding!r} although identity was asked for"
+    if problem:
+        _discard(response)
+        raise TransientSourceError(f"{url} {problem}; nothing was written (temporary; retried with backoff)")
 
 
 def _broken_because(exc: BaseException) -> str:

@@ -41,6 +41,7 @@ def source_client(
     return SourceClient(
         settings.contact_email, settings.http_connect_timeout, settings.http_read_timeout,
         deadline=deadline, retry_after_limit=settings.retry_after_limit, slots=slots,
+        allow_private=settings.allow_private_sources,
     )
 
 
@@ -128,7 +129,8 @@ def finish_run(settings: Settings, s3: Any, plan: PlanLocation, failures: Iterab
     keep = load_listed_names(s3, plan.bucket, plan.listing_key)
     planned = load_planned_deletions(s3, plan.bucket, plan.delete_key) if plan.delete_key else None
     pruned = prune_mirror(
-        s3, settings.bucket, settings.mirror_prefix, keep, settings.max_prune_share, settings.force_prune, planned
+        s3, settings.bucket, settings.mirror_prefix, keep, settings.max_prune_share, settings.force_prune, planned,
+        plan.mirrored_before,
     )
     failed_names = {f.name for f in failures}
     copied = [f for f in load_copy_items(s3, plan.bucket, plan.items_key) if f.name not in failed_names]
