@@ -85,6 +85,13 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: --input is not JSON: {exc}", file=sys.stderr)
         return 2
+    if not isinstance(execution_input, dict):
+        print(f"error: --input must be a JSON object such as '{{\"force_prune\": true}}', not {args.input!r}",
+              file=sys.stderr)
+        return 2
+    if args.state_dir.exists() and not args.state_dir.is_dir():
+        print(f"error: --state-dir {args.state_dir} is a file, not a directory; nothing was changed", file=sys.stderr)
+        return 2
     problem = _check_settings(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -16,6 +16,10 @@ INDEX = "objects.json"
 OBJECTS = "s3"
 
 
+class StateDirError(ValueError):
+    """The state directory cannot be used; nothing in it was changed."""
+
+
 class StateDir:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -25,7 +29,16 @@ class StateDir:
     def read_index(self) -> dict[str, dict]:
         if not self.index_path.exists():
             return {}
-        return json.loads(self.index_path.read_text(encoding="utf-8"))
+        try:
+            index = json.loads(self.index_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StateDirError(
+                f"{self.index_path} is not a readable state index ({exc}); it was left as it is. Move it aside (the "
+                "next run then mirrors everything again) or point --state-dir elsewhere"
+            ) from None
+        if not isinstance(index, dict):
+            raise StateDirError(f"{self.index_path} holds {type(index).__name__}, not a state index; it was left as it is")
+        return index
 
     def load_into(self, s3: Any, bucket: str) -> int:
         """Put every recorded object into the (empty) bucket; returns how many were loaded."""

@@ -317,19 +317,22 @@ class _Handler(BaseHTTPRequestHandler):
         declared_length: int | None = None,
         cut_after: int | None = None,
         reset: bool = False,
+        length: bool = True,
     ) -> None:
         """Answer with a body; declared_length lies about Content-Length, cut_after closes the connection early
-        (reset: with a TCP RST instead of a clean close)."""
+        (reset: with a TCP RST instead of a clean close), length=False sends no Content-Length (the end of the body
+        is the end of the connection)."""
         self.owner._log(self.command, self.path, self.headers.get("User-Agent", ""), status, self.headers.get("Range", ""),
                         getattr(self, "arrived", None))
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body) if declared_length is None else declared_length))
+        if length:
+            self.send_header("Content-Length", str(len(body) if declared_length is None else declared_length))
         if modified is not None:
             self.send_header("Last-Modified", email.utils.format_datetime(modified.replace(tzinfo=dt.timezone.utc), usegmt=True))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
-        if cut_after is not None:
+        if cut_after is not None or not length:
             self.send_header("Connection", "close")
         self.end_headers()
         if not send_body:
@@ -350,7 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reset:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
-        if cut_after is not None:
+        if cut_after is not None or not length:
             self.close_connection = True
 
 
@@ -401,6 +404,56 @@ def short_body(missing: int = 100) -> Fault:
     def fault(handler: _Handler, _: bytes) -> None:
         body = _served(handler).body
         handler.send_body(200, body, "text/plain", cut_after=max(0, len(body) - missing))
+
+    return fault
+
+
+# -- answers that succeed with the wrong thing ---------------------------------------------------------------------
+def no_length_cut(after: int) -> Fault:
+    """No Content-Length, and the connection closes cleanly after `after` bytes: a body that looks complete."""
+
+    def fault(handler: _Handler, _: bytes) -> None:
+        served = _served(handler)
+        handler.send_body(200, served.body[:after], "text/plain", served.modified, length=False)
+
+    return fault
+
+
+def declared_short(missing: int) -> Fault:
+    """A Content-Length `missing` bytes smaller than the body that follows."""
+
+    def fault(handler: _Handler, _: bytes) -> None:
+        served = _served(handler)
+        handler.send_body(200, served.body, "text/plain", served.modified, declared_length=len(served.body) - missing)
+        handler.close_connection = True
+
+    return fault
+
+
+def partial_without_range(handler: _Handler, _: bytes) -> None:
+    """206 with the first half of the file, to a request that asked for all of it."""
+    served = _served(handler)
+    half = len(served.body) // 2
+    handler.send_body(206, served.body[:half], "text/plain", served.modified,
+                      headers={"Content-Range": f"bytes 0-{half - 1}/{len(served.body)}"})
+
+
+def gzip_encoded(handler: _Handler, _: bytes) -> None:
+    """The file gzip-compressed with Content-Encoding: gzip, although the client asked for identity."""
+    import gzip
+
+    served = _served(handler)
+    handler.send_body(200, gzip.compress(served.body), "text/plain", served.modified, headers={"Content-Encoding": "gzip"})
+
+
+def html_error_page(handler: _Handler, _: bytes) -> None:
+    """200 OK carrying an HTML error page instead of the file."""
+    handler.send_body(200, b"<html><body><h1>Service temporarily unavailable</h1></body></html>", "text/html")
+
+
+def redirect_to(location: str) -> Fault:
+    def fault(handler: _Handler, _: bytes) -> None:
+        handler.send_body(302, b"", "text/html", headers={"Location": location})
 
     return fault
 

@@ -30,7 +30,13 @@ from tests.bls_server import (
     BlsServer,
     ServedFile,
     answer_then_republish,
+    declared_short,
     drip_then_stall,
+    gzip_encoded,
+    html_error_page,
+    no_length_cut,
+    partial_without_range,
+    redirect_to,
     reset_mid_body,
     short_body,
     status,
@@ -348,6 +354,61 @@ def ranged_copy_retried(scene: Scene, result) -> None:
     assert [e for e in copy_errors(result, "pr.series") if e] == ["TransientSourceError"]
 
 
+# -- answers that succeed with the wrong thing: the good mirrored data file keeps its exact version ------------------
+NEW_DATA = DATA + b"PRS30006032     \t2022\tQ01\t4.5\t\r\n"
+DATA_YEARS = list(range(2010, 2022))
+
+
+def data_changes(*faults) -> Callable[[Scene], None]:
+    """BLS publishes a new pr.data.0.Current; what arrives for it is `faults` (one per attempt)."""
+
+    def apply(scene: Scene) -> None:
+        change_source(scene)
+        scene.bls.put("pr.data.0.Current", NEW_DATA, LATER)
+        scene.bls.add_faults("pr.data.0.Current", *faults)
+
+    return apply
+
+
+def data_redirected(where: Callable[[BlsServer], str]) -> Callable[[Scene], None]:
+    def apply(scene: Scene) -> None:
+        data_changes(redirect_to(where(scene.bls)))(scene)
+
+    return apply
+
+
+def reports_from_the_good_data(scene: Scene, result) -> None:
+    latest = json.loads(scene.engine.s3.get_object(
+        Bucket=scene.engine.bucket, Key="reports/latest/series_population.json")["Body"].read())
+    assert [r["year"] for r in latest] == DATA_YEARS, "the reports are computed from the good file, not the bad answer"
+
+
+def asked_once(scene: Scene, result) -> None:
+    reports_from_the_good_data(scene, result)
+    assert len(scene.bls.requests_for("pr.data.0.Current")) == 1, "a refused redirect is neither followed nor retried"
+
+
+def absurd_values(scene: Scene) -> None:
+    rows = DATA + (b"PRS30006032     \t2022\tQ01\t1e5000\t\r\n"  # line 26
+                   b"PRS30006032     \t2022\tQ02\t1e999999999\t\r\n"  # line 27
+                   b"PRS30006032     \t2023\tQ01\t 9.5\t\r\n")
+    scene.bls.put("pr.data.0.Current", rows, LATER)
+
+
+def absurd_values_check(scene: Scene, result) -> None:
+    reports = result.output["reports"]
+    assert (reports["bad_rows"], reports["bad_row_lines"]) == (2, [26, 27])
+    latest = json.loads(scene.engine.s3.get_object(
+        Bucket=scene.engine.bucket, Key="reports/latest/series_population.json")["Body"].read())
+    assert [r["year"] for r in latest][-2:] == [2021, 2023]
+
+
+def population_records(records: list[str]) -> bytes:
+    return ('{"data": [' + ", ".join(records) + "]}").encode()
+
+
+WRONG = ("pr.data.0.Current: TransientSourceError", "nothing was written")
+
 CASES = [
     # -- the listing: nothing may be copied or deleted --------------------------------------------------------------
     Case("listing-403", listing_fault(status(403)), "FAILED", "SourceBlocked",
@@ -414,6 +475,34 @@ CASES = [
          updated=CHANGED),
     Case("s3-delete-refused", delete_refused, "FAILED", "MirrorWriteError",
          ("refused to delete", "s3://bls-mirror-local/bls/pr/pr.period", "AccessDenied"), updated=CHANGED),
+    # -- answers that succeed with the wrong thing ---------------------------------------------------------------------
+    Case("data-no-length-cut-short", data_changes(no_length_cut(300), no_length_cut(300)), "FAILED", "CopyFailed",
+         (*WRONG, "delivered 300 bytes, but the listing states"), updated=CHANGED, check=reports_from_the_good_data),
+    Case("data-content-length-too-small", data_changes(declared_short(40), declared_short(40)), "FAILED", "CopyFailed",
+         (*WRONG, "but the listing states"), updated=CHANGED, check=reports_from_the_good_data),
+    Case("data-206-to-a-whole-file-request", data_changes(partial_without_range, partial_without_range), "FAILED",
+         "CopyFailed", (*WRONG, "206 Partial Content to a request for the whole file"), updated=CHANGED,
+         check=reports_from_the_good_data),
+    Case("data-gzip-encoded", data_changes(gzip_encoded, gzip_encoded), "FAILED", "CopyFailed",
+         (*WRONG, "Content-Encoding 'gzip'"), updated=CHANGED, check=reports_from_the_good_data),
+    Case("data-html-page-with-200", data_changes(html_error_page, html_error_page), "FAILED", "CopyFailed",
+         (*WRONG, "but the listing states"), updated=CHANGED, check=reports_from_the_good_data),
+    Case("data-redirected-to-another-host",
+         data_redirected(lambda bls: bls.root.replace("127.0.0.1", "localhost") + "/pub/time.series/pr/pr.data.0.Current"),
+         "FAILED", "CopyFailed", ("pr.data.0.Current: SourceAddressError", "redirected to another scheme or host"),
+         updated=CHANGED, check=asked_once),
+    Case("data-redirected-to-link-local", data_redirected(lambda bls: "http://169.254.169.254/latest/meta-data/"),
+         "FAILED", "CopyFailed", ("pr.data.0.Current: SourceAddressError", "169.254.169.254"),
+         updated=CHANGED, check=asked_once),
+    Case("data-absurd-values", absurd_values, "SUCCEEDED", None, updated=frozenset({"pr.data.0.Current"}),
+         check=absurd_values_check),
+    Case("population-duplicate-year", population_fault(route=population_records(
+        ['{"Year": 2013, "Population": 316128839}', '{"Year": 2013, "Population": 316128840}'])), "FAILED",
+        "PopulationFormatError", ("lists the year 2013 twice", POPULATION_PATH, "left as it was"), updated=CHANGED),
+    Case("population-nan", population_fault(route=population_records(['{"Year": 2013, "Population": NaN}'])),
+         "FAILED", "PopulationFormatError", ("NaN is not a number JSON allows", "left as it was"), updated=CHANGED),
+    Case("population-thousands", population_fault(route=population_records(['{"Year": 2013, "Population": 316128}'])),
+         "FAILED", "PopulationFormatError", ("implausible year or population", "left as it was"), updated=CHANGED),
 ]
 
 

@@ -108,3 +108,23 @@ def test_bad_flags_are_refused_before_anything_runs(tmp_path, capsys):
     assert main(["--contact-email", "a@b.org", "--function-timeout", "0", "--state-dir", str(tmp_path / "s")]) == 2
     assert "--function-timeout must be more than 0" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_more_bad_input_is_refused_with_its_cause_and_nothing_changed(bls, tmp_path, capsys):
+    state = tmp_path / "s"
+    assert main(["--contact-email", "a@b.org\n", "--state-dir", str(state)]) == 2
+    assert "is not an e-mail address" in capsys.readouterr().err
+    assert main(["--contact-email", "a@b.org", "--input", "5", "--state-dir", str(state)]) == 2
+    assert "--input must be a JSON object" in capsys.readouterr().err
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    assert main(["--contact-email", "a@b.org", "--state-dir", str(a_file)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert a_file.read_text() == "not a directory"
+
+    state.mkdir()
+    (state / "objects.json").write_text('{"bls/pr/pr.class": {"etag": ')  # cut short
+    assert run(bls, state) == 2
+    err = capsys.readouterr().err
+    assert "objects.json is not a readable state index" in err and "left as it is" in err
+    assert (state / "objects.json").read_text() == '{"bls/pr/pr.class": {"etag": '

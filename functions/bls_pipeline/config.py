@@ -69,7 +69,7 @@ class Settings:
     def validate(self) -> "Settings":
         if not self.bucket:
             raise ConfigError("MIRROR_BUCKET is not set: the pipeline needs the name of the mirror bucket")
-        if not _EMAIL.match(self.contact_email or ""):
+        if not _EMAIL.fullmatch(self.contact_email or ""):  # fullmatch: "$" would let a trailing newline through
             raise ConfigError(
                 f"contact e-mail {self.contact_email!r} is not an e-mail address: BLS refuses requests whose "
                 "User-Agent carries no contact information (set CONTACT_EMAIL / the ContactEmail parameter)"
