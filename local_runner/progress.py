@@ -48,6 +48,8 @@ class Progress:
             f"ListSource    {r['listed']} files listed: {r['to_copy']} to copy ({human_bytes(r['to_copy_bytes'])}), "
             f"{r['unchanged']} unchanged, {r['to_delete']} to delete"
         )
+        for refused in r.get("refused_names", []):
+            self._print(f"ListSource    not mirrored: the listed name {refused}")
         if self.total_files:
             self._print(f"CopyFiles     copying {self.total_files} files")
 
@@ -153,4 +155,5 @@ class Progress:
             self._line_open = False
 
     def _print(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        """One line to the terminal; control characters from the source (a name, an error page) are escaped."""
+        print("".join(c if c.isprintable() else repr(c)[1:-1] for c in line), file=self.out, flush=True)

@@ -19,6 +19,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
+from urllib.parse import unquote
 
 
 def iis_stamp(moment: dt.datetime) -> str:
@@ -258,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == server.base_path:
             name = ""
         elif path.startswith(server.base_path):
-            name = path[len(server.base_path):]
+            name = unquote(path[len(server.base_path):])
         else:
             self.send_status(404, b"not found", send_body)
             return

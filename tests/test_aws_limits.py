@@ -25,19 +25,19 @@ DATA = b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\nPRS30006032     \t201
 LIMIT = 256 * 1024
 
 
-def lose_every_file(bls, count: int) -> None:
+def lose_every_file(bls, count: int, stem: str = "pr.lost") -> None:
     """`count` listed files that are gone when copied (404, final: not retried)."""
     bls.put("pr.data.0.Current", DATA)
     for index in range(count):
-        name = f"pr.lost.{index:05d}"
+        name = f"{stem}.{index:05d}"
         bls.put(name, b"x\r\n")
         bls.add_faults(name, status(404))
 
 
 def test_without_a_result_writer_many_failures_exceed_the_state_limit(bls, tmp_path) -> None:
     """The Map of main before this change: every failure record returns into the state, and a few hundred end the
-    execution in States.DataLimitExceeded, before PruneMirror and the reports (2,000 records of about 150 bytes are past 256 KiB)."""
-    lose_every_file(bls, 2000)
+    execution in States.DataLimitExceeded, before PruneMirror and the reports (700 records of about 450 bytes are past 256 KiB)."""
+    lose_every_file(bls, 700, stem="pr.lost." + "long-name-" * 20)  # records of about 450 bytes
     text = (PROJECT_ROOT / "statemachine" / "pipeline.asl.json").read_text()
     start = text.index('      "ResultWriter": {')
     end = text.index('      "ResultPath": "$.copy_results"')

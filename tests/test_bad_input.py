@@ -12,10 +12,11 @@ import tracemalloc
 
 import pytest
 
-from bls_pipeline.bls_listing import SourceFile
+from bls_pipeline.bls_listing import SourceFile, name_problem, parse_listing
 from bls_pipeline.config import ConfigError, Settings
 from bls_pipeline.copier import copy_file
 from bls_pipeline.population import PopulationFormatError, parse_population
+from bls_pipeline.reports import OVERLONG_LINE, bounded_lines, compute_reports
 from bls_pipeline.source_http import SourceAddressError, SourceClient, TransientSourceError, check_public_address
 from tests.conftest import mirror_contents
 
@@ -119,3 +120,61 @@ def test_a_listed_size_of_ten_terabytes_sizes_no_buffer(bls, moto_s3) -> None:
         tracemalloc.stop()
     assert peak < 20 * 1024 * 1024, f"{peak:,} bytes allocated for a 102-byte file"
     assert moto_s3.list_objects_v2(Bucket="mirror-bucket").get("KeyCount") == 0
+
+
+# -- names, rows and lines from the source ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "says"), [
+    (".", "relative path segment"), ("..", "relative path segment"), ("pr.\x07bell", "control characters"),
+    ("pr.nul\x00", "control characters"), ("p" * 256, "longer than 255 bytes"), ("é" * 128, "longer than 255 bytes"),
+])
+def test_names_that_cannot_be_mirror_files_are_named(name: str, says: str) -> None:
+    assert says in name_problem(name)
+    assert name_problem("pr.données") is None and name_problem("p" * 255) is None
+
+
+def test_unmirrorable_names_are_listed_as_refused_and_a_non_ascii_name_is_mirrored(bls, make_engine) -> None:
+    bls.put("pr.data.0.Current", b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\n")
+    bls.put("pr.données", b"accented\r\n")
+    bls.put("pr.\x07bell", b"bell\r\n")
+    bls.put("p" * 300, b"long\r\n")
+    engine = make_engine(bls.url)
+
+    result = engine.execute()
+
+    assert result.succeeded, result.cause
+    [listing] = [i.result for i in result.invocations if i.function == "ListSourceFunction"]
+    assert sorted(listing["refused_names"]) == sorted([f"'{'p' * 80}' is longer than 255 bytes",
+                                                       "'pr.\\\\x07bell' contains control characters"])
+    assert mirror_contents(engine.s3, engine.bucket) == {"pr.data.0.Current": bls.files["pr.data.0.Current"].body,
+                                                         "pr.données": b"accented\r\n"}
+    head = engine.s3.head_object(Bucket=engine.bucket, Key="bls/pr/pr.données")
+    assert head["Metadata"]["source-url"].endswith("/pr.donn%C3%A9es")
+
+
+def test_a_listing_row_too_long_to_be_one_is_skipped_and_the_rows_after_it_are_read() -> None:
+    row = ' 8/6/2026  8:30 AM          102 <A HREF="/pub/time.series/pr/pr.class">pr.class</A><br>'
+    crafted = ' 8/6/2026  8:30 AM          102 <A HREF="/pub/time.series/pr/x">' + "x" * 1_000_000 + "<br>"
+    files = parse_listing("<pre>" + crafted + row + "</pre>", "https://download.bls.gov/pub/time.series/pr/")
+    assert [f.name for f in files] == ["pr.class"]
+
+
+def test_an_overlong_data_line_is_one_bad_row_and_is_never_held_in_memory() -> None:
+    header = b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\n"
+    good = b"PRS30006032     \t2018\tQ01\t0.5\t\r\n"
+
+    def chunks():
+        yield header + good
+        for _ in range(160):  # a 10 MiB line, in 64 KiB chunks
+            yield b"9" * 65536
+        yield b"\r\n" + good
+
+    tracemalloc.start()
+    try:
+        lines = list(bounded_lines(chunks()))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert lines == [header, good, OVERLONG_LINE, good] and peak < 2 * 1024 * 1024
+    reports = compute_reports(iter(lines), [])
+    assert reports.bad_row_count == 1 and "longer than 65,536 bytes" in reports.bad_rows[0].reason

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from .config import Settings
 from .population import parse_population
-from .reports import AnalyticsInputError, Reports, compute_reports, to_csv
+from .reports import AnalyticsInputError, Reports, bounded_lines, compute_reports, to_csv
 
 _LINES_SHOWN = 10
 
@@ -20,7 +20,7 @@ def run_analytics(settings: Settings, s3: Any, run_id: str, log: Callable[..., N
     data_key = settings.mirror_prefix + settings.data_file
     population = parse_population(_read(s3, settings.bucket, settings.population_key).read())
     reports = compute_reports(
-        _read(s3, settings.bucket, data_key).iter_lines(keepends=True),
+        bounded_lines(_read(s3, settings.bucket, data_key).iter_chunks(1 << 20)),
         population,
         series_id=settings.report_series,
         period=settings.report_period,

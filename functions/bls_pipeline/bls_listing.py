@@ -36,11 +36,42 @@ class SourceFile:
         return cls(name=data["name"], url=data["url"], size=int(data["size"]), stamp=data["stamp"])
 
 
+# One row of a listing is far shorter than this; a longer piece is not a row (and is not searched, so that a crafted
+# page cannot make the parser's time grow with the square of its size).
+_MAX_ROW_CHARS = 4096
+_ROW_BREAK = re.compile(r"<br\s*/?>|\n", re.IGNORECASE)
+# What a mirror file name may be: a single path segment that S3 and the local state directory (Linux, macOS) can
+# hold: not "." or "..", no control characters, at most 255 bytes in UTF-8 (a file name's limit on both systems,
+# well inside S3's 1,024-byte keys).
+MAX_NAME_BYTES = 255
+
+
+def name_problem(name: str) -> str | None:
+    """Why a listed name cannot be a mirror file name, or None."""
+    if name in (".", ".."):
+        return "is a relative path segment"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name):
+        return "contains control characters"
+    if len(name.encode("utf-8", errors="surrogatepass")) > MAX_NAME_BYTES:
+        return f"is longer than {MAX_NAME_BYTES} bytes"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    return None
+
+
+def printable(text: str) -> str:
+    """Text as it may reach a terminal or a log: control characters escaped, nothing else changed."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 def parse_listing(page: str, base_url: str) -> list[SourceFile]:
     """File rows of the listing, in listing order; directories and links outside base_url are skipped."""
     base = urlsplit(base_url)
     files: dict[str, SourceFile] = {}
-    for match in _ROW.finditer(page):
+    rows = (_ROW.search(piece) for piece in _ROW_BREAK.split(page) if len(piece) <= _MAX_ROW_CHARS)
+    for match in filter(None, rows):
         size = match["size"]
         if not size.isdigit():
             continue

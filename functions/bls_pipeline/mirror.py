@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from urllib.parse import quote
+
 from botocore.exceptions import ClientError
 
 from .bls_listing import SourceFile
@@ -28,7 +30,9 @@ _CHANGED_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflic
 
 
 def object_metadata(file: SourceFile, size: int, sha256_hex: str) -> dict[str, str]:
-    return {META_STAMP: file.stamp, META_SIZE: str(size), META_SHA256: sha256_hex, META_URL: file.url}
+    """S3 user metadata is ASCII: a URL with other characters (a non-ASCII file name) is stored percent-encoded."""
+    return {META_STAMP: file.stamp, META_SIZE: str(size), META_SHA256: sha256_hex,
+            META_URL: quote(file.url, safe=":/?#[]@!$&'()*+,;=%~")}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import io
 import statistics
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Iterable
+from typing import Any, Iterable
 
 from .population import YearPopulation
 
@@ -77,7 +77,9 @@ def compute_reports(
             continue
         rows += 1
         problem = None
-        if len(fields) != width:
+        if line == OVERLONG_LINE:
+            problem = f"the line is longer than {MAX_LINE_BYTES:,} bytes"
+        elif len(fields) != width:
             problem = f"{len(fields)} columns, expected {width}"
         else:
             try:
@@ -119,6 +121,40 @@ def compute_reports(
         bad_row_count=bad_count,
         bad_rows=bad,
     )
+
+
+MAX_LINE_BYTES = 64 * 1024  # a BLS data row is under 100 bytes
+OVERLONG_LINE = b"\x00 line too long \x00\n"
+
+
+def bounded_lines(chunks: Any, limit: int = MAX_LINE_BYTES) -> Any:
+    """Lines (with their ends) from a stream of byte chunks, in time linear in the input (botocore's iter_lines
+    re-joins a long line with every chunk). A line longer than `limit` is not held in memory: it is given as
+    OVERLONG_LINE, which compute_reports counts as a bad row."""
+    pending: list[bytes] = []
+    held = 0
+    overlong = False
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            piece = chunk[start:end + 1]
+            if overlong or held + len(piece) > limit:
+                yield OVERLONG_LINE
+            else:
+                yield b"".join(pending) + piece
+            pending, held, overlong = [], 0, False
+            start = end + 1
+        rest = chunk[start:]
+        if rest and not overlong:
+            if held + len(rest) > limit:
+                pending, held, overlong = [], 0, True
+            else:
+                pending.append(rest)
+                held += len(rest)
+    if overlong:
+        yield OVERLONG_LINE
+    elif pending:
+        yield b"".join(pending)
 
 
 # BLS values are indexes, rates and levels: far from 10^15, and given to a few decimals. Anything beyond these is a

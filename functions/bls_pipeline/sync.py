@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .bls_listing import SourceFile, parse_listing, require_files
+from .bls_listing import SourceFile, name_problem, parse_listing, printable, require_files
 from .config import Settings
 from .copier import CopyResult, copy_file
 from .mirror import (
@@ -48,11 +48,14 @@ def source_client(
 def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str) -> dict:
     """Read the listing, compare it with the mirror, store the plan in S3; returns a summary with its location."""
     page = source.get_text(settings.source_url)
-    listing = require_files(parse_listing(page, settings.source_url), page, settings.source_url)
+    listed = require_files(parse_listing(page, settings.source_url), page, settings.source_url)
+    refused = {f.name: why for f in listed if (why := name_problem(f.name))}
+    listing = [f for f in listed if f.name not in refused]
     plan = plan_sync(listing, read_mirror(s3, settings.bucket, settings.mirror_prefix, listing))
     location = store_plan(s3, settings.bucket, settings.runs_prefix, run_id, plan)
     return {
         "listed": len(plan.listing),
+        "refused_names": [f"{printable(name)[:80]!r} {why}" for name, why in list(refused.items())[:_NAMES_SHOWN]],
         "to_copy": len(plan.to_copy),
         "unchanged": len(plan.unchanged),
         "to_delete": len(plan.to_delete),
