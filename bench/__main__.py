@@ -22,7 +22,7 @@ from .contenders import Rclone, RcloneRanged, rclone_version  # noqa: E402
 from .copy_memory import measure_copy_memory  # noqa: E402
 from .report import MiB, Results  # noqa: E402
 from .s3_endpoint import Destination, without_ca_bundle  # noqa: E402
-from .scenarios import profiles, run_many_files, run_sync_scenarios  # noqa: E402
+from .scenarios import run_many_files, run_sync_scenarios, sync_profiles  # noqa: E402
 from .source import LARGE_FILE, PR_SMALL_FILES, REAL_CURRENT, pr_data_file, population_json, start_source  # noqa: E402
 
 QUICK = {"repeat": 2, "large_mib": 16, "many_files": 1000, "copy_mib": 128, "analytics_repeat": 3,
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  {name} failed: {type(exc).__name__}: {str(exc)[:500]}")
 
     def sync() -> None:
-        for profile in profiles():
+        for profile in sync_profiles():
             if args.profiles and profile.name not in args.profiles:
                 continue
             results.sync += run_sync_scenarios(profile, source, destination, args.concurrency, args.timeout,

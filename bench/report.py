@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .analytics import AnalyticsResult
 from .copy_memory import CopyMemoryResult
 from .imports import ImportTime
-from .scenarios import SCENARIO_TITLES, SCENARIOS, ManyFilesResult, SyncRun, profiles
+from .scenarios import SCENARIO_TITLES, SCENARIOS, ManyFilesResult, SyncRun, sync_profiles
 
 MiB = 1024 * 1024
 MB = 1000 * 1000
@@ -106,7 +106,7 @@ def sync_table(runs: list[SyncRun], profile: str, reference_name: str) -> list[s
 
 def sync_sections(results: Results) -> list[str]:
     out: list[str] = []
-    for profile in profiles():
+    for profile in sync_profiles():
         if not any(r.profile == profile.name for r in results.sync):
             continue
         out += [f"### {profile.title}", "", *sync_table(results.sync, profile.name, profile.reference), ""]

@@ -33,7 +33,7 @@ class Profile:
     reference: str  # the contender the others are compared with
 
 
-def profiles() -> tuple[Profile, ...]:
+def sync_profiles() -> tuple[Profile, ...]:
     return (
         Profile("polite", "polite: at most 1 request per second to the source (BLS's terms), real `pr` file sizes",
                 (lambda *a: Pipeline(*a, requests_per_second=1.0), lambda *a: Rclone(*a, tpslimit=1.0), Naive),
