@@ -148,6 +148,8 @@ def test_unmirrorable_names_are_listed_as_refused_and_a_non_ascii_name_is_mirror
                                                        "'pr.\\\\x07bell' contains control characters"])
     assert mirror_contents(engine.s3, engine.bucket) == {"pr.data.0.Current": bls.files["pr.data.0.Current"].body,
                                                          "pr.données": b"accented\r\n"}
+    stored = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=listing["plan"]["refused_key"])["Body"].read())
+    assert stored == {"pr.\x07bell": "contains control characters", "p" * 300: "is longer than 255 bytes"}
     head = engine.s3.head_object(Bucket=engine.bucket, Key="bls/pr/pr.données")
     assert head["Metadata"]["source-url"].endswith("/pr.donn%C3%A9es")
 

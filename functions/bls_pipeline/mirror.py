@@ -112,6 +112,7 @@ class PlanLocation:
     delete_key: str | None = None  # JSON object name -> ETag of the objects to delete, as the plan saw them
     results_prefix: str | None = None  # where the Map's ResultWriter puts the copy results (beyond 256 KiB of state)
     mirrored_before: int | None = None  # objects in the mirror when the run listed it: the prune guard's base
+    refused_key: str | None = None  # JSON object listed name -> why it cannot be a mirror file name
 
     def to_dict(self) -> dict:
         found = {"bucket": self.bucket, "items_key": self.items_key, "listing_key": self.listing_key}
@@ -121,6 +122,8 @@ class PlanLocation:
             found["results_prefix"] = self.results_prefix
         if self.mirrored_before is not None:
             found["mirrored_before"] = self.mirrored_before
+        if self.refused_key:
+            found["refused_key"] = self.refused_key
         return found
 
 
@@ -137,10 +140,15 @@ def write_condition(item: dict) -> dict[str, str]:
     return {"IfMatch": item["mirror_etag"]} if item["mirror_etag"] else {"IfNoneMatch": "*"}
 
 
-def store_plan(s3: Any, bucket: str, runs_prefix: str, run_id: str, plan: SyncPlan) -> PlanLocation:
+def store_plan(
+    s3: Any, bucket: str, runs_prefix: str, run_id: str, plan: SyncPlan, refused: dict[str, str] | None = None,
+) -> PlanLocation:
+    """The run's plan under runs_prefix/run_id/: the Map's items, the listing, the planned deletions and the listed
+    names that cannot be mirrored (with why)."""
     base = f"{runs_prefix}{run_id}/"
     location = PlanLocation(bucket, base + "copy-items.json", base + "listing.json", base + "delete.json",
-                            base + "copy-results", len(plan.etags))
+                            base + "copy-results", len(plan.etags), base + "refused-names.json")
+    _put_json(s3, bucket, location.refused_key, refused or {})
     _put_json(s3, bucket, location.items_key, [copy_item(f, plan.etags.get(f.name)) for f in plan.to_copy])
     _put_json(s3, bucket, location.listing_key, [f.name for f in plan.listing])
     _put_json(s3, bucket, location.delete_key, {name: plan.etags[name] for name in plan.to_delete})

@@ -52,7 +52,7 @@ def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str) 
     refused = {f.name: why for f in listed if (why := name_problem(f.name))}
     listing = [f for f in listed if f.name not in refused]
     plan = plan_sync(listing, read_mirror(s3, settings.bucket, settings.mirror_prefix, listing))
-    location = store_plan(s3, settings.bucket, settings.runs_prefix, run_id, plan)
+    location = store_plan(s3, settings.bucket, settings.runs_prefix, run_id, plan, refused)
     return {
         "listed": len(plan.listing),
         "refused_names": [f"{printable(name)[:80]!r} {why}" for name, why in list(refused.items())[:_NAMES_SHOWN]],
