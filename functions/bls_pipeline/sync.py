@@ -31,10 +31,12 @@ _MESSAGE_SHOWN = 1000
 
 
 def source_client(
-    settings: Settings, s3: Any, run_id: str | None, deadline: Deadline | None = None, population: bool = False,
+    settings: Settings, s3: Any, run_id: str | None, remaining_seconds: float | None = None, population: bool = False,
 ) -> SourceClient:
     """The HTTP client for the source (or, with population=True, the population API), paced at that host's rate
-    together with every other function of every run (request_rate.py)."""
+    together with every other function of every run (request_rate.py); remaining_seconds: the step's time left,
+    which bounds every read."""
+    deadline = None if remaining_seconds is None else Deadline.before_timeout(remaining_seconds)
     url = settings.population_url if population else settings.source_url
     rate = settings.population_requests_per_second if population else settings.source_requests_per_second
     slots = RequestSlots(s3, settings.bucket, slot_key(settings.rate_prefix, url), rate, run_id)

@@ -5,7 +5,6 @@ from .. import aws
 from ..bls_listing import SourceFile
 from ..config import load_settings
 from ..mirror import write_condition
-from ..source_http import Deadline
 from ..sync import copy_one, source_client
 
 logger = Logger(service="bls-mirror")
@@ -17,8 +16,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     settings = load_settings().with_overrides(event.get("run") or {})
     file = SourceFile.from_dict(event["file"])
     s3 = aws.s3_client()
-    deadline = Deadline.before_timeout(context.get_remaining_time_in_millis() / 1000)
-    source = source_client(settings, s3, event.get("run_id"), deadline)
+    source = source_client(settings, s3, event.get("run_id"), context.get_remaining_time_in_millis() / 1000)
     result = copy_one(settings, s3, source, file, write_condition(event["file"])).to_dict()
     logger.info("copied file", extra={"copy": result})
     return result
