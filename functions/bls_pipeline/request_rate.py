@@ -55,7 +55,7 @@ class RequestSlots:
         self._clock, self._sleep = clock, sleep
 
     def take(self, deadline: Deadline | None = None) -> float:
-        """Block until this client may start one request; returns the seconds waited."""
+        """Block until this client may start one request; returns the start of the slot it reserved (epoch s)."""
         for _ in range(_RESERVE_ATTEMPTS):
             state, etag = self._read()
             blocked = state.get("blocked") or {}
@@ -72,10 +72,10 @@ class RequestSlots:
                     "with backoff)"
                 )
             if self._write({**state, "next_slot": slot + self.spacing}, etag):
-                waited = max(0.0, slot - self._clock())
-                if waited:
+                waited = slot - self._clock()
+                if waited > 0:
                     self._sleep(waited)
-                return waited
+                return slot
             self._sleep(random.uniform(0.005, 0.05))
         raise TransientSourceError(f"could not reserve a request slot in s3://{self.bucket}/{self.key} after "
                                    f"{_RESERVE_ATTEMPTS} tries (temporary; retried with backoff)")
