@@ -134,3 +134,45 @@ def test_a_recorded_block_stops_that_run_only(moto_s3) -> None:
     with pytest.raises(SourceBlocked, match="not asked again"):
         RequestSlots(moto_s3, "mirror-bucket", key, 100, run_id="run-1").take()
     RequestSlots(moto_s3, "mirror-bucket", key, 100, run_id="run-2").take()
+
+
+class _LateClock:
+    """A clock whose sleeps overshoot by `late` seconds, as a thread on a busy machine wakes late."""
+
+    def __init__(self, late: float) -> None:
+        self.now, self.late = 1000.0, late
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds + self.late
+
+
+def test_a_client_that_wakes_too_late_for_its_slot_does_not_use_it(moto_s3) -> None:
+    key = "pipeline/rate/example.org.json"
+    on_time = RequestSlots(moto_s3, "mirror-bucket", key, 1)
+    first = on_time.take()
+    clock = _LateClock(late=0.4)  # woken 0.4 s after a slot, a request would arrive 0.75 s before the next one's
+    late = RequestSlots(moto_s3, "mirror-bucket", key, 1, clock=clock, sleep=clock.sleep)
+    clock.now = first + 0.1
+
+    started = late.take()
+
+    assert late.missed >= 1
+    assert started == clock.now  # the slot it used starts when it sends, not 0.4 s before
+    assert started - first >= SLOT_STRETCH  # and the request before it is a full spacing away
+
+
+def test_a_missed_slot_nobody_reserved_after_is_taken_back_not_skipped(moto_s3) -> None:
+    key = "pipeline/rate/example.org.json"
+    clock = _LateClock(late=0.0)
+    slots = RequestSlots(moto_s3, "mirror-bucket", key, 1, clock=clock, sleep=clock.sleep)
+    slots.take()
+    clock.late = 0.5
+    before = clock.now
+
+    slots.take()  # its slot is 1.15 s away; it wakes 0.5 s late, then takes the slot back from the time it woke
+
+    assert slots.missed == 1
+    assert clock.now - before < 2 * SLOT_STRETCH  # not a whole spacing more for the slot nobody else wanted

@@ -6,7 +6,10 @@ share one small S3 object per host, `<rate prefix><host>.json`, holding the star
 slot. Before every request a client reserves a slot with a conditional write (If-Match on the object's ETag, or
 If-None-Match when it does not exist yet): two clients can never reserve the same slot, and a reservation that lost
 the race reads the object again. It then sleeps until its slot. Slots are 1.15 / rate seconds apart: the 15 %
-absorbs the jitter between a slot's start and the request's arrival at the source. Every request takes a slot:
+absorbs the jitter between a slot's start and the request's arrival at the source: r + 1 requests fit in one second
+only if one of them is 0.15 s later than its slot, whatever the rate r. A client that wakes more than a third of
+that after its slot (a busy machine, a paused thread, a slow reservation) has missed it: sent late, its request
+would arrive close to the next slot's, so it gives the slot up and reserves another. Every request takes a slot:
 the listing, each copy, each range, each retry and each repeat after a Retry-After, in this run or an overlapping
 one.
 
@@ -28,6 +31,7 @@ from botocore.exceptions import ClientError
 from .source_http import Deadline, SourceBlocked, TransientSourceError
 
 SLOT_STRETCH = 1.15
+LATE_LIMIT = (SLOT_STRETCH - 1) / 3  # seconds a client may wake after its slot and still use it
 _RESERVE_ATTEMPTS = 50
 _LOST_RACE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
 _ABSENT = frozenset({"NoSuchKey", "404", "AccessDenied", "403"})  # 403: a role without s3:ListBucket
@@ -51,11 +55,14 @@ class RequestSlots:
         self.s3, self.bucket, self.key = s3, bucket, key
         self.per_second = per_second
         self.spacing = SLOT_STRETCH / per_second
+        self.missed = 0
+        self._lead = 0.0  # how long the last reservation took: a free slot starts that far ahead
         self.run_id = run_id
         self._clock, self._sleep = clock, sleep
 
     def take(self, deadline: Deadline | None = None) -> float:
-        """Block until this client may start one request; returns the start of the slot it reserved (epoch s)."""
+        """Block until this client may start one request; returns the start of the slot it used (epoch s)."""
+        missed: tuple[str, float] | None = None  # (ETag written, slot) of a slot this client woke too late for
         for _ in range(_RESERVE_ATTEMPTS):
             state, etag = self._read()
             blocked = state.get("blocked") or {}
@@ -63,7 +70,10 @@ class RequestSlots:
                 raise SourceBlocked("not asked again: the source answered HTTP 403 to this run before (its first "
                                     "SourceBlocked says what to do)")
             now = self._clock()
-            slot = max(now, float(state.get("next_slot", 0.0)))
+            free_from = float(state.get("next_slot", 0.0))
+            if missed is not None and missed[0] == etag:
+                free_from = missed[1]  # nobody reserved after the missed slot: it is taken back, not skipped
+            slot = max(now + self._lead, free_from)
             remaining = deadline.remaining() if deadline is not None else None
             if remaining is not None and slot - now > remaining:
                 raise TransientSourceError(
@@ -71,12 +81,18 @@ class RequestSlots:
                     f"{self.per_second:g} request(s) per second, after this step's time limit (temporary; retried "
                     "with backoff)"
                 )
-            if self._write({**state, "next_slot": slot + self.spacing}, etag):
-                waited = slot - self._clock()
-                if waited > 0:
-                    self._sleep(waited)
+            written = self._write({**state, "next_slot": slot + self.spacing}, etag)
+            self._lead = min(self._clock() - now, LATE_LIMIT * 4)
+            if written is None:
+                self._sleep(random.uniform(0.005, 0.05))
+                continue
+            waited = slot - self._clock()
+            if waited > 0:
+                self._sleep(waited)
+            if self._clock() - slot <= LATE_LIMIT:
                 return slot
-            self._sleep(random.uniform(0.005, 0.05))
+            self.missed += 1
+            missed = (written, slot)
         raise TransientSourceError(f"could not reserve a request slot in s3://{self.bucket}/{self.key} after "
                                    f"{_RESERVE_ATTEMPTS} tries (temporary; retried with backoff)")
 
@@ -86,7 +102,7 @@ class RequestSlots:
             return
         for _ in range(_RESERVE_ATTEMPTS):
             state, etag = self._read()
-            if self._write({**state, "blocked": {"run": self.run_id, "message": message}}, etag):
+            if self._write({**state, "blocked": {"run": self.run_id, "message": message}}, etag) is not None:
                 return
             self._sleep(random.uniform(0.005, 0.05))
 
@@ -103,12 +119,13 @@ class RequestSlots:
             state = {}  # unreadable: rewritten by the next reservation
         return (state if isinstance(state, dict) else {}), answer["ETag"]
 
-    def _write(self, state: dict, etag: str | None) -> bool:
+    def _write(self, state: dict, etag: str | None) -> str | None:
+        """Replace the object if it is still the one read (`etag`, None: absent); the new ETag, or None if not."""
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(state).encode(),
-                               ContentType="application/json", **condition)
-            return True
+            answer = self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(state).encode(),
+                                        ContentType="application/json", **condition)
+            return answer["ETag"]
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in _LOST_RACE:
@@ -117,7 +134,7 @@ class RequestSlots:
                         f"s3://{self.bucket}/{self.key} exists but this function may not read it: its role needs "
                         "s3:GetObject and s3:PutObject on the request-rate prefix"
                     ) from exc
-                return False
+                return None
             raise RateTokenError(f"cannot reserve a request slot in s3://{self.bucket}/{self.key}: {code}: {exc}") from exc
 
     def _unreadable(self) -> bool:
