@@ -6,8 +6,13 @@ import argparse
 import json
 import logging
 import os
+import re
+import signal
 import sys
+import threading
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -97,8 +102,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     if not args.verbose:
-        logging.getLogger("moto").setLevel(logging.CRITICAL)
-        logging.getLogger("botocore").setLevel(logging.CRITICAL)
+        for name in ("moto", "botocore", "bls_pipeline"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
     from .engine import LocalEngine
     from .progress import Progress
@@ -119,40 +124,102 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     if args.population_url:
         parameters["PopulationUrl"] = args.population_url
     state = StateDir(args.state_dir)
-    progress = Progress(out)
-    extra_env = {} if args.verbose else {"POWERTOOLS_LOG_LEVEL": "WARNING"}
+    progress = Progress(out, retries=retried_errors(args.retry_attempts))
+    extra_env = {} if args.verbose else {"POWERTOOLS_LOG_LEVEL": "ERROR"}
+    run_id = f"local-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    mirror_dir = state.objects / args.mirror_prefix
     started = time.monotonic()
+    running = False
     try:
         engine = LocalEngine(parameters, observer=progress.on_invocation, extra_env=extra_env)
         if args.function_timeout:
             engine.function_timeouts = dict.fromkeys(engine.function_timeouts, args.function_timeout)
         with engine:
-            state.load_into(engine.s3, engine.bucket)
-            engine.purge_queues()  # restoring yesterday's files is not a new write
-            progress.start(args.source_url)
-            result = engine.execute(execution_input)
+            try:
+                state.load_into(engine.s3, engine.bucket)
+                engine.purge_queues()  # restoring yesterday's files is not a new write
+                written = _keys_written_by_the_functions(engine)
+                progress.start(args.source_url, run_id)
+                running = True
+                result = engine.execute(execution_input, name=run_id)
+            except KeyboardInterrupt:
+                if not running:
+                    progress.interrupted(time.monotonic() - started, 0, None)
+                    return 130
+                with _no_interrupts():  # the files copied so far are whole objects: keep them
+                    state.save_from(engine.s3, engine.bucket, written)
+                copied = sum(1 for c in engine.invocations if c.function == "CopyFileFunction" and not c.error_type)
+                progress.interrupted(time.monotonic() - started, copied, mirror_dir)
+                return 130
             if result.status != "FAILED" or _got_past_listing(result):
-                saved = state.save_from(engine.s3, engine.bucket)
-            else:
-                saved = None
-            reports = _latest_reports(engine)
+                with _no_interrupts():
+                    state.save_from(engine.s3, engine.bucket, written)
+            reports, vintage = _reports_of_run(engine, run_id)
+            if progress.queue_handled:
+                progress.queue_outcome(None if reports else _why_no_reports(args, engine))
     except ValueError as exc:  # bad parameters reach here before anything runs
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    progress.finish(result, time.monotonic() - started, state.objects / args.mirror_prefix, saved)
-    progress.show_reports(reports, f"{state.objects / 'reports' / 'latest'}/")
+    progress.finish(result, time.monotonic() - started, mirror_dir)
+    if result.succeeded:
+        if reports:
+            progress.show_reports(reports, vintage, f"{state.objects / 'reports' / run_id}/")
+        elif (state.objects / "reports" / "latest").is_dir():
+            progress.show_unchanged_reports(f"{state.objects / 'reports' / 'latest'}/")
     if not result.succeeded:
         print(f"error: {_one_line_error(result)}", file=sys.stderr)
         return 1
     queue_failures = [
         c for c in result.invocations
-        if c.function == "AnalyticsFunction" and "Records" in c.event and (c.result or {}).get("batchItemFailures")
+        if c.function == "AnalyticsFunction" and "Records" in c.event
+        and (c.error_type or (c.result or {}).get("batchItemFailures"))
     ]
     if queue_failures:
         print("error: the analytics function failed on the population queue message; rerun with --verbose "
               "to see its log", file=sys.stderr)
         return 1
     return 0
+
+
+def _keys_written_by_the_functions(engine) -> set[str]:
+    """The keys the functions write from now on (filled as they write): the same bytes may carry new metadata."""
+    written: set[str] = set()
+    for operation in ("PutObject", "CopyObject", "CompleteMultipartUpload"):
+        engine.on_s3(f"before-parameter-build.s3.{operation}", lambda params, **_: written.add(params["Key"]))
+    return written
+
+
+def retried_errors(attempts: int) -> dict[str, int]:
+    """Error name -> retries, as statemachine/pipeline.asl.json's Retry fields give them for the task states."""
+    lambda_errors = ("Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                     "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException")
+    return {"TransientSourceError": attempts, **dict.fromkeys(lambda_errors, attempts), "Sandbox.Timedout": 1}
+
+
+@contextmanager
+def _no_interrupts():
+    """Ctrl-C waits until the state directory is consistent again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _settings_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The functions' environment for these flags, as the template gives it to them."""
+    return {
+        "MIRROR_BUCKET": "local",
+        "CONTACT_EMAIL": args.contact_email,
+        "SOURCE_URL": args.source_url,
+        "MIRROR_PREFIX": args.mirror_prefix,
+        "SOURCE_REQUESTS_PER_SECOND": str(args.source_requests_per_second),
+        "POPULATION_REQUESTS_PER_SECOND": str(args.population_requests_per_second),
+        **({"POPULATION_URL": args.population_url} if args.population_url else {}),
+    }
 
 
 def _check_settings(args: argparse.Namespace) -> str | None:
@@ -164,19 +231,9 @@ def _check_settings(args: argparse.Namespace) -> str | None:
     from bls_pipeline.config import ConfigError, load_settings
 
     try:
-        load_settings(
-            {
-                "MIRROR_BUCKET": "local",
-                "CONTACT_EMAIL": args.contact_email,
-                "SOURCE_URL": args.source_url,
-                "MIRROR_PREFIX": args.mirror_prefix,
-                "SOURCE_REQUESTS_PER_SECOND": str(args.source_requests_per_second),
-                "POPULATION_REQUESTS_PER_SECOND": str(args.population_requests_per_second),
-                **({"POPULATION_URL": args.population_url} if args.population_url else {}),
-            }
-        )
+        load_settings(_settings_environment(args))
     except ConfigError as exc:
-        return str(exc)
+        return _in_flag_terms(str(exc))
     if args.concurrency < 1:
         return "--concurrency must be at least 1"
     if args.function_timeout is not None and not 0 < args.function_timeout <= 900:
@@ -184,14 +241,40 @@ def _check_settings(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _latest_reports(engine) -> dict[str, list[dict]]:
-    found = {}
-    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix="reports/latest/").get("Contents", [])
+FLAG_OF_SETTING = {
+    "CONTACT_EMAIL": "--contact-email", "SOURCE_URL": "--source-url", "MIRROR_PREFIX": "--mirror-prefix",
+    "SOURCE_REQUESTS_PER_SECOND": "--source-requests-per-second", "POPULATION_URL": "--population-url",
+    "POPULATION_REQUESTS_PER_SECOND": "--population-requests-per-second",
+}
+
+
+def _in_flag_terms(message: str) -> str:
+    """The pipeline's message names its environment variable and template parameter; a runner user has a flag."""
+    return re.sub(r"set ([A-Z_]+) / the \w+ parameter", lambda m: f"pass {FLAG_OF_SETTING.get(m[1], m[1])}", message)
+
+
+def _why_no_reports(args: argparse.Namespace, engine) -> str | None:
+    """Why the analytics function made no reports, by its own rule, for the S3 -> SQS path that cannot say."""
+    from bls_pipeline.analytics import why_no_new_reports
+    from bls_pipeline.config import load_settings
+
+    settings = load_settings(_settings_environment(args) | {"MIRROR_BUCKET": engine.bucket})
+    return (why_no_new_reports(settings, engine.s3)[1] or {}).get("skipped")
+
+
+def _reports_of_run(engine, run_id: str) -> tuple[dict[str, list[dict]], dict]:
+    """The reports this run wrote (reports/<run id>/), and which inputs they came from; ({}, {}) if none."""
+    found, vintage = {}, {}
+    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=f"reports/{run_id}/").get("Contents", [])
     for obj in listed:
         if obj["Key"].endswith(".json"):
             name = obj["Key"].rsplit("/", 1)[1][: -len(".json")]
-            found[name] = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=obj["Key"])["Body"].read())
-    return found
+            document = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=obj["Key"])["Body"].read())
+            if name == "inputs":
+                vintage = document
+            else:
+                found[name] = document
+    return found, vintage
 
 
 def _got_past_listing(result) -> bool:

@@ -1,7 +1,9 @@
 """Persist the local engine's S3 bucket in a directory between runs.
 
 Layout: <state>/s3/<key> holds each object's bytes (the mirror is at <state>/s3/bls/pr/...), and
-<state>/objects.json holds each key's metadata, content type and ETag. Only keys whose ETag changed are written.
+<state>/objects.json holds each key's metadata, content type and ETag. Only objects written during the run are
+saved again: a new ETag, or a key the functions wrote (the same bytes with new metadata: BLS re-dates files it did
+not change, and the mirror then records the new source stamp). Files get the permissions the umask gives, as any other file the user writes.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 INDEX = "objects.json"
 OBJECTS = "s3"
@@ -56,15 +58,18 @@ class StateDir:
             )
         return len(index)
 
-    def save_from(self, s3: Any, bucket: str) -> dict[str, int]:
-        """Make the directory hold what the bucket holds; returns counts of written and removed files."""
+    def save_from(self, s3: Any, bucket: str, written_keys: Collection[str] = ()) -> dict[str, int]:
+        """Make the directory hold what the bucket holds; returns counts of written and removed files.
+
+        written_keys: keys written since load_into, whose metadata may have changed with the same ETag."""
         old = self.read_index()
         new: dict[str, dict] = {}
         written = 0
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for obj in page.get("Contents", []):
                 key, etag = obj["Key"], obj["ETag"]
-                if key in old and old[key].get("etag") == etag and self._path(key).is_file():
+                same = key in old and old[key].get("etag") == etag and key not in written_keys
+                if same and self._path(key).is_file():
                     new[key] = old[key]
                     continue
                 got = s3.get_object(Bucket=bucket, Key=key)
@@ -88,10 +93,17 @@ class StateDir:
         return path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets; these are ordinary files
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from local_runner.cli import main
@@ -20,7 +24,8 @@ FILES = {
 def run(bls, state: Path, *extra: str) -> int:
     return main(["--contact-email", "ops@example.com", "--source-url", bls.url, "--state-dir", str(state),
                  "--population-url", bls.root + POPULATION_PATH,
-                 "--retry-interval", "1", "--retry-attempts", "1", "--allow-private-source", *extra])
+                 "--retry-interval", "1", "--retry-attempts", "1", "--allow-private-source",
+                 "--source-requests-per-second", "50", "--population-requests-per-second", "50", *extra])
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -37,7 +42,8 @@ def test_runs_are_incremental_and_the_mirror_is_on_disk(bls, tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in (state / "s3" / "bls" / "pr").iterdir()} == FILES
     assert "3 files listed: 3 to copy" in first
     assert "SUCCEEDED" in first and "copied 3" in first
-    assert "Analytics     (SQS message) reports written" in first
+    assert first.startswith("Run local-")
+    assert "Analytics       (SQS message) reports written" in first
     assert "  2018       1.9  327,167,439" in first and "  2020      -6.1  \n" in first
     assert (state / "s3" / "reports" / "latest" / "series_population.csv").read_text().splitlines() == [
         "series_id,year,period,value,Population", "PRS30006032,2018,Q01,1.9,327167439", "PRS30006032,2020,Q01,-6.1,",
@@ -48,8 +54,10 @@ def test_runs_are_incremental_and_the_mirror_is_on_disk(bls, tmp_path, capsys):
     second = capsys.readouterr().out
     assert [r.path for r in bls.requests_for()] == [bls.base_path]
     assert "copied 0 (0 B), unchanged 3, deleted 0, failed 0" in second
-    assert "Analytics     (state machine) reports written" in second
+    assert "Analytics       (state machine) no new reports: neither input changed since the reports of run local-" in second
     assert "SQS message" not in second, "restoring the state directory must not look like a new population file"
+    assert "Reports unchanged: " in second and "US population" not in second
+    assert len(list((state / "s3" / "reports").iterdir())) == 2, "one run's folder and latest/: no folder for a no-op"
 
     bls.put("pr.class", b"changed\r\n", dt.datetime(2026, 9, 1, 8, 30))
     bls.put("pr.footnote", b"new\r\n")
@@ -128,3 +136,146 @@ def test_more_bad_input_is_refused_with_its_cause_and_nothing_changed(bls, tmp_p
     err = capsys.readouterr().err
     assert "objects.json is not a readable state index" in err and "left as it is" in err
     assert (state / "objects.json").read_text() == '{"bls/pr/pr.class": {"etag": '
+
+
+def test_a_file_bls_re_dates_without_changing_it_is_downloaded_once_not_on_every_later_run(bls, tmp_path, capsys):
+    for name, body in FILES.items():
+        bls.put(name, body)
+    state = tmp_path / "state"
+    assert run(bls, state) == 0
+    bls.put("pr.class", FILES["pr.class"], dt.datetime(2026, 9, 3, 8, 30))  # a release: new date, same bytes
+    assert run(bls, state) == 0
+    assert "1 to copy" in capsys.readouterr().out
+
+    bls.reset_log()
+    assert run(bls, state) == 0
+
+    out = capsys.readouterr().out
+    assert "0 to copy" in out and "copied 0 (0 B), unchanged 3" in out
+    assert [r.path for r in bls.requests_for()] == [bls.base_path]
+
+
+CE_FILES = {"ce.series": b"series_id\tsupersector_code\r\n", "ce.data.0.AllCESSeries": b"series_id\tyear\r\n"}
+
+
+def test_another_survey_is_mirrored_and_the_pr_reports_say_in_one_line_why_they_are_not_made(bls, tmp_path, capsys):
+    for name, body in CE_FILES.items():
+        bls.put(name, body)
+    for state in (tmp_path / "fresh", tmp_path / "with-pr"):
+        if state.name == "with-pr":
+            for name, body in FILES.items():
+                bls.put(name, body)
+            assert run(bls, state) == 0
+            for name in FILES:
+                bls.remove(name)
+            capsys.readouterr()
+
+        code = run(bls, state, "--mirror-prefix", "bls/ce/")
+
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert captured.err == ""
+        assert "Traceback" not in captured.out and "US population" not in captured.out
+        skipped = [line for line in captured.out.splitlines() if line.startswith("Analytics")]
+        assert len(skipped) == 1 and "no new reports: no s3://" in skipped[0] and "bls/ce/pr.data.0.Current" in skipped[0]
+        assert {p.name: p.read_bytes() for p in (state / "s3" / "bls" / "ce").iterdir()} == CE_FILES
+
+
+def test_analytics_failing_on_the_queue_path_is_a_non_zero_exit(bls, tmp_path, capsys):
+    bls.put("pr.data.0.Current", b"not\ta BLS data file\r\n")
+
+    code = run(bls, tmp_path / "state")
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "Analytics       (SQS message) failed: AnalyticsInputError: the data file's header" in captured.out
+    assert "Traceback" not in captured.out
+    assert captured.err.startswith("error: the analytics function failed on the population queue message")
+
+
+def test_a_failed_run_shows_what_it_copied_and_no_earlier_reports(bls, tmp_path, capsys):
+    files = {f"pr.file.{i}": f"file {i}\r\n".encode() for i in range(4)}
+    for name, body in {**FILES, **files}.items():
+        bls.put(name, body)
+    state = tmp_path / "state"
+    assert run(bls, state) == 0
+    for name in [*FILES, "pr.file.0", "pr.file.1"]:
+        bls.remove(name)  # 5 of the 7 mirrored files gone: more than the prune guard's 50 %
+    bls.put("pr.file.9", b"new\r\n")
+    capsys.readouterr()
+
+    code = run(bls, state)
+
+    captured = capsys.readouterr()
+    assert code == 1 and "PruneGuardError" in captured.err
+    assert "FAILED after" in captured.out and "copied 1 (5 B) before it failed; nothing was deleted" in captured.out
+    assert "nothing was changed" not in captured.out
+    assert "US population" not in captured.out and "Reports" not in captured.out
+    assert (state / "s3" / "bls" / "pr" / "pr.file.9").read_bytes() == b"new\r\n"
+
+
+def test_retries_are_short_lines_that_say_retrying_and_bad_rows_are_one_summary_line(bls, tmp_path, capsys):
+    from tests.bls_server import status
+
+    data = FILES["pr.data.0.Current"] + b"PRS30006032     \t20x8\tQ01\t1.0\t\r\n"
+    for name, body in {**FILES, "pr.data.0.Current": data}.items():
+        bls.put(name, body)
+    bls.add_faults("pr.class", status(503), status(503))
+
+    assert run(bls, tmp_path / "state", "--retry-attempts", "2") == 0
+
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "pr.class" in line]
+    assert lines[0].startswith("CopyFiles       pr.class: attempt 1 of 3 failed (TransientSourceError: ")
+    assert lines[0].endswith("; retrying") and len(lines[0]) < 180
+    assert lines[1] == "CopyFiles       pr.class: attempt 2 of 3 failed (the same error); retrying"
+    assert "Skipped 1 bad row of the data file (lines 4)" in out
+    assert '"level"' not in out and "{" not in out
+
+
+def test_the_contact_email_error_names_the_flag(tmp_path, capsys):
+    assert main(["--contact-email", "nobody", "--state-dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "--contact-email" in err and "CONTACT_EMAIL" not in err
+
+
+def test_state_files_get_the_permissions_the_umask_gives(bls, tmp_path):
+    for name, body in FILES.items():
+        bls.put(name, body)
+    previous = os.umask(0o022)
+    try:
+        assert run(bls, tmp_path / "state") == 0
+    finally:
+        os.umask(previous)
+    modes = {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "state").rglob("*") if p.is_file()}
+    assert modes == {"0o644"}
+
+
+def test_ctrl_c_keeps_the_files_already_copied_without_a_traceback(bls, tmp_path):
+    files = {f"pr.file.{i:02d}": f"file {i}\r\n".encode() for i in range(12)}
+    for name, body in {**FILES, **files}.items():
+        bls.put(name, body)
+    state = tmp_path / "state"
+    project = Path(__file__).resolve().parents[1]
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "local_runner", "--contact-email", "ops@example.com", "--source-url", bls.url,
+         "--state-dir", str(state), "--population-url", bls.root + POPULATION_PATH, "--allow-private-source",
+         "--source-requests-per-second", "4", "--concurrency", "1"],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        for line in runner.stdout:
+            if line.startswith("CopyFiles") and "3/15 files" in line:
+                runner.send_signal(signal.SIGINT)
+                break
+        out, err = runner.communicate(timeout=60)
+    finally:
+        runner.kill()
+    assert runner.returncode == 130, err
+    assert "Traceback" not in err
+    assert "Interrupted after" in out and "copied so far are kept" in out
+    kept = {p.name for p in (state / "s3" / "bls" / "pr").iterdir()}
+    assert len(kept) >= 3
+
+    assert run(bls, state) == 0
+    assert {p.name for p in (state / "s3" / "bls" / "pr").iterdir()} == {*FILES, *files}

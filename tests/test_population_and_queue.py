@@ -45,21 +45,38 @@ def test_a_new_population_file_produces_the_reports_once_through_the_queue(engin
     assert latest(engine, "best_year_by_series") == [{"series_id": "PRS30006032", "year": 2013, "value": 4}]
 
 
-def test_an_unchanged_population_is_not_rewritten_and_the_state_machine_reports_itself(engine, bls):
-    assert engine.execute().succeeded
+def report_keys(engine, run_folder: str) -> set[str]:
+    return {o["Key"] for o in engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=f"reports/{run_folder}/").get("Contents", [])}
+
+
+def test_an_unchanged_population_is_not_rewritten_and_reports_are_made_only_when_an_input_changed(engine, bls):
+    first = engine.execute()
+    assert first.succeeded, first.cause
+    first_run = first.arn.rsplit(":", 1)[1]
+    assert report_keys(engine, first_run), "the queue path names the reports after the run that wrote the population"
     versions = len(engine.s3.list_object_versions(Bucket=engine.bucket, Prefix="datausa/")["Versions"])
 
-    result = engine.execute()
+    unchanged = engine.execute()
 
-    assert result.output["population"]["changed"] is False
+    assert unchanged.output["population"]["changed"] is False
     assert len(engine.s3.list_object_versions(Bucket=engine.bucket, Prefix="datausa/")["Versions"]) == versions
-    analytics = [c for c in result.invocations if c.function == "AnalyticsFunction"]
+    analytics = [c for c in unchanged.invocations if c.function == "AnalyticsFunction"]
     assert len(analytics) == 1 and "Records" not in analytics[0].event
-    run_folder = result.arn.rsplit(":", 1)[1]
-    assert result.output["reports"]["reports"]["population_stats"].endswith(f"reports/{run_folder}/population_stats.json")
-    keys = {o["Key"] for o in engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=f"reports/{run_folder}/")["Contents"]}
+    assert unchanged.output["reports"]["skipped"] == f"neither input changed since the reports of run {first_run}"
+    assert report_keys(engine, unchanged.arn.rsplit(":", 1)[1]) == set(), "a no-op run makes no report folder"
+
+    bls.put("pr.data.0.Current", DATA + b"PRS30006032      \t2013\tQ03\t         9.5\t\r\n")
+    revised = engine.execute()
+
+    run_folder = revised.arn.rsplit(":", 1)[1]
+    assert revised.output["reports"]["reports"]["population_stats"].endswith(f"reports/{run_folder}/population_stats.json")
     assert {f"reports/{run_folder}/{n}.{ext}" for n in ("population_stats", "best_year_by_series", "series_population")
-            for ext in ("json", "csv")} == keys
+            for ext in ("json", "csv")} | {f"reports/{run_folder}/inputs.json"} == report_keys(engine, run_folder)
+    assert latest(engine, "best_year_by_series") == [{"series_id": "PRS30006032", "year": 2013, "value": 13.5}]
+    vintage = latest(engine, "inputs")
+    assert vintage["run_id"] == run_folder
+    assert vintage["inputs"]["data"]["source_stamp"] == engine.s3.head_object(
+        Bucket=engine.bucket, Key="bls/pr/pr.data.0.Current")["Metadata"]["source-stamp"]
 
 
 def test_a_502_is_retried_and_then_the_population_arrives(engine, bls):
@@ -80,8 +97,9 @@ def test_an_s3_put_of_the_population_file_reaches_the_analytics_function_through
 
 
 def test_a_failing_queue_message_is_reported_as_a_batch_item_failure_and_stays_queued(engine, bls):
-    engine.s3.put_object(Bucket=engine.bucket, Key="datausa/population.json", Body=population_json())
-    engine.drain_queues()  # no data file in the mirror yet: analytics fails for this message
+    engine.s3.put_object(Bucket=engine.bucket, Key="bls/pr/pr.data.0.Current", Body=DATA)
+    engine.s3.put_object(Bucket=engine.bucket, Key="datausa/population.json", Body=b'{"data": "not a list"}')
+    engine.drain_queues()  # a population file analytics cannot read: this message fails
 
     calls = [c for c in engine.invocations if c.function == "AnalyticsFunction"]
     assert len(calls) == 1 and len(calls[0].result["batchItemFailures"]) == 1

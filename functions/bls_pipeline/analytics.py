@@ -6,18 +6,29 @@ import json
 from typing import Any, Callable
 
 from .config import Settings
-from .population import parse_population
+from .mirror import META_SHA256, META_STAMP
+from .population import META_RUN_ID, parse_population
 from .reports import AnalyticsInputError, Reports, bounded_lines, compute_reports, to_csv
 
 _LINES_SHOWN = 10
 
 
-def run_analytics(settings: Settings, s3: Any, run_id: str, log: Callable[..., None]) -> dict:
+INPUTS_FILE = "inputs.json"  # beside the reports: which versions of the two inputs they were computed from
+
+
+def run_analytics(settings: Settings, s3: Any, run_id: str | None, log: Callable[..., None]) -> dict:
     """Compute the three reports, write JSON and CSV under reports/<run_id>/ and reports/latest/, log each one.
 
+    Nothing is computed when an input is missing (another survey's directory has no `settings.data_file`) or when
+    neither input changed since the reports in reports/latest/: the answer then says why, in "skipped".
+    run_id None: the run that wrote the population file (its metadata), as on the S3 -> SQS path.
     log(message, fields, level="info"). Bad data rows are skipped, counted and logged as a warning.
     """
     data_key = settings.mirror_prefix + settings.data_file
+    inputs, skipped = why_no_new_reports(settings, s3)
+    if skipped is not None:
+        return skipped
+    run_id = run_id or inputs["population"]["run_id"] or f"population-{inputs['population']['etag'][:12]}"
     population = parse_population(_read(s3, settings.bucket, settings.population_key).read())
     reports = compute_reports(
         bounded_lines(_read(s3, settings.bucket, data_key).iter_chunks(1 << 20)),
@@ -34,7 +45,12 @@ def run_analytics(settings: Settings, s3: Any, run_id: str, log: Callable[..., N
     for name, rows in reports.tables().items():
         log(f"report {name}", {"report": name, "rows": rows})
         locations[name] = _store(s3, settings, run_id, name, rows)
+    vintage = json.dumps({"run_id": run_id, "inputs": inputs, "bad_rows": reports.bad_row_count,
+                          "bad_row_lines": [b.line for b in reports.bad_rows[:_LINES_SHOWN]]}, indent=1).encode()
+    for folder in (f"{settings.reports_prefix}{run_id}/", f"{settings.reports_prefix}latest/"):  # latest's last: a half-written latest is redone
+        s3.put_object(Bucket=settings.bucket, Key=folder + INPUTS_FILE, Body=vintage, ContentType="application/json")
     return {
+        "reports_run": run_id,
         "reports": locations,
         "rows_read": reports.rows_read,
         "bad_rows": reports.bad_row_count,
@@ -44,6 +60,42 @@ def run_analytics(settings: Settings, s3: Any, run_id: str, log: Callable[..., N
     }
 
 
+def why_no_new_reports(settings: Settings, s3: Any) -> tuple[dict, dict | None]:
+    """The versions of the two inputs, and {"skipped": why, ...} when no new reports are to be made (else None)."""
+    inputs = {"data": _version(s3, settings.bucket, settings.mirror_prefix + settings.data_file),
+              "population": _version(s3, settings.bucket, settings.population_key)}
+    missing = [f"s3://{settings.bucket}/{v['key']}" for v in inputs.values() if v["etag"] is None]
+    if missing:
+        return inputs, {"skipped": f"no {' and no '.join(missing)}: the reports are computed from "
+                                   f"{settings.data_file} and the population file"}
+    latest = f"{settings.reports_prefix}latest/"
+    previous = _read_json(s3, settings.bucket, latest + INPUTS_FILE) or {}
+    if _same_versions(previous.get("inputs"), inputs):
+        return inputs, {"skipped": f"neither input changed since the reports of run {previous.get('run_id')}",
+                        "reports_run": previous.get("run_id"), "latest": f"s3://{settings.bucket}/{latest}"}
+    return inputs, None
+
+
+def _version(s3: Any, bucket: str, key: str) -> dict:
+    """Which version of s3://bucket/key is there now (etag None: none); HEAD only, nothing is downloaded."""
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return {"key": key, "etag": None}
+        raise
+    metadata = head.get("Metadata", {})
+    return {"key": key, "etag": head["ETag"], "source_stamp": metadata.get(META_STAMP),
+            "sha256": metadata.get(META_SHA256), "run_id": metadata.get(META_RUN_ID)}
+
+
+def _same_versions(previous: Any, current: dict) -> bool:
+    if not isinstance(previous, dict):
+        return False
+    return all(isinstance(previous.get(name), dict) and previous[name].get("key") == version["key"]
+               and previous[name].get("etag") == version["etag"] for name, version in current.items())
+
+
 def _store(s3: Any, settings: Settings, run_id: str, name: str, rows: list[dict]) -> str:
     body_json = json.dumps(rows, indent=1).encode()
     body_csv = to_csv(rows).encode()
@@ -51,6 +103,17 @@ def _store(s3: Any, settings: Settings, run_id: str, name: str, rows: list[dict]
         s3.put_object(Bucket=settings.bucket, Key=f"{folder}{name}.json", Body=body_json, ContentType="application/json")
         s3.put_object(Bucket=settings.bucket, Key=f"{folder}{name}.csv", Body=body_csv, ContentType="text/csv")
     return f"s3://{settings.bucket}/{settings.reports_prefix}{run_id}/{name}.json"
+
+
+def _read_json(s3: Any, bucket: str, key: str) -> Any:
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    except ValueError:
+        return None  # unreadable: the reports are computed again
 
 
 def _read(s3: Any, bucket: str, key: str) -> Any:

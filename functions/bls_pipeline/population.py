@@ -89,8 +89,11 @@ def _year_and_population(record: Any, index: int) -> tuple[int, int]:
     return year_int, int(population)
 
 
-def fetch_and_store(s3: Any, source: SourceClient, url: str, bucket: str, key: str) -> dict:
-    """Fetch, validate, and write the raw JSON unless the stored copy has the same bytes.
+META_RUN_ID = "run-id"  # the execution that wrote the file: the S3 -> SQS reports are named after it
+
+
+def fetch_and_store(s3: Any, source: SourceClient, url: str, bucket: str, key: str, run_id: str | None = None) -> dict:
+    """Fetch, validate, and write the raw JSON unless the stored copy has the same bytes (metadata: the run's id).
 
     Nothing is written before the answer has been validated, so a bad answer leaves the previous file in place.
     """
@@ -104,7 +107,7 @@ def fetch_and_store(s3: Any, source: SourceClient, url: str, bucket: str, key: s
     if changed:
         s3.put_object(
             Bucket=bucket, Key=key, Body=raw, ContentType="application/json",
-            Metadata={"sha256": digest, "source-url": url[:1024]},
+            Metadata={"sha256": digest, "source-url": url[:1024], **({META_RUN_ID: run_id} if run_id else {})},
         )
     return {
         "key": key,

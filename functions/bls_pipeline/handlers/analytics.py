@@ -40,7 +40,6 @@ def _from_queue(record: SQSRecord) -> dict | None:
         if key != settings.population_key:
             logger.info("ignored notification", extra={"key": key})
             continue
-        run_id = "queue-" + record.message_id
-        summary = run_analytics(settings, aws.s3_client(), run_id, _log)
+        summary = run_analytics(settings, aws.s3_client(), None, _log)  # named after the run that wrote the file
         logger.info("reports from queue", extra={"summary": summary})
     return summary

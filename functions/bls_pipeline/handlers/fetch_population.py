@@ -16,6 +16,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     s3 = aws.s3_client()
     remaining = context.get_remaining_time_in_millis() / 1000
     source = source_client(settings, s3, event.get("run_id"), remaining, population=True)
-    result = fetch_and_store(s3, source, settings.population_url, settings.bucket, settings.population_key)
+    result = fetch_and_store(s3, source, settings.population_url, settings.bucket, settings.population_key,
+                             event.get("run_id"))
     logger.info("fetched population", extra={"population": result})
     return result
