@@ -12,7 +12,7 @@ import pytest
 from bls_pipeline.bls_listing import SourceFile
 from botocore.exceptions import ClientError
 
-from bls_pipeline import copier
+from bls_pipeline import copier, s3_limits
 from bls_pipeline.copier import copy_file
 from bls_pipeline.mirror import MirrorWriteError, write_condition
 from bls_pipeline.source_http import SourceClient, TransientSourceError
@@ -226,7 +226,7 @@ def test_s3_refusing_the_write_names_the_object_and_the_error(moto_s3, bls):
 @pytest.fixture
 def copy_object_limit_of_6_mib(monkeypatch):
     """S3 copies at most 5 GiB per CopyObject; a smaller limit puts the multipart copy within a test's reach."""
-    monkeypatch.setattr(copier, "COPY_OBJECT_LIMIT", 6 * MiB)
+    monkeypatch.setattr(s3_limits, "MAX_SINGLE_WRITE_SIZE", 6 * MiB)
     monkeypatch.setattr(copier, "COPY_PART_SIZE", 5 * MiB)
 
 

@@ -24,6 +24,7 @@ from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
+from . import s3_limits
 from .bls_listing import SourceFile
 from .mirror import MirrorWriteError, object_metadata
 from .source_http import SourceBody, SourceClient, TransientSourceError
@@ -33,9 +34,7 @@ logger = logging.getLogger(__name__)
 # S3 answers these to a conditional write when the object changed since the run listed the mirror (412), another
 # conditional write to it is in flight (409), or the object the plan saw is gone (404 on If-Match).
 _CHANGED_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
-_MAX_PARTS = 10_000  # S3's limit per multipart upload
-COPY_OBJECT_LIMIT = 5 * 1024**3  # the largest object one CopyObject may copy
-COPY_PART_SIZE = 512 * 1024**2  # parts of a multipart copy, for objects over that limit
+COPY_PART_SIZE = 512 * 1024**2  # parts of a multipart copy, for objects over what one CopyObject may copy
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ def copy_file(
     the source serves ranges (and range_streams > 1); otherwise, and for smaller files, as one stream.
     """
     target = _Target(bucket, key, f"{staging_prefix}{uuid.uuid4().hex}/{file.name}", condition or {})
-    part_size = max(part_size, -(-file.size // _MAX_PARTS))
+    part_size = s3_limits.part_size_for(file.size, part_size)
     if file.size > single_put_limit and range_streams > 1:
         with source.stream(file.url, (0, part_size - 1)) as first:
             if first.status == 200:  # the source ignored the range: this is the whole file
@@ -152,7 +151,7 @@ def _can_stitch(first: SourceBody, part_size: int) -> bool:
     return (
         answered is not None and answered.total is not None and first.validator is not None
         and answered.first == 0 and answered.last == min(part_size, answered.total) - 1
-        and -(-answered.total // part_size) <= _MAX_PARTS
+        and s3_limits.part_count(answered.total, part_size) <= s3_limits.MAX_PARTS
     )
 
 
@@ -164,7 +163,7 @@ def _copy_in_ranges(
     reads only from one stream, hence this loop. Parts are hashed in file order as they arrive, so at most
     1.5 x `threads` parts are held in memory."""
     total = first.content_range.total
-    count = max(1, -(-total // part_size))
+    count = max(1, s3_limits.part_count(total, part_size))
     upload_id = _start_staging_upload(s3, file, target, first.content_type)
 
     # Parts downloading or uploading: enough for uploads to overlap the next downloads, few enough that a 256 MB
@@ -302,7 +301,7 @@ def _publish(
     which only then is known; the staging object is removed either way."""
     metadata = object_metadata(file, size, sha256_hex)
     try:
-        if size > COPY_OBJECT_LIMIT:
+        if size > s3_limits.MAX_SINGLE_WRITE_SIZE:
             published = _publish_in_parts(s3, target, size, metadata, content_type, threads)
         else:
             published = _write(target, "CopyObject", lambda: s3.copy_object(
@@ -332,7 +331,7 @@ def _publish_in_parts(
 ) -> bool:
     """Objects over CopyObject's 5 GiB limit: a multipart copy (UploadPartCopy, `threads` parts at a time), whose
     Complete carries the write condition."""
-    part_size = max(COPY_PART_SIZE, -(-size // _MAX_PARTS))
+    part_size = s3_limits.part_size_for(size, COPY_PART_SIZE)
     try:
         upload_id = s3.create_multipart_upload(Bucket=target.bucket, Key=target.key, ContentType=content_type,
                                                Metadata=metadata)["UploadId"]
@@ -352,7 +351,7 @@ def _publish_in_parts(
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="part-copy")
     try:
         try:
-            futures = [pool.submit(copy_part, index) for index in range(-(-size // part_size))]
+            futures = [pool.submit(copy_part, index) for index in range(s3_limits.part_count(size, part_size))]
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = next((future for future in finished if future.exception() is not None), None)
             if failed is not None:
