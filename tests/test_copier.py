@@ -350,3 +350,30 @@ def test_a_failed_multipart_copy_is_aborted_and_leaves_the_mirrored_version(moto
     versions = moto_s3.list_object_versions(Bucket=BUCKET, Prefix="bls/pr/pr.huge")["Versions"]
     assert [v["VersionId"] for v in versions] == [version]
     assert staging_leftovers(moto_s3) == []
+
+
+def test_a_multipart_upload_whose_block_raises_is_aborted_and_the_error_goes_on(moto_s3):
+    operations = recorded_operations(moto_s3)
+
+    with pytest.raises(RuntimeError, match="a part failed"):
+        with copier.multipart_upload(moto_s3, BUCKET, "pipeline/staging/x/pr.big") as upload:
+            moto_s3.upload_part(Bucket=BUCKET, Key=upload.key, UploadId=upload.id, PartNumber=1, Body=b"part")
+            raise RuntimeError("a part failed")
+
+    assert operations == ["CreateMultipartUpload", "UploadPart", "AbortMultipartUpload"]
+    assert moto_s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_a_completed_multipart_upload_is_not_aborted_and_one_left_incomplete_is(moto_s3):
+    operations = recorded_operations(moto_s3)
+
+    with copier.multipart_upload(moto_s3, BUCKET, "bls/pr/pr.done") as upload:
+        etag = moto_s3.upload_part(Bucket=BUCKET, Key=upload.key, UploadId=upload.id, PartNumber=1, Body=b"all")["ETag"]
+        upload.complete([{"PartNumber": 1, "ETag": etag}])
+    with copier.multipart_upload(moto_s3, BUCKET, "bls/pr/pr.refused"):
+        pass  # e.g. a conditional completion S3 refused
+
+    assert operations == ["CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "CreateMultipartUpload",
+                          "AbortMultipartUpload"]
+    assert moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.done")["Body"].read() == b"all"
+    assert moto_s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []

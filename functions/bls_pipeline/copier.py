@@ -16,9 +16,10 @@ import queue
 import threading
 import uuid
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
@@ -160,11 +161,24 @@ def _copy_in_ranges(
 ) -> CopyResult:
     """Large files from a source that serves byte ranges: each multipart part is its own ranged GET, `threads` at
     a time, so one slow connection does not set the pace; while a part uploads, the next one downloads. s3transfer
-    reads only from one stream, hence this loop. Parts are hashed in file order as they arrive, so at most
-    1.5 x `threads` parts are held in memory."""
+    reads only from one stream, hence this loop."""
+    try:
+        with multipart_upload(s3, target.bucket, target.staging_key, ContentType=first.content_type,
+                              ChecksumAlgorithm="CRC32") as upload:
+            sha256_hex = _upload_ranges(s3, source, first, file, target, upload, part_size, threads)
+    except ClientError as exc:
+        raise _staging_refused(file, target, exc) from exc
+    return _publish(s3, file, target, first.content_range.total, sha256_hex, first.content_type, threads)
+
+
+def _upload_ranges(
+    s3: Any, source: SourceClient, first: SourceBody, file: SourceFile, target: _Target, upload: MultipartUpload,
+    part_size: int, threads: int,
+) -> str:
+    """The parts of _copy_in_ranges, and the SHA-256 of the whole file. Parts are hashed in file order as they
+    arrive, so at most 1.5 x `threads` parts are held in memory."""
     total = first.content_range.total
     count = max(1, s3_limits.part_count(total, part_size))
-    upload_id = _start_staging_upload(s3, file, target, first.content_type)
 
     # Parts downloading or uploading: enough for uploads to overlap the next downloads, few enough that a 256 MB
     # function copies a file of any size (8 MiB parts: 48 MiB of buffers).
@@ -196,7 +210,7 @@ def _copy_in_ranges(
                 "written (temporary; retried with backoff)"
             )
         try:
-            answer = s3.upload_part(Bucket=target.bucket, Key=target.staging_key, UploadId=upload_id, PartNumber=index + 1,
+            answer = s3.upload_part(Bucket=target.bucket, Key=target.staging_key, UploadId=upload.id, PartNumber=index + 1,
                                     Body=_BufferReader(memoryview(buffer)[:filled]), ChecksumAlgorithm="CRC32")
         except ClientError as exc:
             raise _staging_refused(file, target, exc) from exc
@@ -214,16 +228,10 @@ def _copy_in_ranges(
                 digest.update(memoryview(buffer)[:filled])
                 parts.append(part)
                 free_buffers.put(buffer)
-        s3.complete_multipart_upload(Bucket=target.bucket, Key=target.staging_key, UploadId=upload_id,
-                                     MultipartUpload={"Parts": parts})
-    except BaseException as exc:
-        pool.shutdown(wait=True, cancel_futures=True)
-        _abort_upload(s3, target.bucket, target.staging_key, upload_id)
-        if isinstance(exc, ClientError):
-            raise _staging_refused(file, target, exc) from exc
-        raise
-    pool.shutdown()
-    return _publish(s3, file, target, total, digest.hexdigest(), first.content_type, threads)
+        upload.complete(parts)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the parts not started are not read
+    return digest.hexdigest()
 
 
 class _BufferReader(io.RawIOBase):
@@ -271,19 +279,36 @@ def _check_same_version(body: SourceBody, first: SourceBody, start: int, last: i
         )
 
 
-def _start_staging_upload(s3: Any, file: SourceFile, target: _Target, content_type: str) -> str:
-    try:
-        return s3.create_multipart_upload(Bucket=target.bucket, Key=target.staging_key, ContentType=content_type,
-                                          ChecksumAlgorithm="CRC32")["UploadId"]
-    except ClientError as exc:
-        raise _staging_refused(file, target, exc) from exc
+@dataclass
+class MultipartUpload:
+    """A multipart upload that multipart_upload started; complete() publishes its parts."""
+
+    s3: Any
+    bucket: str
+    key: str
+    id: str
+    completed: bool = False
+
+    def complete(self, parts: list[dict], **condition: str) -> None:
+        self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.id,
+                                          MultipartUpload={"Parts": parts}, **condition)
+        self.completed = True
 
 
-def _abort_upload(s3: Any, bucket: str, key: str, upload_id: str) -> None:
+@contextmanager
+def multipart_upload(s3: Any, bucket: str, key: str, **create_args: Any) -> Iterator[MultipartUpload]:
+    """CreateMultipartUpload, and AbortMultipartUpload unless the block completes the upload: when it raises (the
+    error goes on), and when S3 refused a conditional completion. S3 keeps (and bills) the parts until then."""
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **create_args)["UploadId"]
+    upload = MultipartUpload(s3, bucket, key, upload_id)
     try:
-        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-    except ClientError as exc:  # the bucket's lifecycle rule aborts incomplete uploads after a day
-        logger.warning("could not abort the multipart upload of %s: %s", key, exc)
+        yield upload
+    finally:
+        if not upload.completed:
+            try:
+                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload.id)
+            except ClientError as exc:  # the bucket's lifecycle rule aborts incomplete uploads after a day
+                logger.warning("could not abort the multipart upload of %s: %s", key, exc)
 
 
 def _staging_refused(file: SourceFile, target: _Target, exc: Exception) -> MirrorWriteError:
@@ -331,44 +356,39 @@ def _publish_in_parts(
 ) -> bool:
     """Objects over CopyObject's 5 GiB limit: a multipart copy (UploadPartCopy, `threads` parts at a time), whose
     Complete carries the write condition."""
-    part_size = s3_limits.part_size_for(size, COPY_PART_SIZE)
     try:
-        upload_id = s3.create_multipart_upload(Bucket=target.bucket, Key=target.key, ContentType=content_type,
-                                               Metadata=metadata)["UploadId"]
-    except ClientError as exc:
+        with multipart_upload(s3, target.bucket, target.key, ContentType=content_type, Metadata=metadata) as upload:
+            try:
+                parts = _copy_parts(s3, target, upload, size, threads)
+            except ClientError as exc:
+                raise _mirror_refused(target, "UploadPartCopy", exc) from exc
+            return _write(target, "CompleteMultipartUpload", lambda: upload.complete(parts, **target.condition))
+    except ClientError as exc:  # only CreateMultipartUpload's: the others are translated above
         raise _mirror_refused(target, "CreateMultipartUpload", exc) from exc
+
+
+def _copy_parts(s3: Any, target: _Target, upload: MultipartUpload, size: int, threads: int) -> list[dict]:
+    part_size = s3_limits.part_size_for(size, COPY_PART_SIZE)
 
     def copy_part(index: int) -> dict:
         first = index * part_size
         answer = s3.upload_part_copy(
-            Bucket=target.bucket, Key=target.key, UploadId=upload_id, PartNumber=index + 1,
+            Bucket=target.bucket, Key=target.key, UploadId=upload.id, PartNumber=index + 1,
             CopySource={"Bucket": target.bucket, "Key": target.staging_key},
             CopySourceRange=f"bytes={first}-{min(first + part_size, size) - 1}",
         )
         return {"PartNumber": index + 1, "ETag": answer["CopyPartResult"]["ETag"]}
 
-    completed = False
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="part-copy")
     try:
-        try:
-            futures = [pool.submit(copy_part, index) for index in range(s3_limits.part_count(size, part_size))]
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((future for future in finished if future.exception() is not None), None)
-            if failed is not None:
-                failed.result()
-            parts = [future.result() for future in futures]
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the parts not started are not copied
-        published = _write(target, "CompleteMultipartUpload", lambda: s3.complete_multipart_upload(
-            Bucket=target.bucket, Key=target.key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **target.condition,
-        ))
-        completed = published
-        return published
-    except ClientError as exc:
-        raise _mirror_refused(target, "UploadPartCopy", exc) from exc
+        futures = [pool.submit(copy_part, index) for index in range(s3_limits.part_count(size, part_size))]
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((future for future in finished if future.exception() is not None), None)
+        if failed is not None:
+            failed.result()
+        return [future.result() for future in futures]
     finally:
-        if not completed:
-            _abort_upload(s3, target.bucket, target.key, upload_id)
+        pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the parts not started are not copied
 
 
 def _mirror_refused(target: _Target, operation: str, exc: ClientError) -> MirrorWriteError:
