@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 from contextlib import contextmanager
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from boto3.exceptions import S3UploadFailedError
@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from . import s3_limits
 from .bls_listing import SourceFile
+from .config import Settings
 from .mirror import MirrorWriteError, object_metadata
 from .source_http import SourceBody, SourceClient, TransientSourceError
 
@@ -53,41 +54,67 @@ class CopyResult:
         return result
 
 
-def copy_file(
-    s3: Any,
-    source: SourceClient,
-    file: SourceFile,
-    bucket: str,
-    key: str,
-    staging_prefix: str,
-    single_put_limit: int,
-    part_size: int,
-    upload_threads: int = 4,
-    condition: dict[str, str] | None = None,
-    range_streams: int = 4,
-) -> CopyResult:
-    """condition: S3 conditional-write parameters (mirror.write_condition) for publishing under the mirror key.
+@dataclass(frozen=True, kw_only=True)
+class TransferSettings:
+    """How copy_file moves a file's bytes; from_settings is the one place that reads them from the run's Settings."""
 
-    A file the listing shows larger than single_put_limit is read in byte ranges, range_streams at a time, when
-    the source serves ranges (and range_streams > 1); otherwise, and for smaller files, as one stream.
-    """
-    target = _Target(bucket, key, f"{staging_prefix}{uuid.uuid4().hex}/{file.name}", condition or {})
-    part_size = s3_limits.part_size_for(file.size, part_size)
-    if file.size > single_put_limit and range_streams > 1:
-        with source.stream(file.url, (0, part_size - 1)) as first:
-            if first.status == 200:  # the source ignored the range: this is the whole file
-                return _copy_stream(s3, first, file, target, single_put_limit, part_size, upload_threads)
-            if first.content_range is not None and first.content_range.total not in (None, file.size):
-                raise _not_the_listed_size(file, first.content_range.total)  # before any buffer is sized by it
-            if _can_stitch(first, part_size):
-                return _copy_in_ranges(s3, source, first, file, target, part_size, range_streams)
-        # A partial answer that cannot be stitched safely (no version to check, unknown size): read it whole.
-    with source.stream(file.url) as body:
-        return _copy_stream(s3, body, file, target, single_put_limit, part_size, upload_threads)
+    staging_prefix: str  # multipart uploads are staged under it, then published with a server-side copy
+    single_put_limit: int  # files up to this size are buffered and written with one PutObject
+    part_size: int  # of a multipart upload; larger for a file that would need more than S3's 10,000 parts
+    upload_threads: int  # parts uploaded at once
+    range_streams: int  # byte-range GETs of one large file at once; 1 reads every file as one stream
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TransferSettings:
+        return cls(staging_prefix=settings.staging_prefix, single_put_limit=settings.single_put_limit,
+                   part_size=settings.part_size, upload_threads=settings.upload_threads,
+                   range_streams=settings.range_streams)
 
 
 @dataclass(frozen=True)
-class _Target:
+class CopyTarget:
+    """What copy_file writes, and what was promised: the listed file (its URL, and the size and stamp the copy is
+    checked against and records), the S3 object it becomes, and the S3 conditional-write parameters for publishing
+    it (mirror.write_condition: replace only the version the plan saw, or create only if still absent)."""
+
+    file: SourceFile
+    bucket: str
+    key: str
+    condition: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def in_mirror(cls, settings: Settings, file: SourceFile, condition: dict[str, str] | None = None) -> CopyTarget:
+        """The listed file's object in the mirror: its name under the mirror prefix."""
+        return cls(file, settings.bucket, settings.mirror_prefix + file.name, condition or {})
+
+
+def copy_file(s3: Any, source: SourceClient, target: CopyTarget, transfer: TransferSettings) -> CopyResult:
+    """A file the listing shows larger than transfer.single_put_limit is read in byte ranges, transfer.range_streams
+    at a time, when the source serves ranges (and range_streams > 1); otherwise, and for smaller files, as one
+    stream."""
+    file = target.file
+    destination = _Destination(
+        target.bucket, target.key, f"{transfer.staging_prefix}{uuid.uuid4().hex}/{file.name}", target.condition,
+    )
+    single_put_limit, upload_threads = transfer.single_put_limit, transfer.upload_threads
+    part_size = s3_limits.part_size_for(file.size, transfer.part_size)
+    if file.size > single_put_limit and transfer.range_streams > 1:
+        with source.stream(file.url, (0, part_size - 1)) as first:
+            if first.status == 200:  # the source ignored the range: this is the whole file
+                return _copy_stream(s3, first, file, destination, single_put_limit, part_size, upload_threads)
+            if first.content_range is not None and first.content_range.total not in (None, file.size):
+                raise _not_the_listed_size(file, first.content_range.total)  # before any buffer is sized by it
+            if _can_stitch(first, part_size):
+                return _copy_in_ranges(s3, source, first, file, destination, part_size, transfer.range_streams)
+        # A partial answer that cannot be stitched safely (no version to check, unknown size): read it whole.
+    with source.stream(file.url) as body:
+        return _copy_stream(s3, body, file, destination, single_put_limit, part_size, upload_threads)
+
+
+@dataclass(frozen=True)
+class _Destination:
+    """Where one copy writes: its target's object and write condition, and the staging object of this attempt."""
+
     bucket: str
     key: str
     staging_key: str
@@ -103,7 +130,7 @@ def _not_the_listed_size(file: SourceFile, received: int) -> TransientSourceErro
 
 
 def _copy_stream(
-    s3: Any, body: SourceBody, file: SourceFile, target: _Target, single_put_limit: int, part_size: int,
+    s3: Any, body: SourceBody, file: SourceFile, target: _Destination, single_put_limit: int, part_size: int,
     upload_threads: int,
 ) -> CopyResult:
     """The rule for every write of a mirror object: the bytes received are exactly the listed size, over a complete
@@ -157,7 +184,8 @@ def _can_stitch(first: SourceBody, part_size: int) -> bool:
 
 
 def _copy_in_ranges(
-    s3: Any, source: SourceClient, first: SourceBody, file: SourceFile, target: _Target, part_size: int, threads: int,
+    s3: Any, source: SourceClient, first: SourceBody, file: SourceFile, target: _Destination, part_size: int,
+    threads: int,
 ) -> CopyResult:
     """Large files from a source that serves byte ranges: each multipart part is its own ranged GET, `threads` at
     a time, so one slow connection does not set the pace; while a part uploads, the next one downloads. s3transfer
@@ -172,7 +200,7 @@ def _copy_in_ranges(
 
 
 def _upload_ranges(
-    s3: Any, source: SourceClient, first: SourceBody, file: SourceFile, target: _Target, upload: MultipartUpload,
+    s3: Any, source: SourceClient, first: SourceBody, file: SourceFile, target: _Destination, upload: MultipartUpload,
     part_size: int, threads: int,
 ) -> str:
     """The parts of _copy_in_ranges, and the SHA-256 of the whole file. Parts are hashed in file order as they
@@ -311,7 +339,7 @@ def multipart_upload(s3: Any, bucket: str, key: str, **create_args: Any) -> Iter
                 logger.warning("could not abort the multipart upload of %s: %s", key, exc)
 
 
-def _staging_refused(file: SourceFile, target: _Target, exc: Exception) -> MirrorWriteError:
+def _staging_refused(file: SourceFile, target: _Destination, exc: Exception) -> MirrorWriteError:
     return MirrorWriteError(
         f"S3 refused the multipart upload of {file.name} to s3://{target.bucket}/{target.staging_key}: {exc}. The "
         "mirror keeps its previous version of the file; check the function's permission to write the staging "
@@ -320,7 +348,7 @@ def _staging_refused(file: SourceFile, target: _Target, exc: Exception) -> Mirro
 
 
 def _publish(
-    s3: Any, file: SourceFile, target: _Target, size: int, sha256_hex: str, content_type: str, threads: int = 4,
+    s3: Any, file: SourceFile, target: _Destination, size: int, sha256_hex: str, content_type: str, threads: int = 4,
 ) -> CopyResult:
     """A server-side copy publishes the complete staged object under the mirror key, with its final metadata,
     which only then is known; the staging object is removed either way."""
@@ -344,7 +372,7 @@ def _publish(
     return CopyResult(file.name, size, sha256_hex, multipart=True, superseded=not published)
 
 
-def _remove_staging(s3: Any, target: _Target) -> None:
+def _remove_staging(s3: Any, target: _Destination) -> None:
     try:
         s3.delete_object(Bucket=target.bucket, Key=target.staging_key)
     except ClientError as exc:  # the bucket's lifecycle rule expires staging objects; the copy itself stands
@@ -352,7 +380,7 @@ def _remove_staging(s3: Any, target: _Target) -> None:
 
 
 def _publish_in_parts(
-    s3: Any, target: _Target, size: int, metadata: dict[str, str], content_type: str, threads: int,
+    s3: Any, target: _Destination, size: int, metadata: dict[str, str], content_type: str, threads: int,
 ) -> bool:
     """Objects over CopyObject's 5 GiB limit: a multipart copy (UploadPartCopy, `threads` parts at a time), whose
     Complete carries the write condition."""
@@ -367,7 +395,7 @@ def _publish_in_parts(
         raise _mirror_refused(target, "CreateMultipartUpload", exc) from exc
 
 
-def _copy_parts(s3: Any, target: _Target, upload: MultipartUpload, size: int, threads: int) -> list[dict]:
+def _copy_parts(s3: Any, target: _Destination, upload: MultipartUpload, size: int, threads: int) -> list[dict]:
     part_size = s3_limits.part_size_for(size, COPY_PART_SIZE)
 
     def copy_part(index: int) -> dict:
@@ -391,7 +419,7 @@ def _copy_parts(s3: Any, target: _Target, upload: MultipartUpload, size: int, th
         pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the parts not started are not copied
 
 
-def _mirror_refused(target: _Target, operation: str, exc: ClientError) -> MirrorWriteError:
+def _mirror_refused(target: _Destination, operation: str, exc: ClientError) -> MirrorWriteError:
     error = exc.response.get("Error", {})
     return MirrorWriteError(
         f"S3 refused the {operation} of s3://{target.bucket}/{target.key}: {error.get('Code') or 'error'}: "
@@ -400,7 +428,7 @@ def _mirror_refused(target: _Target, operation: str, exc: ClientError) -> Mirror
     )
 
 
-def _write(target: _Target, operation: str, call: Any) -> bool:
+def _write(target: _Destination, operation: str, call: Any) -> bool:
     """Run one conditional write of a mirror object; False when S3 refused it because the object changed since the
     run was planned."""
     try:
