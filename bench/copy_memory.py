@@ -1,4 +1,4 @@
-"""Peak memory of the copy step (bls_pipeline.sync.copy_one) on one large file, in a fresh process.
+"""Peak memory of the copy step (bls_pipeline.copier.copy_file) on one large file, in a fresh process.
 
 The parent serves a generated file of the requested size (streamed, never held in memory) and runs this module
 as a child twice: once for peak RSS, once under tracemalloc for the peak of Python allocations and what holds
@@ -35,7 +35,8 @@ def child(settings: dict) -> dict:
     from bls_pipeline.aws import s3_client
     from bls_pipeline.bls_listing import SourceFile
     from bls_pipeline.config import Settings
-    from bls_pipeline.sync import copy_one, source_client
+    from bls_pipeline.copier import CopyTarget, TransferSettings, copy_file
+    from bls_pipeline.sync import source_client
 
     config = Settings(bucket=settings["bucket"], contact_email=settings["contact_email"], source_url=settings["source_url"],
                       source_requests_per_second=1000.0, allow_private_sources=True)  # the loopback source, unthrottled
@@ -47,7 +48,7 @@ def child(settings: dict) -> dict:
     baseline = _status_bytes("VmRSS")
     sampler = PeakSampler() if settings["tracemalloc"] else None
     started = time.monotonic()
-    result = copy_one(config, s3, source, file)
+    result = copy_file(s3, source, CopyTarget.in_mirror(config, file), TransferSettings.from_settings(config))
     seconds = time.monotonic() - started
     traced_peak, peak_sites = sampler.stop() if sampler else (None, [])
     return {

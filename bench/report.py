@@ -347,7 +347,7 @@ def render_markdown(results: Results) -> str:
         out += [
             "## Copy step memory",
             "",
-            f"`bls_pipeline.sync.copy_one` in a fresh process copying a {_mib(c.size)} generated file from the loopback "
+            f"`bls_pipeline.copier.copy_file` in a fresh process copying a {_mib(c.size)} generated file from the loopback "
             "source (streamed, no latency or bandwidth limit) to SeaweedFS.",
             "",
             "| measure | value |", "|---|---:|",

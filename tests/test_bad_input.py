@@ -14,7 +14,7 @@ import pytest
 
 from bls_pipeline.bls_listing import SourceFile, name_problem, parse_listing
 from bls_pipeline.config import ConfigError, Settings
-from bls_pipeline.copier import copy_file
+from bls_pipeline.copier import CopyTarget, TransferSettings, copy_file
 from bls_pipeline.population import PopulationFormatError, parse_population
 from bls_pipeline.reports import OVERLONG_LINE, bounded_lines, compute_reports
 from bls_pipeline.source_http import SourceAddressError, SourceClient, TransientSourceError, check_public_address
@@ -113,8 +113,10 @@ def test_a_listed_size_of_ten_terabytes_sizes_no_buffer(bls, moto_s3) -> None:
     tracemalloc.start()
     try:
         with pytest.raises(TransientSourceError, match="delivered 102 bytes, but the listing states 10000000000000"):
-            copy_file(moto_s3, SourceClient("ops@example.com", allow_private=True), claimed, "mirror-bucket",
-                      "bls/pr/pr.class", "pipeline/staging/", 8 * 1024 * 1024, 8 * 1024 * 1024, range_streams=4)
+            copy_file(moto_s3, SourceClient("ops@example.com", allow_private=True),
+                      CopyTarget(claimed, "mirror-bucket", "bls/pr/pr.class"),
+                      TransferSettings(staging_prefix="pipeline/staging/", single_put_limit=8 * 1024 * 1024,
+                                       part_size=8 * 1024 * 1024, upload_threads=4, range_streams=4))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

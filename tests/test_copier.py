@@ -12,8 +12,9 @@ import pytest
 from bls_pipeline.bls_listing import SourceFile
 from botocore.exceptions import ClientError
 
-from bls_pipeline import copier
-from bls_pipeline.copier import copy_file
+from bls_pipeline import copier, s3_limits
+from bls_pipeline.config import Settings
+from bls_pipeline.copier import CopyTarget, TransferSettings, copy_file
 from bls_pipeline.mirror import MirrorWriteError, write_condition
 from bls_pipeline.source_http import SourceClient, TransientSourceError
 from tests.bls_server import (
@@ -37,11 +38,15 @@ def listed(bls, name: str) -> SourceFile:
     return SourceFile(name, bls.url + name, len(bls.files[name].body), "8/6/2026 8:30 AM")
 
 
+def transfer(single_put_limit: int = 8 * MiB, part_size: int = 8 * MiB, range_streams: int = 4) -> TransferSettings:
+    return TransferSettings(staging_prefix="pipeline/staging/", single_put_limit=single_put_limit, part_size=part_size,
+                            upload_threads=4, range_streams=range_streams)
+
+
 def copy(s3, bls, name: str, single_put_limit: int = 8 * MiB, part_size: int = 8 * MiB, condition=None):
-    return copy_file(
-        s3, SourceClient("ops@example.com", allow_private=True), listed(bls, name), BUCKET, "bls/pr/" + name,
-        "pipeline/staging/", single_put_limit=single_put_limit, part_size=part_size, condition=condition,
-    )
+    target = CopyTarget(listed(bls, name), BUCKET, "bls/pr/" + name, condition or {})
+    source = SourceClient("ops@example.com", allow_private=True)
+    return copy_file(s3, source, target, transfer(single_put_limit, part_size))
 
 
 @contextmanager
@@ -65,6 +70,22 @@ def staging_leftovers(s3) -> list:
     objects = s3.list_objects_v2(Bucket=BUCKET, Prefix="pipeline/staging/").get("Contents", [])
     uploads = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
     return objects + uploads
+
+
+def test_the_transfer_settings_and_the_mirror_target_come_from_the_run_settings():
+    settings = Settings(bucket=BUCKET, contact_email="ops@example.com", mirror_prefix="bls/ce/",
+                        staging_prefix="pipeline/stage/", single_put_limit=6 * MiB, part_size=7 * MiB, upload_threads=3,
+                        range_streams=2)
+    file = SourceFile("ce.txt", "https://example.com/ce.txt", 10, "8/6/2026 8:30 AM")
+
+    assert TransferSettings.from_settings(settings) == TransferSettings(
+        staging_prefix="pipeline/stage/", single_put_limit=6 * MiB, part_size=7 * MiB, upload_threads=3,
+        range_streams=2,
+    )
+    assert CopyTarget.in_mirror(settings, file, {"IfNoneMatch": "*"}) == CopyTarget(
+        file, BUCKET, "bls/ce/ce.txt", {"IfNoneMatch": "*"},
+    )
+    assert CopyTarget.in_mirror(settings, file).condition == {}
 
 
 def test_a_small_file_is_one_put_with_its_sha256_in_metadata_and_as_s3_checksum(moto_s3, bls):
@@ -226,7 +247,7 @@ def test_s3_refusing_the_write_names_the_object_and_the_error(moto_s3, bls):
 @pytest.fixture
 def copy_object_limit_of_6_mib(monkeypatch):
     """S3 copies at most 5 GiB per CopyObject; a smaller limit puts the multipart copy within a test's reach."""
-    monkeypatch.setattr(copier, "COPY_OBJECT_LIMIT", 6 * MiB)
+    monkeypatch.setattr(s3_limits, "MAX_SINGLE_WRITE_SIZE", 6 * MiB)
     monkeypatch.setattr(copier, "COPY_PART_SIZE", 5 * MiB)
 
 
@@ -269,8 +290,9 @@ def test_range_streams_1_reads_a_large_file_as_one_stream(moto_s3, bls):
     body = os.urandom(11 * MiB)
     bls.put("pr.big", body)
 
-    result = copy_file(moto_s3, SourceClient("ops@example.com", allow_private=True), listed(bls, "pr.big"), BUCKET, "bls/pr/pr.big",
-                       "pipeline/staging/", single_put_limit=1 * MiB, part_size=5 * MiB, range_streams=1)
+    result = copy_file(moto_s3, SourceClient("ops@example.com", allow_private=True),
+                       CopyTarget(listed(bls, "pr.big"), BUCKET, "bls/pr/pr.big"),
+                       transfer(single_put_limit=1 * MiB, part_size=5 * MiB, range_streams=1))
 
     assert gets(bls, "pr.big") == [(200, "")]
     assert moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.big")["Body"].read() == body
@@ -350,3 +372,30 @@ def test_a_failed_multipart_copy_is_aborted_and_leaves_the_mirrored_version(moto
     versions = moto_s3.list_object_versions(Bucket=BUCKET, Prefix="bls/pr/pr.huge")["Versions"]
     assert [v["VersionId"] for v in versions] == [version]
     assert staging_leftovers(moto_s3) == []
+
+
+def test_a_multipart_upload_whose_block_raises_is_aborted_and_the_error_goes_on(moto_s3):
+    operations = recorded_operations(moto_s3)
+
+    with pytest.raises(RuntimeError, match="a part failed"):
+        with copier.multipart_upload(moto_s3, BUCKET, "pipeline/staging/x/pr.big") as upload:
+            moto_s3.upload_part(Bucket=BUCKET, Key=upload.key, UploadId=upload.id, PartNumber=1, Body=b"part")
+            raise RuntimeError("a part failed")
+
+    assert operations == ["CreateMultipartUpload", "UploadPart", "AbortMultipartUpload"]
+    assert moto_s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_a_completed_multipart_upload_is_not_aborted_and_one_left_incomplete_is(moto_s3):
+    operations = recorded_operations(moto_s3)
+
+    with copier.multipart_upload(moto_s3, BUCKET, "bls/pr/pr.done") as upload:
+        etag = moto_s3.upload_part(Bucket=BUCKET, Key=upload.key, UploadId=upload.id, PartNumber=1, Body=b"all")["ETag"]
+        upload.complete([{"PartNumber": 1, "ETag": etag}])
+    with copier.multipart_upload(moto_s3, BUCKET, "bls/pr/pr.refused"):
+        pass  # e.g. a conditional completion S3 refused
+
+    assert operations == ["CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "CreateMultipartUpload",
+                          "AbortMultipartUpload"]
+    assert moto_s3.get_object(Bucket=BUCKET, Key="bls/pr/pr.done")["Body"].read() == b"all"
+    assert moto_s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []

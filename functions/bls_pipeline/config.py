@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from . import s3_limits
+
 DEFAULT_SOURCE_URL = "https://download.bls.gov/pub/time.series/pr/"
 DEFAULT_MIRROR_PREFIX = "bls/pr/"
 DEFAULT_RUNS_PREFIX = "pipeline/runs/"
@@ -20,8 +22,6 @@ DEFAULT_POPULATION_KEY = "datausa/population.json"
 DEFAULT_REPORTS_PREFIX = "reports/"
 DEFAULT_RATE_PREFIX = "pipeline/rate/"
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
 MAX_RANGE_STREAMS = 8  # the source client keeps this many connections per host
 MAX_REQUESTS_PER_SECOND = 1000.0
 _EMAIL = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+\.[^@\s<>()]+$")
@@ -81,7 +81,7 @@ class Settings:
             raise ConfigError(f"source URL {self.source_url!r} must name a directory and end with '/'")
         if urlsplit(self.population_url).scheme not in ("http", "https"):
             raise ConfigError(f"population URL {self.population_url!r} is not an http(s) URL")
-        if not 5 * MiB <= self.part_size <= 5 * GiB:
+        if not s3_limits.MIN_PART_SIZE <= self.part_size <= s3_limits.MAX_PART_SIZE:
             raise ConfigError(f"PART_SIZE_BYTES={self.part_size} is outside S3's part sizes, 5 MiB to 5 GiB")
         if not 1 <= self.range_streams <= MAX_RANGE_STREAMS:
             raise ConfigError(f"RANGE_STREAMS={self.range_streams} must be a whole number from 1 to {MAX_RANGE_STREAMS}")

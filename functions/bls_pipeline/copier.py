@@ -16,15 +16,18 @@ import queue
 import threading
 import uuid
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
+from . import s3_limits
 from .bls_listing import SourceFile
+from .config import Settings
 from .mirror import MirrorWriteError, object_metadata
 from .source_http import SourceBody, SourceClient, TransientSourceError
 
@@ -33,9 +36,7 @@ logger = logging.getLogger(__name__)
 # S3 answers these to a conditional write when the object changed since the run listed the mirror (412), another
 # conditional write to it is in flight (409), or the object the plan saw is gone (404 on If-Match).
 _CHANGED_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
-_MAX_PARTS = 10_000  # S3's limit per multipart upload
-COPY_OBJECT_LIMIT = 5 * 1024**3  # the largest object one CopyObject may copy
-COPY_PART_SIZE = 512 * 1024**2  # parts of a multipart copy, for objects over that limit
+COPY_PART_SIZE = 512 * 1024**2  # parts of a multipart copy, for objects over what one CopyObject may copy
 
 
 @dataclass(frozen=True)
@@ -53,41 +54,67 @@ class CopyResult:
         return result
 
 
-def copy_file(
-    s3: Any,
-    source: SourceClient,
-    file: SourceFile,
-    bucket: str,
-    key: str,
-    staging_prefix: str,
-    single_put_limit: int,
-    part_size: int,
-    upload_threads: int = 4,
-    condition: dict[str, str] | None = None,
-    range_streams: int = 4,
-) -> CopyResult:
-    """condition: S3 conditional-write parameters (mirror.write_condition) for publishing under the mirror key.
+@dataclass(frozen=True, kw_only=True)
+class TransferSettings:
+    """How copy_file moves a file's bytes; from_settings is the one place that reads them from the run's Settings."""
 
-    A file the listing shows larger than single_put_limit is read in byte ranges, range_streams at a time, when
-    the source serves ranges (and range_streams > 1); otherwise, and for smaller files, as one stream.
-    """
-    target = _Target(bucket, key, f"{staging_prefix}{uuid.uuid4().hex}/{file.name}", condition or {})
-    part_size = max(part_size, -(-file.size // _MAX_PARTS))
-    if file.size > single_put_limit and range_streams > 1:
-        with source.stream(file.url, (0, part_size - 1)) as first:
-            if first.status == 200:  # the source ignored the range: this is the whole file
-                return _copy_stream(s3, first, file, target, single_put_limit, part_size, upload_threads)
-            if first.content_range is not None and first.content_range.total not in (None, file.size):
-                raise _not_the_listed_size(file, first.content_range.total)  # before any buffer is sized by it
-            if _can_stitch(first, part_size):
-                return _copy_in_ranges(s3, source, first, file, target, part_size, range_streams)
-        # A partial answer that cannot be stitched safely (no version to check, unknown size): read it whole.
-    with source.stream(file.url) as body:
-        return _copy_stream(s3, body, file, target, single_put_limit, part_size, upload_threads)
+    staging_prefix: str  # multipart uploads are staged under it, then published with a server-side copy
+    single_put_limit: int  # files up to this size are buffered and written with one PutObject
+    part_size: int  # of a multipart upload; larger for a file that would need more than S3's 10,000 parts
+    upload_threads: int  # parts uploaded at once
+    range_streams: int  # byte-range GETs of one large file at once; 1 reads every file as one stream
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TransferSettings:
+        return cls(staging_prefix=settings.staging_prefix, single_put_limit=settings.single_put_limit,
+                   part_size=settings.part_size, upload_threads=settings.upload_threads,
+                   range_streams=settings.range_streams)
 
 
 @dataclass(frozen=True)
-class _Target:
+class CopyTarget:
+    """What copy_file writes, and what was promised: the listed file (its URL, and the size and stamp the copy is
+    checked against and records), the S3 object it becomes, and the S3 conditional-write parameters for publishing
+    it (mirror.write_condition: replace only the version the plan saw, or create only if still absent)."""
+
+    file: SourceFile
+    bucket: str
+    key: str
+    condition: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def in_mirror(cls, settings: Settings, file: SourceFile, condition: dict[str, str] | None = None) -> CopyTarget:
+        """The listed file's object in the mirror: its name under the mirror prefix."""
+        return cls(file, settings.bucket, settings.mirror_prefix + file.name, condition or {})
+
+
+def copy_file(s3: Any, source: SourceClient, target: CopyTarget, transfer: TransferSettings) -> CopyResult:
+    """A file the listing shows larger than transfer.single_put_limit is read in byte ranges, transfer.range_streams
+    at a time, when the source serves ranges (and range_streams > 1); otherwise, and for smaller files, as one
+    stream."""
+    file = target.file
+    destination = _Destination(
+        target.bucket, target.key, f"{transfer.staging_prefix}{uuid.uuid4().hex}/{file.name}", target.condition,
+    )
+    single_put_limit, upload_threads = transfer.single_put_limit, transfer.upload_threads
+    part_size = s3_limits.part_size_for(file.size, transfer.part_size)
+    if file.size > single_put_limit and transfer.range_streams > 1:
+        with source.stream(file.url, (0, part_size - 1)) as first:
+            if first.status == 200:  # the source ignored the range: this is the whole file
+                return _copy_stream(s3, first, file, destination, single_put_limit, part_size, upload_threads)
+            if first.content_range is not None and first.content_range.total not in (None, file.size):
+                raise _not_the_listed_size(file, first.content_range.total)  # before any buffer is sized by it
+            if _can_stitch(first, part_size):
+                return _copy_in_ranges(s3, source, first, file, destination, part_size, transfer.range_streams)
+        # A partial answer that cannot be stitched safely (no version to check, unknown size): read it whole.
+    with source.stream(file.url) as body:
+        return _copy_stream(s3, body, file, destination, single_put_limit, part_size, upload_threads)
+
+
+@dataclass(frozen=True)
+class _Destination:
+    """Where one copy writes: its target's object and write condition, and the staging object of this attempt."""
+
     bucket: str
     key: str
     staging_key: str
@@ -103,7 +130,7 @@ def _not_the_listed_size(file: SourceFile, received: int) -> TransientSourceErro
 
 
 def _copy_stream(
-    s3: Any, body: SourceBody, file: SourceFile, target: _Target, single_put_limit: int, part_size: int,
+    s3: Any, body: SourceBody, file: SourceFile, target: _Destination, single_put_limit: int, part_size: int,
     upload_threads: int,
 ) -> CopyResult:
     """The rule for every write of a mirror object: the bytes received are exactly the listed size, over a complete
@@ -152,20 +179,34 @@ def _can_stitch(first: SourceBody, part_size: int) -> bool:
     return (
         answered is not None and answered.total is not None and first.validator is not None
         and answered.first == 0 and answered.last == min(part_size, answered.total) - 1
-        and -(-answered.total // part_size) <= _MAX_PARTS
+        and s3_limits.part_count(answered.total, part_size) <= s3_limits.MAX_PARTS
     )
 
 
 def _copy_in_ranges(
-    s3: Any, source: SourceClient, first: SourceBody, file: SourceFile, target: _Target, part_size: int, threads: int,
+    s3: Any, source: SourceClient, first: SourceBody, file: SourceFile, target: _Destination, part_size: int,
+    threads: int,
 ) -> CopyResult:
     """Large files from a source that serves byte ranges: each multipart part is its own ranged GET, `threads` at
     a time, so one slow connection does not set the pace; while a part uploads, the next one downloads. s3transfer
-    reads only from one stream, hence this loop. Parts are hashed in file order as they arrive, so at most
-    1.5 x `threads` parts are held in memory."""
+    reads only from one stream, hence this loop."""
+    try:
+        with multipart_upload(s3, target.bucket, target.staging_key, ContentType=first.content_type,
+                              ChecksumAlgorithm="CRC32") as upload:
+            sha256_hex = _upload_ranges(s3, source, first, file, target, upload, part_size, threads)
+    except ClientError as exc:
+        raise _staging_refused(file, target, exc) from exc
+    return _publish(s3, file, target, first.content_range.total, sha256_hex, first.content_type, threads)
+
+
+def _upload_ranges(
+    s3: Any, source: SourceClient, first: SourceBody, file: SourceFile, target: _Destination, upload: MultipartUpload,
+    part_size: int, threads: int,
+) -> str:
+    """The parts of _copy_in_ranges, and the SHA-256 of the whole file. Parts are hashed in file order as they
+    arrive, so at most 1.5 x `threads` parts are held in memory."""
     total = first.content_range.total
-    count = max(1, -(-total // part_size))
-    upload_id = _start_staging_upload(s3, file, target, first.content_type)
+    count = max(1, s3_limits.part_count(total, part_size))
 
     # Parts downloading or uploading: enough for uploads to overlap the next downloads, few enough that a 256 MB
     # function copies a file of any size (8 MiB parts: 48 MiB of buffers).
@@ -197,7 +238,7 @@ def _copy_in_ranges(
                 "written (temporary; retried with backoff)"
             )
         try:
-            answer = s3.upload_part(Bucket=target.bucket, Key=target.staging_key, UploadId=upload_id, PartNumber=index + 1,
+            answer = s3.upload_part(Bucket=target.bucket, Key=target.staging_key, UploadId=upload.id, PartNumber=index + 1,
                                     Body=_BufferReader(memoryview(buffer)[:filled]), ChecksumAlgorithm="CRC32")
         except ClientError as exc:
             raise _staging_refused(file, target, exc) from exc
@@ -215,16 +256,10 @@ def _copy_in_ranges(
                 digest.update(memoryview(buffer)[:filled])
                 parts.append(part)
                 free_buffers.put(buffer)
-        s3.complete_multipart_upload(Bucket=target.bucket, Key=target.staging_key, UploadId=upload_id,
-                                     MultipartUpload={"Parts": parts})
-    except BaseException as exc:
-        pool.shutdown(wait=True, cancel_futures=True)
-        _abort_upload(s3, target.bucket, target.staging_key, upload_id)
-        if isinstance(exc, ClientError):
-            raise _staging_refused(file, target, exc) from exc
-        raise
-    pool.shutdown()
-    return _publish(s3, file, target, total, digest.hexdigest(), first.content_type, threads)
+        upload.complete(parts)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the parts not started are not read
+    return digest.hexdigest()
 
 
 class _BufferReader(io.RawIOBase):
@@ -272,22 +307,39 @@ def _check_same_version(body: SourceBody, first: SourceBody, start: int, last: i
         )
 
 
-def _start_staging_upload(s3: Any, file: SourceFile, target: _Target, content_type: str) -> str:
+@dataclass
+class MultipartUpload:
+    """A multipart upload that multipart_upload started; complete() publishes its parts."""
+
+    s3: Any
+    bucket: str
+    key: str
+    id: str
+    completed: bool = False
+
+    def complete(self, parts: list[dict], **condition: str) -> None:
+        self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.id,
+                                          MultipartUpload={"Parts": parts}, **condition)
+        self.completed = True
+
+
+@contextmanager
+def multipart_upload(s3: Any, bucket: str, key: str, **create_args: Any) -> Iterator[MultipartUpload]:
+    """CreateMultipartUpload, and AbortMultipartUpload unless the block completes the upload: when it raises (the
+    error goes on), and when S3 refused a conditional completion. S3 keeps (and bills) the parts until then."""
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **create_args)["UploadId"]
+    upload = MultipartUpload(s3, bucket, key, upload_id)
     try:
-        return s3.create_multipart_upload(Bucket=target.bucket, Key=target.staging_key, ContentType=content_type,
-                                          ChecksumAlgorithm="CRC32")["UploadId"]
-    except ClientError as exc:
-        raise _staging_refused(file, target, exc) from exc
+        yield upload
+    finally:
+        if not upload.completed:
+            try:
+                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload.id)
+            except ClientError as exc:  # the bucket's lifecycle rule aborts incomplete uploads after a day
+                logger.warning("could not abort the multipart upload of %s: %s", key, exc)
 
 
-def _abort_upload(s3: Any, bucket: str, key: str, upload_id: str) -> None:
-    try:
-        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-    except ClientError as exc:  # the bucket's lifecycle rule aborts incomplete uploads after a day
-        logger.warning("could not abort the multipart upload of %s: %s", key, exc)
-
-
-def _staging_refused(file: SourceFile, target: _Target, exc: Exception) -> MirrorWriteError:
+def _staging_refused(file: SourceFile, target: _Destination, exc: Exception) -> MirrorWriteError:
     return MirrorWriteError(
         f"S3 refused the multipart upload of {file.name} to s3://{target.bucket}/{target.staging_key}: {exc}. The "
         "mirror keeps its previous version of the file; check the function's permission to write the staging "
@@ -296,13 +348,13 @@ def _staging_refused(file: SourceFile, target: _Target, exc: Exception) -> Mirro
 
 
 def _publish(
-    s3: Any, file: SourceFile, target: _Target, size: int, sha256_hex: str, content_type: str, threads: int = 4,
+    s3: Any, file: SourceFile, target: _Destination, size: int, sha256_hex: str, content_type: str, threads: int = 4,
 ) -> CopyResult:
     """A server-side copy publishes the complete staged object under the mirror key, with its final metadata,
     which only then is known; the staging object is removed either way."""
     metadata = object_metadata(file, size, sha256_hex)
     try:
-        if size > COPY_OBJECT_LIMIT:
+        if size > s3_limits.MAX_SINGLE_WRITE_SIZE:
             published = _publish_in_parts(s3, target, size, metadata, content_type, threads)
         else:
             published = _write(target, "CopyObject", lambda: s3.copy_object(
@@ -320,7 +372,7 @@ def _publish(
     return CopyResult(file.name, size, sha256_hex, multipart=True, superseded=not published)
 
 
-def _remove_staging(s3: Any, target: _Target) -> None:
+def _remove_staging(s3: Any, target: _Destination) -> None:
     try:
         s3.delete_object(Bucket=target.bucket, Key=target.staging_key)
     except ClientError as exc:  # the bucket's lifecycle rule expires staging objects; the copy itself stands
@@ -328,51 +380,46 @@ def _remove_staging(s3: Any, target: _Target) -> None:
 
 
 def _publish_in_parts(
-    s3: Any, target: _Target, size: int, metadata: dict[str, str], content_type: str, threads: int,
+    s3: Any, target: _Destination, size: int, metadata: dict[str, str], content_type: str, threads: int,
 ) -> bool:
     """Objects over CopyObject's 5 GiB limit: a multipart copy (UploadPartCopy, `threads` parts at a time), whose
     Complete carries the write condition."""
-    part_size = max(COPY_PART_SIZE, -(-size // _MAX_PARTS))
     try:
-        upload_id = s3.create_multipart_upload(Bucket=target.bucket, Key=target.key, ContentType=content_type,
-                                               Metadata=metadata)["UploadId"]
-    except ClientError as exc:
+        with multipart_upload(s3, target.bucket, target.key, ContentType=content_type, Metadata=metadata) as upload:
+            try:
+                parts = _copy_parts(s3, target, upload, size, threads)
+            except ClientError as exc:
+                raise _mirror_refused(target, "UploadPartCopy", exc) from exc
+            return _write(target, "CompleteMultipartUpload", lambda: upload.complete(parts, **target.condition))
+    except ClientError as exc:  # only CreateMultipartUpload's: the others are translated above
         raise _mirror_refused(target, "CreateMultipartUpload", exc) from exc
+
+
+def _copy_parts(s3: Any, target: _Destination, upload: MultipartUpload, size: int, threads: int) -> list[dict]:
+    part_size = s3_limits.part_size_for(size, COPY_PART_SIZE)
 
     def copy_part(index: int) -> dict:
         first = index * part_size
         answer = s3.upload_part_copy(
-            Bucket=target.bucket, Key=target.key, UploadId=upload_id, PartNumber=index + 1,
+            Bucket=target.bucket, Key=target.key, UploadId=upload.id, PartNumber=index + 1,
             CopySource={"Bucket": target.bucket, "Key": target.staging_key},
             CopySourceRange=f"bytes={first}-{min(first + part_size, size) - 1}",
         )
         return {"PartNumber": index + 1, "ETag": answer["CopyPartResult"]["ETag"]}
 
-    completed = False
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="part-copy")
     try:
-        try:
-            futures = [pool.submit(copy_part, index) for index in range(-(-size // part_size))]
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((future for future in finished if future.exception() is not None), None)
-            if failed is not None:
-                failed.result()
-            parts = [future.result() for future in futures]
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the parts not started are not copied
-        published = _write(target, "CompleteMultipartUpload", lambda: s3.complete_multipart_upload(
-            Bucket=target.bucket, Key=target.key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **target.condition,
-        ))
-        completed = published
-        return published
-    except ClientError as exc:
-        raise _mirror_refused(target, "UploadPartCopy", exc) from exc
+        futures = [pool.submit(copy_part, index) for index in range(s3_limits.part_count(size, part_size))]
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((future for future in finished if future.exception() is not None), None)
+        if failed is not None:
+            failed.result()
+        return [future.result() for future in futures]
     finally:
-        if not completed:
-            _abort_upload(s3, target.bucket, target.key, upload_id)
+        pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the parts not started are not copied
 
 
-def _mirror_refused(target: _Target, operation: str, exc: ClientError) -> MirrorWriteError:
+def _mirror_refused(target: _Destination, operation: str, exc: ClientError) -> MirrorWriteError:
     error = exc.response.get("Error", {})
     return MirrorWriteError(
         f"S3 refused the {operation} of s3://{target.bucket}/{target.key}: {error.get('Code') or 'error'}: "
@@ -381,7 +428,7 @@ def _mirror_refused(target: _Target, operation: str, exc: ClientError) -> Mirror
     )
 
 
-def _write(target: _Target, operation: str, call: Any) -> bool:
+def _write(target: _Destination, operation: str, call: Any) -> bool:
     """Run one conditional write of a mirror object; False when S3 refused it because the object changed since the
     run was planned."""
     try:

@@ -6,9 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .bls_listing import SourceFile, name_problem, parse_listing, printable, require_files
+from .bls_listing import name_problem, parse_listing, printable, require_files
 from .config import Settings
-from .copier import CopyResult, copy_file
 from .mirror import (
     PlanLocation,
     load_copy_items,
@@ -64,24 +63,6 @@ def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str) 
         "to_copy_bytes": sum(f.size for f in plan.to_copy),
         "plan": location.to_dict(),
     }
-
-
-def copy_one(
-    settings: Settings, s3: Any, source: SourceClient, file: SourceFile, condition: dict[str, str] | None = None
-) -> CopyResult:
-    return copy_file(
-        s3,
-        source,
-        file,
-        bucket=settings.bucket,
-        key=settings.mirror_prefix + file.name,
-        staging_prefix=settings.staging_prefix,
-        single_put_limit=settings.single_put_limit,
-        part_size=settings.part_size,
-        upload_threads=settings.upload_threads,
-        condition=condition,
-        range_streams=settings.range_streams,
-    )
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from .. import aws
 from ..bls_listing import SourceFile
 from ..config import load_settings
+from ..copier import CopyTarget, TransferSettings, copy_file
 from ..mirror import write_condition
-from ..sync import copy_one, source_client
+from ..sync import source_client
 
 logger = Logger(service="bls-mirror")
 
@@ -17,6 +18,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     file = SourceFile.from_dict(event["file"])
     s3 = aws.s3_client()
     source = source_client(settings, s3, event.get("run_id"), context.get_remaining_time_in_millis() / 1000)
-    result = copy_one(settings, s3, source, file, write_condition(event["file"])).to_dict()
+    target = CopyTarget.in_mirror(settings, file, write_condition(event["file"]))
+    result = copy_file(s3, source, target, TransferSettings.from_settings(settings)).to_dict()
     logger.info("copied file", extra={"copy": result})
     return result
