@@ -8,18 +8,26 @@ ARGS ?=
 
 STACK ?=
 
-.PHONY: install test run lint build deploy integration bench clean
+.PHONY: install test run notebook lint build deploy integration bench clean
 
-$(VENV)/.installed: requirements-dev.txt functions/requirements.txt
+# Three layers in one virtualenv: `make run` installs only what running needs, `make notebook` adds Jupyter's
+# kernel and matplotlib, `make test` adds the test and check tools.
+$(VENV)/.run-installed: requirements-run.txt functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-run.txt
+	touch $@
+
+$(VENV)/.notebook-installed: $(VENV)/.run-installed requirements-notebook.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-notebook.txt
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.notebook-installed requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
 install: $(VENV)/.installed $(CHECKOV_VENV)/.installed
@@ -27,18 +35,25 @@ install: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 test: install  ## the full offline test suite (includes cfn-lint, checkov, sam validate --lint and ASL checks)
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q tests
 
-run: install  ## mirror BLS through the real state machine locally: make run ARGS="--contact-email you@example.com"
+run: $(VENV)/.run-installed  ## mirror BLS through the real state machine locally: make run ARGS="--contact-email you@example.com"
 	$(PY) -m local_runner $(ARGS)
 
-lint: install
-	$(VENV)/bin/cfn-lint --include-checks I -- template.yaml
-	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact
-	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint
+notebook: $(VENV)/.notebook-installed  ## execute notebooks/reports.ipynb on a run's files: make notebook [ARGS="--state-dir DIR | --bucket s3://BUCKET"]
+	$(PY) -m local_runner.notebook $(ARGS)
 
-build: install  ## sam build needs python3.13 on PATH (pyenv: PYENV_VERSION=3.11.7:3.12.1:3.13.0)
-	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam build
+lint: install  ## cfn-lint, checkov and sam validate --lint; quiet when clean
+	@$(VENV)/bin/cfn-lint --include-checks I -- template.yaml && echo "cfn-lint: clean"
+	@$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet > .checkov.out \
+		&& echo "checkov: clean" || { cat .checkov.out; rm -f .checkov.out; exit 1; }
+	@rm -f .checkov.out
+	@AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint
 
-deploy: install  ## checks the stack name (STACK, default bls-mirror) against the template's name limits, then sam deploy --guided
+build: install  ## sam build with the project's SAM CLI and a Python 3.13 it finds (deploy/python313.sh)
+	@python313="$$(deploy/python313.sh)" && echo "build: Python 3.13 at $$python313" \
+		&& PATH="$$(dirname "$$python313"):$$PATH" SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam build \
+		&& echo "build: the functions and template are in .aws-sam/build/; next: make deploy"
+
+deploy: build  ## checks the stack name (STACK, default bls-mirror) against the template's name limits, then sam deploy --guided
 	$(PY) -m deploy.preflight $(or $(STACK),bls-mirror)
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam deploy --guided --stack-name $(or $(STACK),bls-mirror)
 

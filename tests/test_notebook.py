@@ -135,3 +135,25 @@ def test_notebook_runs_and_shows_the_reports(tmp_path: Path, monkeypatch: pytest
     assert re.search(r"PRS30006032\s+2021\s+Q01\s+4\.2\s+331893745\b", text), text
 
     assert plot_path.is_file() and plot_path.stat().st_size > 1024
+
+
+def test_the_notebook_command_executes_it_on_a_state_directory_and_writes_the_executed_copy(tmp_path: Path, capsys) -> None:
+    from local_runner import notebook as command
+
+    state = tmp_path / "state"
+    (state / "s3" / "bls" / "pr").mkdir(parents=True)
+    (state / "s3" / "datausa").mkdir(parents=True)
+    write_bls_data(state / "s3" / "bls" / "pr" / "pr.data.0.Current")
+    (state / "s3" / "datausa" / "population.json").write_bytes(population_json())
+    original = NOTEBOOK.read_bytes()
+
+    assert command.main(["--state-dir", str(state)]) == 0
+
+    executed = nbformat.read(state / "reports.ipynb", as_version=4)
+    text = text_outputs(executed)
+    assert "80 data rows read, 1 skipped as malformed" in text and re.search(r"mean\s+322069808\.0\b", text)
+    assert f"executed copy written to {state / 'reports.ipynb'}" in capsys.readouterr().out
+    assert NOTEBOOK.read_bytes() == original
+
+    assert command.main(["--state-dir", str(tmp_path / "empty")]) == 2
+    assert "not found: run `make run` first" in capsys.readouterr().err
