@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+import logging
+from typing import Any
 
 from .config import Settings
 from .population import parse_population
 from .reports import AnalyticsInputError, Reports, bounded_lines, compute_reports, to_csv
 
 _LINES_SHOWN = 10
+logger = logging.getLogger(__name__)
 
 
-def run_analytics(settings: Settings, s3: Any, run_id: str, log: Callable[..., None]) -> dict:
+def run_analytics(settings: Settings, s3: Any, run_id: str) -> dict:
     """Compute the three reports, write JSON and CSV under reports/<run_id>/ and reports/latest/, log each one.
 
-    log(message, fields, level="info"). Bad data rows are skipped, counted and logged as a warning.
+    Bad data rows are skipped, counted and logged as a warning.
     """
     data_key = settings.mirror_prefix + settings.data_file
     population = parse_population(_read(s3, settings.bucket, settings.population_key).read())
@@ -26,13 +28,13 @@ def run_analytics(settings: Settings, s3: Any, run_id: str, log: Callable[..., N
         period=settings.report_period,
     )
     if reports.bad_row_count:
-        log("bad rows skipped", {
+        logger.warning("bad rows skipped", extra={
             "file": data_key, "bad_rows": reports.bad_row_count,
             "first_bad_rows": [{"line": b.line, "reason": b.reason} for b in reports.bad_rows[:20]],
-        }, level="warning")
+        })
     locations = {}
     for name, rows in reports.tables().items():
-        log(f"report {name}", {"report": name, "rows": rows})
+        logger.info(f"report {name}", extra={"report": name, "rows": rows})
         locations[name] = _store(s3, settings, run_id, name, rows)
     return {
         "reports": locations,
