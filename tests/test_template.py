@@ -473,3 +473,22 @@ def test_contact_email_is_asked_for_not_defaulted() -> None:
             assert "ContactEmail" not in overrides and "@" not in overrides, (
                 f"samconfig.toml [{env_name}.{command}.parameters] stores a ContactEmail; let --guided ask for it"
             )
+
+
+def test_the_functions_environment_is_what_the_settings_loader_reads_and_parameter_defaults_are_the_settings():
+    """One source for each default: a template parameter's Default, as its variable reaches the loader, gives the
+    Settings field's own default; and every variable the template sets is one the loader reads."""
+    from bls_pipeline.config import ENVIRONMENT, Settings, load_settings
+
+    variables = FUNCTION_GLOBALS["Environment"]["Variables"]
+    assert set(variables) - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"} <= set(ENVIRONMENT)
+    compared = []
+    for variable, value in variables.items():
+        default = PARAMETERS.get(value.get("Ref"), {}).get("Default") if isinstance(value, dict) else None
+        if variable not in ENVIRONMENT or default is None:
+            continue
+        field = ENVIRONMENT[variable][0]
+        loaded = load_settings({"MIRROR_BUCKET": "b", "CONTACT_EMAIL": "ops@example.com", variable: str(default)})
+        assert getattr(loaded, field) == getattr(Settings(), field), f"{value['Ref']} Default {default!r}"
+        compared.append(variable)
+    assert {"SOURCE_URL", "MIRROR_PREFIX", "POPULATION_URL", "MAX_PRUNE_PERCENT", "RANGE_STREAMS"} <= set(compared)
