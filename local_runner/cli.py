@@ -16,11 +16,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-DEFAULT_SOURCE = "https://download.bls.gov/pub/time.series/pr/"
 DEFAULT_STATE_DIR = ".local-state"
 
 
+def _settings_defaults() -> dict:
+    """The pipeline's own defaults (the Settings dataclass in functions/bls_pipeline/config.py), by field name."""
+    from .engine import FUNCTIONS_DIR
+
+    if str(FUNCTIONS_DIR) not in sys.path:
+        sys.path.insert(0, str(FUNCTIONS_DIR))
+    from bls_pipeline.config import DEFAULTS
+
+    return DEFAULTS
+
+
 def build_parser() -> argparse.ArgumentParser:
+    defaults = _settings_defaults()
     parser = argparse.ArgumentParser(
         prog="python -m local_runner",
         description=(
@@ -35,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="your e-mail, sent in the User-Agent; BLS refuses clients without one "
         "(default: $BLS_CONTACT_EMAIL)",
     )
-    parser.add_argument("--source-url", default=DEFAULT_SOURCE, help=f"directory to mirror (default: {DEFAULT_SOURCE})")
+    parser.add_argument(
+        "--source-url", default=defaults["source_url"], help=f"directory to mirror (default: {defaults['source_url']})"
+    )
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -49,16 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="DataUSA population API URL (default: the template's PopulationUrl, the tesseract "
         "acs_yg_total_population_1 endpoint)",
     )
-    parser.add_argument("--mirror-prefix", default="bls/pr/", help="S3 prefix of the mirror (default: bls/pr/)")
+    parser.add_argument(
+        "--mirror-prefix", default=defaults["mirror_prefix"],
+        help=f"S3 prefix of the mirror (default: {defaults['mirror_prefix']})",
+    )
     parser.add_argument("--concurrency", type=int, default=4, help="files copied at once, the Map's MaxConcurrency (default: 4)")
     parser.add_argument(
-        "--source-requests-per-second", type=float, default=1.0, metavar="RATE",
+        "--source-requests-per-second", type=float, default=defaults["source_requests_per_second"], metavar="RATE",
         help="requests per second to the source's host, for the whole run: every copy, range, retry and the "
-        "listing (default: 1; BLS blocks robots that request several times per second)",
+        f"listing (default: {defaults['source_requests_per_second']:g}; BLS blocks robots that request several "
+        "times per second)",
     )
     parser.add_argument(
-        "--population-requests-per-second", type=float, default=1.0, metavar="RATE",
-        help="requests per second to the population API's host (default: 1)",
+        "--population-requests-per-second", type=float, default=defaults["population_requests_per_second"],
+        metavar="RATE",
+        help=f"requests per second to the population API's host (default: {defaults['population_requests_per_second']:g})",
     )
     parser.add_argument("--retry-interval", type=int, default=1, help="first retry delay in seconds (default: 1)")
     parser.add_argument("--retry-attempts", type=int, default=3, help="retries per transient failure (default: 3)")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import logging
+from pathlib import Path
 
 import pytest
 
 from bls_pipeline.aws import s3_client
 from bls_pipeline.config import ConfigError
-from bls_pipeline.handlers import copy_file, list_source, prune
+from bls_pipeline.handlers import _prologue, copy_file, list_source, prune_mirror
 from local_runner.engine import LocalContext
 from tests.conftest import mirror_contents
 
@@ -78,7 +81,7 @@ def test_prune_deletes_only_unlisted_objects_under_the_mirror_prefix_and_reports
         "copy_results": [{"failed": "pr.bad", "error": "SourceNotFound", "message": "HTTP 404"}],
     }
 
-    result = prune.handler(event, ctx("PruneMirror"))
+    result = prune_mirror.handler(event, ctx("PruneMirror"))
 
     keys = {o["Key"] for o in env.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert "bls/pr/pr.gone" not in keys
@@ -86,3 +89,23 @@ def test_prune_deletes_only_unlisted_objects_under_the_mirror_prefix_and_reports
     mirror = result["mirror"]
     assert (mirror["deleted_files"], mirror["copied"], mirror["failed"]) == (["pr.gone"], 0, 1)
     assert mirror["failure_cause"] == "1 file(s) could not be copied after retries: pr.bad: SourceNotFound: HTTP 404"
+
+
+def test_the_librarys_own_loggers_write_through_the_handlers_logger():
+    """One way to log: stdlib records of bls_pipeline's modules go out through the Powertools logger's handler."""
+    library = logging.getLogger("bls_pipeline")
+    # (pytest's log capture adds its own handlers to every logger that does not propagate)
+    assert _prologue.logger.registered_handler in library.handlers and not library.propagate
+    assert logging.getLogger("bls_pipeline.source_http").getEffectiveLevel() == _prologue.logger.log_level
+
+
+def test_only_the_prologue_makes_a_logger_and_nothing_prints():
+    package = Path(_prologue.__file__).resolve().parent.parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
+                name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+                if name == "print" or (name == "Logger" and path.name != "_prologue.py"):
+                    offenders.append(f"{path.relative_to(package)}:{node.lineno} {name}(")
+    assert offenders == []

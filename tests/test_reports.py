@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -118,12 +119,20 @@ def test_the_stored_run_names_the_bad_rows_and_logs_them_as_a_warning(moto_s3):
     settings = Settings(bucket="mirror-bucket", contact_email="ops@example.com")
     moto_s3.put_object(Bucket="mirror-bucket", Key="bls/pr/pr.data.0.Current", Body=DATA.encode())
     moto_s3.put_object(Bucket="mirror-bucket", Key="datausa/population.json", Body=population_json())
-    logged = []
-
-    summary = run_analytics(settings, moto_s3, "run-1", lambda message, fields, level="info": logged.append((message, level, fields)))
+    # The handlers' prologue may have stopped bls_pipeline's records from reaching the root logger (and pytest's
+    # caplog): listen on the module's own logger.
+    logged: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = logged.append
+    module_logger = logging.getLogger("bls_pipeline.analytics")
+    module_logger.addHandler(listener)
+    try:
+        summary = run_analytics(settings, moto_s3, "run-1")
+    finally:
+        module_logger.removeHandler(listener)
 
     assert (summary["bad_rows"], summary["bad_row_lines"], summary["rows_read"]) == (2, [9, 11], 14)
-    [(_, level, fields)] = [entry for entry in logged if entry[0] == "bad rows skipped"]
-    assert level == "warning" and fields["file"] == "bls/pr/pr.data.0.Current"
-    assert fields["first_bad_rows"] == [{"line": 9, "reason": "value 'abc' is not a number"},
-                                        {"line": 11, "reason": "3 columns, expected 5"}]
+    [record] = [r for r in logged if r.getMessage() == "bad rows skipped"]
+    assert record.levelno == logging.WARNING and record.file == "bls/pr/pr.data.0.Current"
+    assert record.first_bad_rows == [{"line": 9, "reason": "value 'abc' is not a number"},
+                                     {"line": 11, "reason": "3 columns, expected 5"}]

@@ -35,11 +35,15 @@ def test_a_run_may_mirror_another_directory_within_the_mirror_folder() -> None:
     assert settings.source_url.endswith("/ce/")
 
 
-@pytest.mark.parametrize("setting", ["population_key", "reports_prefix", "runs_prefix"])
-def test_the_pipelines_own_files_may_not_share_the_mirror_folder(setting: str) -> None:
-    value = "bls/population.json" if setting == "population_key" else "bls/own/"
+def test_the_population_file_may_not_share_the_mirror_folder() -> None:
     with pytest.raises(ConfigError, match="bls/"):
-        Settings(bucket="mirror", contact_email=CONTACT, **{setting: value}).validate()
+        Settings(bucket="mirror", contact_email=CONTACT, population_key="bls/population.json").validate()
+
+
+@pytest.mark.parametrize("mirror_prefix", ["reports/pr/", "pipeline/pr/"])
+def test_the_mirror_may_not_share_a_folder_with_the_pipelines_own_files(mirror_prefix: str) -> None:
+    with pytest.raises(ConfigError, match=mirror_prefix.split("/")[0] + "/"):
+        Settings(bucket="mirror", contact_email=CONTACT, mirror_prefix=mirror_prefix).validate()
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [

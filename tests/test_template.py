@@ -473,3 +473,80 @@ def test_contact_email_is_asked_for_not_defaulted() -> None:
             assert "ContactEmail" not in overrides and "@" not in overrides, (
                 f"samconfig.toml [{env_name}.{command}.parameters] stores a ContactEmail; let --guided ask for it"
             )
+
+
+def test_the_functions_environment_is_what_the_settings_loader_reads_and_parameter_defaults_are_the_settings():
+    """One source for each default: a template parameter's Default, as its variable reaches the loader, gives the
+    Settings field's own default; and every variable the template sets is one the loader reads."""
+    from bls_pipeline.config import ENVIRONMENT, Settings, load_settings
+
+    variables = FUNCTION_GLOBALS["Environment"]["Variables"]
+    assert set(variables) - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"} <= set(ENVIRONMENT)
+    compared = []
+    for variable, value in variables.items():
+        default = PARAMETERS.get(value.get("Ref"), {}).get("Default") if isinstance(value, dict) else None
+        if variable not in ENVIRONMENT or default is None:
+            continue
+        field = ENVIRONMENT[variable][0]
+        loaded = load_settings({"MIRROR_BUCKET": "b", "CONTACT_EMAIL": "ops@example.com", variable: str(default)})
+        assert getattr(loaded, field) == getattr(Settings(), field), f"{value['Ref']} Default {default!r}"
+        compared.append(variable)
+    assert {"SOURCE_URL", "MIRROR_PREFIX", "POPULATION_URL", "MAX_PRUNE_PERCENT", "RANGE_STREAMS"} <= set(compared)
+
+
+# --- the ASL's error names are the code's exceptions ------------------------------------------------------------
+
+PACKAGE_DIR = ROOT / "functions" / "bls_pipeline"
+BUILT_IN_ERROR = re.compile(r"^(States|Lambda|Sandbox)\.")  # Step Functions', the Lambda service's and runtime's
+EXTERNAL_EXCEPTIONS = {"ClientError": "botocore.exceptions"}  # an AWS call's error, raised by boto3 itself
+OWN_VERDICTS = {"CopyFailed"}  # a Fail state's error that names the state machine's own conclusion, not an exception
+
+
+def _error_names(state: dict) -> Iterator[str]:
+    for field in ("Retry", "Catch"):
+        for rule in state.get(field) or []:
+            yield from rule.get("ErrorEquals") or []
+    if state.get("Type") == "Fail" and "Error" in state:
+        yield state["Error"]
+
+
+def _exception_classes_and_raises() -> tuple[set[str], set[str]]:
+    """Exception classes defined in bls_pipeline (by their bases, transitively), and names raised as `raise Name(...)`
+    or `raise Name` anywhere in it."""
+    import ast
+    import builtins
+
+    bases: dict[str, set[str]] = {}
+    raised: set[str] = set()
+    for path in PACKAGE_DIR.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                bases[node.name] = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                if isinstance(target, ast.Name):
+                    raised.add(target.id)
+
+    def is_exception(name: str, seen: frozenset = frozenset()) -> bool:
+        if name not in bases:  # a class from outside the package: a built-in exception?
+            return isinstance(getattr(builtins, name, None), type) and issubclass(getattr(builtins, name), BaseException)
+        return any(is_exception(base, seen | {name}) for base in bases[name] - seen)
+
+    return {name for name in bases if is_exception(name)}, raised
+
+
+@sm_params
+def test_every_error_the_definition_names_is_an_exception_the_code_defines_and_raises(props: dict) -> None:
+    """A Retry, Catch or Fail that names a custom error matches only while a class of that name exists and is raised:
+    renaming the class would otherwise silently turn a retry or a catch off."""
+    classes, raised = _exception_classes_and_raises()
+    states = [state for _, _, state in _all_states(props)]
+    named = {name for state in states for name in _error_names(state) if not BUILT_IN_ERROR.match(name)}
+    for name, module in EXTERNAL_EXCEPTIONS.items():
+        assert issubclass(getattr(importlib.import_module(module), name), Exception), f"{module}.{name}"
+    caught = {name for state in states for name in _error_names({**state, "Type": None})}
+    assert not OWN_VERDICTS & caught, "a Retry or Catch names an error that only a Fail state gives"
+    named -= set(EXTERNAL_EXCEPTIONS) | OWN_VERDICTS
+    assert len(named) >= 5, f"the definition names only {sorted(named)}: the check below would prove little"
+    assert sorted(named - classes) == [], "named in the ASL but not an exception class in functions/bls_pipeline"
+    assert sorted(named - raised) == [], "an exception class the ASL names, but nothing raises it"

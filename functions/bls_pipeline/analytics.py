@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+import logging
+from typing import Any
 
 from .config import Settings
 from .mirror import META_SHA256, META_STAMP
@@ -11,18 +12,19 @@ from .population import META_RUN_ID, parse_population
 from .reports import AnalyticsInputError, Reports, bounded_lines, compute_reports, to_csv
 
 _LINES_SHOWN = 10
+logger = logging.getLogger(__name__)
 
 
 INPUTS_FILE = "inputs.json"  # beside the reports: which versions of the two inputs they were computed from
 
 
-def run_analytics(settings: Settings, s3: Any, run_id: str | None, log: Callable[..., None]) -> dict:
+def run_analytics(settings: Settings, s3: Any, run_id: str | None) -> dict:
     """Compute the three reports, write JSON and CSV under reports/<run_id>/ and reports/latest/, log each one.
 
     Nothing is computed when an input is missing (another survey's directory has no `settings.data_file`) or when
     neither input changed since the reports in reports/latest/: the answer then says why, in "skipped".
     run_id None: the run that wrote the population file (its metadata), as on the S3 -> SQS path.
-    log(message, fields, level="info"). Bad data rows are skipped, counted and logged as a warning.
+    Bad data rows are skipped, counted and logged as a warning.
     """
     data_key = settings.mirror_prefix + settings.data_file
     inputs, skipped = why_no_new_reports(settings, s3)
@@ -37,13 +39,13 @@ def run_analytics(settings: Settings, s3: Any, run_id: str | None, log: Callable
         period=settings.report_period,
     )
     if reports.bad_row_count:
-        log("bad rows skipped", {
+        logger.warning("bad rows skipped", extra={
             "file": data_key, "bad_rows": reports.bad_row_count,
             "first_bad_rows": [{"line": b.line, "reason": b.reason} for b in reports.bad_rows[:20]],
-        }, level="warning")
+        })
     locations = {}
     for name, rows in reports.tables().items():
-        log(f"report {name}", {"report": name, "rows": rows})
+        logger.info(f"report {name}", extra={"report": name, "rows": rows})
         locations[name] = _store(s3, settings, run_id, name, rows)
     vintage = json.dumps({"run_id": run_id, "inputs": inputs, "bad_rows": reports.bad_row_count,
                           "bad_row_lines": [b.line for b in reports.bad_rows[:_LINES_SHOWN]]}, indent=1).encode()

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable, ClassVar, Mapping
 from urllib.parse import urlsplit
 
 from . import s3_limits
 
-DEFAULT_SOURCE_URL = "https://download.bls.gov/pub/time.series/pr/"
-DEFAULT_MIRROR_PREFIX = "bls/pr/"
-DEFAULT_RUNS_PREFIX = "pipeline/runs/"
-DEFAULT_STAGING_PREFIX = "pipeline/staging/"
-DEFAULT_POPULATION_URL = (
-    "https://honolulu-api.datausa.io/tesseract/data.jsonrecords"
-    "?cube=acs_yg_total_population_1&drilldowns=Year,Nation&locale=en&measures=Population"
-)
-DEFAULT_POPULATION_KEY = "datausa/population.json"
-DEFAULT_REPORTS_PREFIX = "reports/"
-DEFAULT_RATE_PREFIX = "pipeline/rate/"
+# Where the pipeline keeps its own files. template.yaml's IAM policies and lifecycle rules name these prefixes, so
+# they are constants, not settings: another value would only be denied at run time.
+RUNS_PREFIX = "pipeline/runs/"
+STAGING_PREFIX = "pipeline/staging/"
+RATE_PREFIX = "pipeline/rate/"
+REPORTS_PREFIX = "reports/"
 
 MAX_RANGE_STREAMS = 8  # the source client keeps this many connections per host
 MAX_REQUESTS_PER_SECOND = 1000.0
@@ -33,20 +28,18 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    bucket: str
-    contact_email: str
-    source_url: str = DEFAULT_SOURCE_URL
-    mirror_prefix: str = DEFAULT_MIRROR_PREFIX
-    runs_prefix: str = DEFAULT_RUNS_PREFIX
-    staging_prefix: str = DEFAULT_STAGING_PREFIX
+    bucket: str = ""
+    contact_email: str = ""
+    source_url: str = "https://download.bls.gov/pub/time.series/pr/"
+    mirror_prefix: str = "bls/pr/"
     http_connect_timeout: float = 10.0
     http_read_timeout: float = 60.0
     # A Retry-After up to this long is honoured inside the step (wait, ask once more); the state machine's Retry
     # cannot read the header, so longer ones are left to its backoff.
     retry_after_limit: float = 60.0
     # Files up to this size are buffered and written with one PutObject; larger ones stream as multipart.
-    single_put_limit: int = 8 * 1024 * 1024
-    part_size: int = 8 * 1024 * 1024
+    single_put_limit: int = 8 * s3_limits.MiB
+    part_size: int = 8 * s3_limits.MiB
     upload_threads: int = 4
     # Byte-range GETs of one large file at once; 1 reads every file as one stream (one request per file), which is
     # right for BLS: each range is one more request under the rate below.
@@ -54,17 +47,23 @@ class Settings:
     # Requests per second to the source's host, for the whole run (request_rate.py), and to the population API's.
     source_requests_per_second: float = 1.0
     population_requests_per_second: float = 1.0
-    rate_prefix: str = DEFAULT_RATE_PREFIX
     # Loopback, link-local and private source addresses are refused unless this is set (local testing only).
     allow_private_sources: bool = False
-    population_url: str = DEFAULT_POPULATION_URL
-    population_key: str = DEFAULT_POPULATION_KEY
-    reports_prefix: str = DEFAULT_REPORTS_PREFIX
+    population_url: str = (
+        "https://honolulu-api.datausa.io/tesseract/data.jsonrecords"
+        "?cube=acs_yg_total_population_1&drilldowns=Year,Nation&locale=en&measures=Population"
+    )
+    population_key: str = "datausa/population.json"
     data_file: str = "pr.data.0.Current"
     report_series: str = "PRS30006032"
     report_period: str = "Q01"
     max_prune_share: float = 0.5  # a run refuses to delete more than this share of the mirror ...
     force_prune: bool = False  # ... unless the execution input says {"force_prune": true}
+
+    runs_prefix: ClassVar[str] = RUNS_PREFIX
+    staging_prefix: ClassVar[str] = STAGING_PREFIX
+    rate_prefix: ClassVar[str] = RATE_PREFIX
+    reports_prefix: ClassVar[str] = REPORTS_PREFIX
 
     def validate(self) -> "Settings":
         if not self.bucket:
@@ -89,11 +88,10 @@ class Settings:
             if not 0 < getattr(self, name) <= MAX_REQUESTS_PER_SECOND:
                 raise ConfigError(f"{name.upper()}={getattr(self, name)} must be more than 0 and at most "
                                   f"{MAX_REQUESTS_PER_SECOND}")
-        for name in ("mirror_prefix", "runs_prefix", "staging_prefix", "reports_prefix", "rate_prefix"):
-            value = getattr(self, name)
-            if not value.endswith("/") or value.startswith("/") or {"", ".", ".."} & set(value.split("/")[:-1]):
-                raise ConfigError(f"{name} {value!r} must be a relative S3 prefix ending in '/', like 'bls/pr/', "
-                                  "without empty, '.' or '..' folders")
+        value = self.mirror_prefix
+        if not value.endswith("/") or value.startswith("/") or {"", ".", ".."} & set(value.split("/")[:-1]):
+            raise ConfigError(f"mirror_prefix {value!r} must be a relative S3 prefix ending in '/', like 'bls/pr/', "
+                              "without empty, '.' or '..' folders")
         if self.population_key.startswith(self.mirror_root) or not self.population_key or self.population_key.endswith("/"):
             raise ConfigError(
                 f"population key {self.population_key!r} must be an object key outside the mirror's folder "
@@ -151,31 +149,8 @@ class Settings:
 RUN_OVERRIDES = {"source_url": "source_url", "mirror_prefix": "mirror_prefix", "force_prune": "force_prune"}
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
-    settings = Settings(
-        bucket=env.get("MIRROR_BUCKET", ""),
-        contact_email=env.get("CONTACT_EMAIL", ""),
-        source_url=env.get("SOURCE_URL", DEFAULT_SOURCE_URL),
-        mirror_prefix=env.get("MIRROR_PREFIX", DEFAULT_MIRROR_PREFIX),
-        runs_prefix=env.get("RUNS_PREFIX", DEFAULT_RUNS_PREFIX),
-        staging_prefix=env.get("STAGING_PREFIX", DEFAULT_STAGING_PREFIX),
-        http_read_timeout=_number(env, "HTTP_READ_TIMEOUT", 60.0),
-        single_put_limit=int(_number(env, "SINGLE_PUT_LIMIT_BYTES", 8 * 1024 * 1024)),
-        part_size=int(_number(env, "PART_SIZE_BYTES", 8 * 1024 * 1024)),
-        range_streams=_whole_number(env, "RANGE_STREAMS", 1),
-        source_requests_per_second=_number(env, "SOURCE_REQUESTS_PER_SECOND", 1.0),
-        population_requests_per_second=_number(env, "POPULATION_REQUESTS_PER_SECOND", 1.0),
-        rate_prefix=env.get("RATE_PREFIX", DEFAULT_RATE_PREFIX),
-        allow_private_sources=_flag(env, "ALLOW_PRIVATE_SOURCES"),
-        population_url=env.get("POPULATION_URL", DEFAULT_POPULATION_URL),
-        population_key=env.get("POPULATION_KEY", DEFAULT_POPULATION_KEY),
-        reports_prefix=env.get("REPORTS_PREFIX", DEFAULT_REPORTS_PREFIX),
-        report_series=env.get("REPORT_SERIES_ID", "PRS30006032"),
-        report_period=env.get("REPORT_PERIOD", "Q01"),
-        max_prune_share=_number(env, "MAX_PRUNE_PERCENT", 50.0) / 100,
-    )
-    return settings.validate()
+def _text(env: Mapping[str, str], name: str, default: str) -> str:
+    return env.get(name, default)
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -191,11 +166,8 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "false").strip().lower()
-    if raw not in ("true", "false"):
-        raise ConfigError(f"{name}={env.get(name)!r} must be true or false")
-    return raw == "true"
+def _byte_count(env: Mapping[str, str], name: str, default: int) -> int:
+    return int(_number(env, name, default))
 
 
 def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
@@ -203,3 +175,44 @@ def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
     if not float(value).is_integer():
         raise ConfigError(f"{name}={env.get(name)!r} must be a whole number")
     return int(value)
+
+
+def _percent(env: Mapping[str, str], name: str, default: float) -> float:
+    """A share given in percent (MAX_PRUNE_PERCENT=50 -> 0.5)."""
+    return _number(env, name, default * 100) / 100
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "true" if default else "false").strip().lower()
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{name}={env.get(name)!r} must be true or false")
+    return raw == "true"
+
+
+# Environment variable (template.yaml's Globals) -> the Settings field it sets, and how it is read. The field's
+# default applies when the variable is unset (or, for numbers, empty).
+ENVIRONMENT: dict[str, tuple[str, Callable[[Mapping[str, str], str, Any], Any]]] = {
+    "MIRROR_BUCKET": ("bucket", _text),
+    "CONTACT_EMAIL": ("contact_email", _text),
+    "SOURCE_URL": ("source_url", _text),
+    "MIRROR_PREFIX": ("mirror_prefix", _text),
+    "HTTP_READ_TIMEOUT": ("http_read_timeout", _number),
+    "SINGLE_PUT_LIMIT_BYTES": ("single_put_limit", _byte_count),
+    "PART_SIZE_BYTES": ("part_size", _byte_count),
+    "RANGE_STREAMS": ("range_streams", _whole_number),
+    "SOURCE_REQUESTS_PER_SECOND": ("source_requests_per_second", _number),
+    "POPULATION_REQUESTS_PER_SECOND": ("population_requests_per_second", _number),
+    "ALLOW_PRIVATE_SOURCES": ("allow_private_sources", _flag),
+    "POPULATION_URL": ("population_url", _text),
+    "POPULATION_KEY": ("population_key", _text),
+    "REPORT_SERIES_ID": ("report_series", _text),
+    "REPORT_PERIOD": ("report_period", _text),
+    "MAX_PRUNE_PERCENT": ("max_prune_share", _percent),
+}
+DEFAULTS = {f.name: f.default for f in fields(Settings)}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values = {field: read(env, variable, DEFAULTS[field]) for variable, (field, read) in ENVIRONMENT.items()}
+    return Settings(**values).validate()

@@ -1,23 +1,20 @@
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .. import aws
 from ..bls_listing import SourceFile
-from ..config import load_settings
 from ..copier import CopyTarget, TransferSettings, copy_file
 from ..mirror import write_condition
 from ..sync import source_client
-
-logger = Logger(service="bls-mirror")
+from ._prologue import logger, run_settings, seconds_left
 
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     """event: {"file": {"name", "url", "size", "stamp", "mirror_etag"}, "run": <overrides>, "run_id": <execution>}"""
-    settings = load_settings().with_overrides(event.get("run") or {})
+    settings = run_settings(event.get("run"))
     file = SourceFile.from_dict(event["file"])
     s3 = aws.s3_client()
-    source = source_client(settings, s3, event.get("run_id"), context.get_remaining_time_in_millis() / 1000)
+    source = source_client(settings, s3, event.get("run_id"), seconds_left(context))
     target = CopyTarget.in_mirror(settings, file, write_condition(event["file"]))
     result = copy_file(s3, source, target, TransferSettings.from_settings(settings)).to_dict()
     logger.info("copied file", extra={"copy": result})

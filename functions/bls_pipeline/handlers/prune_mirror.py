@@ -1,19 +1,16 @@
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .. import aws
-from ..config import load_settings
 from ..mirror import PlanLocation
 from ..sync import copy_failures, finish_run
-
-logger = Logger(service="bls-mirror")
+from ._prologue import logger, run_settings
 
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     """event: {"plan", "run", "listed", "unchanged" (from ListSource), "copy_results" (the Map's output: where its
     ResultWriter stored the item outputs)}"""
-    settings = load_settings().with_overrides(event.get("run") or {})
+    settings = run_settings(event.get("run"))
     s3 = aws.s3_client()
     failures = copy_failures(s3, event.get("copy_results"))
     result = finish_run(settings, s3, PlanLocation(**event["plan"]), failures)
