@@ -119,10 +119,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    if not args.verbose:
-        for name in ("moto", "botocore", "bls_pipeline"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    with _quiet_logs(not args.verbose):
+        return _run(args, execution_input, out)
 
+
+def _run(args: argparse.Namespace, execution_input: dict, out: TextIO) -> int:
     from .engine import LocalEngine
     from .progress import Progress
     from .state_dir import StateDir
@@ -212,6 +213,20 @@ def retried_errors(attempts: int) -> dict[str, int]:
     lambda_errors = ("Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
                      "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException")
     return {"TransientSourceError": attempts, **dict.fromkeys(lambda_errors, attempts), "Sandbox.Timedout": 1}
+
+
+@contextmanager
+def _quiet_logs(quiet: bool):
+    """Without --verbose, only errors from the libraries and the pipeline's own loggers; restored afterwards."""
+    loggers = [logging.getLogger(name) for name in ("moto", "botocore", "bls_pipeline")] if quiet else []
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 @contextmanager

@@ -74,12 +74,12 @@ def staging_leftovers(s3) -> list:
 
 def test_the_transfer_settings_and_the_mirror_target_come_from_the_run_settings():
     settings = Settings(bucket=BUCKET, contact_email="ops@example.com", mirror_prefix="bls/ce/",
-                        staging_prefix="pipeline/stage/", single_put_limit=6 * MiB, part_size=7 * MiB, upload_threads=3,
+                        single_put_limit=6 * MiB, part_size=7 * MiB, upload_threads=3,
                         range_streams=2)
     file = SourceFile("ce.txt", "https://example.com/ce.txt", 10, "8/6/2026 8:30 AM")
 
     assert TransferSettings.from_settings(settings) == TransferSettings(
-        staging_prefix="pipeline/stage/", single_put_limit=6 * MiB, part_size=7 * MiB, upload_threads=3,
+        staging_prefix="pipeline/staging/", single_put_limit=6 * MiB, part_size=7 * MiB, upload_threads=3,
         range_streams=2,
     )
     assert CopyTarget.in_mirror(settings, file, {"IfNoneMatch": "*"}) == CopyTarget(
