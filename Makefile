@@ -8,13 +8,14 @@ ARGS ?=
 
 STACK ?=
 
-.PHONY: install test run notebook lint build deploy integration bench clean
+.PHONY: install test run serve notebook lint build deploy integration bench clean
 
 # Three layers in one virtualenv: `make run` installs only what running needs, `make notebook` adds Jupyter's
 # kernel and matplotlib, `make test` adds the test and check tools.
-$(VENV)/.run-installed: requirements-run.txt functions/requirements.txt
+$(VENV)/.run-installed: requirements-run.txt functions/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-run.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 $(VENV)/.notebook-installed: $(VENV)/.run-installed requirements-notebook.txt
@@ -37,6 +38,9 @@ test: install  ## the full offline test suite (includes cfn-lint, checkov, sam v
 
 run: $(VENV)/.run-installed  ## mirror BLS through the real state machine locally: make run ARGS="--contact-email you@example.com"
 	$(PY) -m local_runner $(ARGS)
+
+serve: $(VENV)/.run-installed  ## a BLS-like directory and population API on 127.0.0.1:8321, for offline runs: make serve [ARGS="--directory DIR"]
+	$(PY) -m bls_loopback $(ARGS)
 
 notebook: $(VENV)/.notebook-installed  ## execute notebooks/reports.ipynb on a run's files: make notebook [ARGS="--state-dir DIR | --bucket s3://BUCKET"]
 	$(PY) -m local_runner.notebook $(ARGS)
@@ -61,10 +65,10 @@ integration:  ## the integration tests against a deployed stack: make integratio
 	@if [ -z "$(STACK)" ]; then echo "integration: skipped: no stack given (make integration STACK=<your deployed stack name>)"; \
 	else $(MAKE) --no-print-directory install >/dev/null && $(PY) -m tests.integration "$(STACK)"; fi
 
-$(BENCH_VENV)/.installed: bench/requirements.txt
+$(BENCH_VENV)/.installed: bench/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 bench: $(BENCH_VENV)/.installed  ## benchmarks against rclone and a naive script (not tests): make bench ARGS=--quick

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(PROJECT), str(PROJECT / "functions")]
 
 from . import analytics, imports, profiles, report  # noqa: E402
 from .contenders import Rclone, RcloneRanged, rclone_version  # noqa: E402

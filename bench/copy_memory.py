@@ -28,7 +28,6 @@ def _status_bytes(field: str) -> int:
 
 
 def child(settings: dict) -> dict:
-    sys.path[:0] = [str(PROJECT), str(PROJECT / "functions")]
     os.environ["AWS_ENDPOINT_URL_S3"] = settings["s3_endpoint"]
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_DEFAULT_REGION": "us-east-1"})
     os.environ.pop("AWS_CA_BUNDLE", None)

@@ -31,7 +31,6 @@ class ImportTime:
 
 
 def handler_modules() -> list[str]:
-    sys.path.insert(0, str(PROJECT))
     from local_runner.template_model import Template
 
     return sorted({spec.handler.rpartition(".")[0] for spec in Template.load().functions()})

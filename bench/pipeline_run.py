@@ -21,7 +21,6 @@ from collections import Counter
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(PROJECT), str(PROJECT / "functions")]
 
 
 def fail_fast_when_an_engine_thread_dies() -> None:

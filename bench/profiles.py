@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-from .contenders import PROJECT, Pipeline
+from .contenders import Pipeline
 from .processes import kill_with_parent
 from .source import CONTACT, populate_many_files, populate_pr_directory, population_url
 
@@ -42,6 +43,8 @@ def _area(path: str) -> str:
 
 
 PROJECT = Path(__file__).resolve().parent.parent
+# The code folder first on the path, as Lambda has it in /var/task (not through the editable install's finder).
+LAMBDA_LAYOUT = {**os.environ, "PYTHONPATH": str(PROJECT / "functions")}
 
 
 def _short(frame: str) -> str:
@@ -119,11 +122,11 @@ def profile_pipeline_run(pipeline: Pipeline, bucket: str, workdir: Path, label: 
 def profile_analytics(data: Path, population: Path) -> str:
     stats = subprocess.run(
         [sys.executable, "-c", _ANALYTICS_PROFILE, str(data), str(population)],
-        capture_output=True, text=True, cwd=PROJECT, timeout=600, preexec_fn=kill_with_parent,
+        capture_output=True, text=True, cwd=PROJECT, timeout=600, preexec_fn=kill_with_parent, env=LAMBDA_LAYOUT,
     )
     imports = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import sys; sys.path.insert(0, 'functions'); import bls_pipeline.analytics"],
-        capture_output=True, text=True, cwd=PROJECT, timeout=120, preexec_fn=kill_with_parent,
+        [sys.executable, "-X", "importtime", "-c", "import bls_pipeline.analytics"],
+        capture_output=True, text=True, cwd=PROJECT, timeout=120, preexec_fn=kill_with_parent, env=LAMBDA_LAYOUT,
     )
     heavy = sorted(
         ((int(m[2]) / 1000, m[4]) for m in re.finditer(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", imports.stderr)
@@ -136,7 +139,6 @@ def profile_analytics(data: Path, population: Path) -> str:
 
 _ANALYTICS_PROFILE = """
 import cProfile, io, pstats, sys
-sys.path.insert(0, 'functions')
 profile = cProfile.Profile()
 profile.enable()
 from bls_pipeline.analytics import load_reports_from_files

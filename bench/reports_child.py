@@ -13,7 +13,6 @@ SERIES, PERIOD = "PRS30006032", "Q01"
 
 
 def pipeline_reports(data_path: str, population_path: str) -> dict:
-    sys.path.insert(0, str(PROJECT / "functions"))
     from bls_pipeline.analytics import load_reports_from_files
 
     reports = load_reports_from_files(data_path, population_path, SERIES, PERIOD)

@@ -23,7 +23,7 @@ import boto3
 from botocore.config import Config
 
 from local_runner.engine import ORACLE_USER_AGENT
-from tests.bls_server import serve_on_loopback
+from bls_loopback.server import serve_on_loopback
 
 from .processes import kill_with_parent
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
-from tests.bls_server import peak_requests_per_second
+from bls_loopback.server import peak_requests_per_second
 
 from .contenders import MIRROR_PREFIX, Contender, ContenderFailed, Naive, Pipeline, Rclone, RcloneRanged
 from .s3_endpoint import Destination

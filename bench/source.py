@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import hashlib
-import json
 import random
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bls_server import BlsServer, _Handler
+from bls_loopback.population import POPULATION as BASE_POPULATION, population_json as population_answer
+from bls_loopback.server import BlsHandler, BlsServer
 
 CONTACT = "bench@example.com"
 USER_AGENT = f"bls-bench/1.0 (benchmark; contact: {CONTACT})"
@@ -96,7 +96,7 @@ class BenchSource(BlsServer):
         return counts
 
 
-class _StreamingHandler(_Handler):
+class _StreamingHandler(BlsHandler):
     owner: BenchSource
 
     def send_body(self, status, body, content_type, modified=None, send_body=True, **options) -> None:
@@ -197,19 +197,12 @@ def populate_many_files(source: BlsServer, count: int) -> None:
 
 
 # -- DataUSA ------------------------------------------------------------------------------------------------
-POPULATION = {2013: 316128839, 2014: 318857056, 2015: 321418821, 2016: 323127515, 2017: 325719178,
-              2018: 327167439, 2019: 328239523, 2021: 331893745, 2022: 333287557, 2023: 334914895}
+# The bench's answer has the newer years too; same shape as the tests' (bls_loopback.population).
+POPULATION = {**BASE_POPULATION, 2022: 333287557, 2023: 334914895}
 
 
 def population_json() -> bytes:
-    """A DataUSA answer in the current tesseract shape (2020 absent, as in the real API)."""
-    return json.dumps({
-        "annotations": {"source_name": "Census Bureau"},
-        "page": {"limit": 0, "offset": 0, "total": len(POPULATION)},
-        "columns": ["Nation ID", "Nation", "Year", "Population"],
-        "data": [{"Nation ID": "01000US", "Nation": "United States", "Year": y, "Population": float(p)}
-                 for y, p in sorted(POPULATION.items())],
-    }).encode()
+    return population_answer(POPULATION)
 
 
 def start_source(latency: float, bandwidth: float | None) -> BenchSource:

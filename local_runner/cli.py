@@ -21,10 +21,6 @@ DEFAULT_STATE_DIR = ".local-state"
 
 def _settings_defaults() -> dict:
     """The pipeline's own defaults (the Settings dataclass in functions/bls_pipeline/config.py), by field name."""
-    from .engine import FUNCTIONS_DIR
-
-    if str(FUNCTIONS_DIR) not in sys.path:
-        sys.path.insert(0, str(FUNCTIONS_DIR))
     from bls_pipeline.config import DEFAULTS
 
     return DEFAULTS
@@ -257,10 +253,6 @@ def _settings_environment(args: argparse.Namespace) -> dict[str, str]:
 
 def _check_settings(args: argparse.Namespace) -> str | None:
     """Validate the flags with the pipeline's own rules before the engine starts."""
-    from .engine import FUNCTIONS_DIR
-
-    if str(FUNCTIONS_DIR) not in sys.path:
-        sys.path.insert(0, str(FUNCTIONS_DIR))
     from bls_pipeline.config import ConfigError, load_settings
 
     try:

@@ -2,42 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "functions"))
-sys.path.insert(0, str(ROOT))
 
+from bls_loopback.population import POPULATION_PATH, population_json  # noqa: E402
+from bls_loopback.server import BlsServer  # noqa: E402
 from local_runner.engine import LocalEngine  # noqa: E402
-from tests.bls_server import BlsServer  # noqa: E402
 
 CONTACT = "data-team@example.com"
 REAL_DATA = ROOT.parent / "shared" / "data" / "real"
 
 logging.getLogger("moto").setLevel(logging.CRITICAL)
-
-
-POPULATION_PATH = "/tesseract/data.jsonrecords"
-
-# A small population answer in the current tesseract shape (2020 absent, as in the real API).
-POPULATION = {2013: 316128839, 2014: 318857056, 2015: 321418821, 2016: 323127515, 2017: 325719178,
-              2018: 327167439, 2019: 328239523, 2021: 331893745}
-
-
-def population_json(years: dict[int, int] = POPULATION) -> bytes:
-    return json.dumps({
-        "annotations": {"source_name": "Census Bureau"},
-        "page": {"limit": 0, "offset": 0, "total": len(years)},
-        "columns": ["Nation ID", "Nation", "Year", "Population"],
-        "data": [{"Nation ID": "01000US", "Nation": "United States", "Year": y, "Population": float(p)}
-                 for y, p in sorted(years.items())],
-    }).encode()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from bls_pipeline.sync import MAX_FAILURE_CAUSE, CopyFailure, failure_cause
 from local_runner.engine import LocalEngine
 from local_runner.step_functions_rules import MAX_CAUSE_CHARACTERS, check_state_names
 from local_runner.template_model import PROJECT_ROOT, Template, load_template
-from tests.bls_server import status
+from bls_loopback.server import status
 from tests.conftest import engine_parameters
 
 DATA = b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\nPRS30006032     \t2018\tQ01\t0.5\t\r\n"

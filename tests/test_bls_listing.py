@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bls_pipeline.bls_listing import ListingError, SourceFile, parse_listing, require_files
-from tests.bls_server import BlsServer
+from bls_loopback.server import BlsServer
 
 BASE = "https://download.bls.gov/pub/time.series/pr/"
 

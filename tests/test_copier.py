@@ -17,7 +17,7 @@ from bls_pipeline.config import Settings
 from bls_pipeline.copier import CopyTarget, TransferSettings, copy_file
 from bls_pipeline.mirror import MirrorWriteError, write_condition
 from bls_pipeline.source_http import SourceClient, TransientSourceError
-from tests.bls_server import (
+from bls_loopback.server import (
     _served,
     answer_normally,
     answer_then_republish,

@@ -13,7 +13,6 @@ import importlib
 import inspect
 import json
 import re
-import sys
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,9 +21,6 @@ from urllib.parse import unquote_plus, urlsplit
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-for folder in (ROOT, ROOT / "functions"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
 
 from local_runner.template_model import load_template, substitute_definition  # noqa: E402
 

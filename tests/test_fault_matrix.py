@@ -26,7 +26,7 @@ import pytest
 
 from bls_pipeline.bls_listing import parse_listing
 from local_runner.engine import LocalEngine
-from tests.bls_server import (
+from bls_loopback.server import (
     BlsServer,
     ServedFile,
     answer_then_republish,
@@ -41,7 +41,8 @@ from tests.bls_server import (
     short_body,
     status,
 )
-from tests.conftest import CONTACT, POPULATION_PATH, engine_parameters, population_json
+from bls_loopback.population import POPULATION_PATH, population_json
+from tests.conftest import CONTACT, engine_parameters
 
 MIRROR = "bls/pr/"
 POPULATION_KEY = "datausa/population.json"

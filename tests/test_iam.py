@@ -72,6 +72,7 @@ EXPECTED_GRANTS = {
         ("s3:GetObject", MIRROR, None),
         ("s3:GetObject", POPULATION, None),
         ("s3:PutObject", f"{BUCKET_ARN}/reports/*", None),
+        ("s3:GetObject", f"{BUCKET_ARN}/reports/latest/inputs.json", None),  # which inputs the latest reports used
         ("sqs:ReceiveMessage", QUEUE_ARN, None),
         ("sqs:DeleteMessage", QUEUE_ARN, None),
         ("sqs:GetQueueAttributes", QUEUE_ARN, None),

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from local_runner.cli import main
-from tests.bls_server import drip_then_stall
-from tests.conftest import POPULATION_PATH
+from bls_loopback.server import drip_then_stall
+from bls_loopback.population import POPULATION_PATH
 
 FILES = {
     "pr.class": b"class\r\n" * 3,
@@ -215,7 +216,7 @@ def test_a_failed_run_shows_what_it_copied_and_no_earlier_reports(bls, tmp_path,
 
 
 def test_retries_are_short_lines_that_say_retrying_and_bad_rows_are_one_summary_line(bls, tmp_path, capsys):
-    from tests.bls_server import status
+    from bls_loopback.server import status
 
     data = FILES["pr.data.0.Current"] + b"PRS30006032     \t20x8\tQ01\t1.0\t\r\n"
     for name, body in {**FILES, "pr.data.0.Current": data}.items():
@@ -279,3 +280,26 @@ def test_ctrl_c_keeps_the_files_already_copied_without_a_traceback(bls, tmp_path
 
     assert run(bls, state) == 0
     assert {p.name for p in (state / "s3" / "bls" / "pr").iterdir()} == {*FILES, *files}
+
+
+def test_the_offline_server_of_the_readme_serves_a_sample_the_runner_mirrors(tmp_path, capsys):
+    from bls_loopback.sample import sample_pr_files
+
+    project = Path(__file__).resolve().parents[1]
+    server = subprocess.Popen([sys.executable, "-m", "bls_loopback", "--port", "0", "--max-requests-per-second", "0"],
+                              cwd=project, stdout=subprocess.PIPE, text=True)
+    try:
+        first = server.stdout.readline()
+        source_url, population_url = re.findall(r"http://\S+", first)
+        code = main(["--contact-email", "ops@example.com", "--state-dir", str(tmp_path / "state"),
+                     "--allow-private-source", "--source-url", source_url, "--population-url", population_url,
+                     "--source-requests-per-second", "50", "--population-requests-per-second", "50"])
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+    finally:
+        server.kill()
+    assert code == 0, capsys.readouterr().err
+    mirror = tmp_path / "state" / "s3" / "bls" / "pr"
+    assert {p.name: p.read_bytes() for p in mirror.iterdir()} == sample_pr_files()
+    assert "Best year by series (largest sum of Q01-Q04), 6 series" in capsys.readouterr().out
+    assert server.returncode == 0

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, population_json
+from bls_loopback.population import population_json
+from tests.conftest import ROOT
 
 nbclient = pytest.importorskip("nbclient")
 import nbformat  # noqa: E402  (nbclient depends on it)

@@ -13,8 +13,9 @@ import pytest
 
 from bls_pipeline.request_rate import SLOT_STRETCH, RequestSlots
 from bls_pipeline.source_http import SourceBlocked
-from tests.bls_server import peak_requests_per_second, status
-from tests.conftest import CONTACT, POPULATION_PATH, mirror_contents
+from bls_loopback.server import peak_requests_per_second, status
+from bls_loopback.population import POPULATION_PATH
+from tests.conftest import CONTACT, mirror_contents
 
 FILES = {f"pr.file.{index:02d}": f"file {index}\r\n".encode() * (index + 1) for index in range(29)}
 FILES["pr.data.0.Current"] = b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\nPRS30006032     \t2018\tQ01\t0.5\t\r\n"

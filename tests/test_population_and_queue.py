@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from tests.bls_server import status
-from tests.conftest import POPULATION_PATH, population_json
+from bls_loopback.server import status
+from bls_loopback.population import POPULATION_PATH, population_json
 
 DATA = (
     b"series_id        \tyear\tperiod\t       value\tfootnote_codes\r\n"

@@ -11,7 +11,7 @@ from bls_pipeline.analytics import run_analytics
 from bls_pipeline.config import Settings
 from bls_pipeline.population import PopulationFormatError, YearPopulation, parse_population
 from bls_pipeline.reports import AnalyticsInputError, compute_reports, to_csv
-from tests.conftest import POPULATION, population_json
+from bls_loopback.population import POPULATION, population_json
 
 HEADER = "series_id        \tyear\tperiod\t       value\tfootnote_codes\r\n"
 

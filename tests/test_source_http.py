@@ -15,7 +15,7 @@ from bls_pipeline.source_http import (
     SourceBlocked,
     TransientSourceError,
 )
-from tests.bls_server import drip_then_stall, status
+from bls_loopback.server import drip_then_stall, status
 
 
 def test_every_request_carries_the_contact_email(bls):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from tests.bls_server import status
+from bls_loopback.server import status
 from tests.conftest import mirror_contents
 
 FILES = {

@@ -19,8 +19,6 @@ from typing import Any, Iterator
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from local_runner.template_model import load_template  # noqa: E402
 
@@ -431,13 +429,13 @@ def test_handler_is_importable_and_callable(logical_id: str) -> None:
     assert handler and "." in handler, f"{logical_id}: Handler {handler!r} is not <module>.<function>"
     code_dir = _code_dir(props)
     assert code_dir.is_dir(), f"{logical_id}: CodeUri folder {code_dir} does not exist"
-    if str(code_dir) not in sys.path:
-        sys.path.insert(0, str(code_dir))
     module_name, function_name = handler.rsplit(".", 1)
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
         pytest.fail(f"{logical_id}: Handler {handler}: cannot import {module_name} from {code_dir}: {error}")
+    assert Path(module.__file__).resolve().is_relative_to(code_dir.resolve()), (
+        f"{logical_id}: {module_name} was imported from {module.__file__}, not from its CodeUri {code_dir}")
     function = getattr(module, function_name, None)
     assert callable(function), f"{logical_id}: Handler {handler}: {module_name} has no callable {function_name!r}"
 

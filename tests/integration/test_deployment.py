@@ -26,7 +26,7 @@ def deployment() -> Iterator[Deployment]:
         yield AwsDeployment(STACK)
         return
     from local_runner.engine import LocalEngine
-    from tests.bls_server import BlsServer
+    from bls_loopback.server import BlsServer
     from tests.conftest import POPULATION_PATH, engine_parameters, population_json
 
     with BlsServer() as bls:

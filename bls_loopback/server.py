@@ -56,7 +56,7 @@ def peak_requests_per_second(times: list[float]) -> int:
 
 
 # A fault is a callable run instead of the normal answer; the queue per path is consumed one request at a time.
-Fault = Callable[["_Handler", bytes], None]
+Fault = Callable[["BlsHandler", bytes], None]
 
 
 @dataclass
@@ -73,6 +73,7 @@ class BlsServer:
     routes: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     serve_ranges: bool = True  # answer "Range: bytes=a-b" with 206 and Content-Range, as download.bls.gov does
     max_requests_per_second: float | None = None  # block (403) a client that requests faster, as BLS does
+    port: int = 0  # 0: any free port
 
     def __post_init__(self) -> None:
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -155,12 +156,12 @@ class BlsServer:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> "BlsServer":
-        self._httpd = serve_on_loopback(self.handler(), self)
+        self._httpd = serve_on_loopback(self.handler(), self, self.port)
         return self
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         """The request handler class to serve (a subclass may serve its own)."""
-        return _Handler
+        return BlsHandler
 
     def stop(self) -> None:
         if self._httpd is not None:
@@ -210,15 +211,16 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # clients that hang up mid-answer are part of the fault tests
 
 
-def serve_on_loopback(handler: type[BaseHTTPRequestHandler], owner: object) -> ThreadingHTTPServer:
-    """Serve `handler` (its requests see `owner` as self.owner) on a free 127.0.0.1 port, from a daemon thread."""
-    httpd = _QuietServer(("127.0.0.1", 0), type(handler.__name__, (handler,), {"owner": owner}))
+def serve_on_loopback(handler: type[BaseHTTPRequestHandler], owner: object, port: int = 0) -> ThreadingHTTPServer:
+    """Serve `handler` (its requests see `owner` as self.owner) on 127.0.0.1 (port 0: a free one), from a daemon
+    thread."""
+    httpd = _QuietServer(("127.0.0.1", port), type(handler.__name__, (handler,), {"owner": owner}))
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return httpd
 
 
-class _Handler(BaseHTTPRequestHandler):
+class BlsHandler(BaseHTTPRequestHandler):
     owner: BlsServer
     protocol_version = "HTTP/1.1"
 
@@ -360,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 # -- ready-made faults ---------------------------------------------------------------------------------------
 def status(code: int, headers: dict | None = None) -> Fault:
-    def fault(handler: _Handler, _: bytes) -> None:
+    def fault(handler: BlsHandler, _: bytes) -> None:
         handler.send_status(code, f"<html><body>HTTP {code}</body></html>".encode(), headers=headers)
 
     return fault
@@ -370,7 +372,7 @@ def answer_then_republish(modified: dt.datetime) -> Fault:
     """Answer from the current version, and from then on serve the file as republished at `modified` (same bytes,
     new Last-Modified): a file replaced while a client reads it in ranges."""
 
-    def fault(handler: _Handler, _: bytes) -> None:
+    def fault(handler: BlsHandler, _: bytes) -> None:
         served = _served(handler)
         current = served.modified
         served.modified = modified
@@ -380,14 +382,14 @@ def answer_then_republish(modified: dt.datetime) -> Fault:
 
 
 def answer_normally() -> Fault:
-    def fault(handler: _Handler, _: bytes) -> None:
+    def fault(handler: BlsHandler, _: bytes) -> None:
         served = _served(handler)
         handler.send_file(served.body, served.modified)
 
     return fault
 
 
-def range_without_version(handler: _Handler, _: bytes) -> None:
+def range_without_version(handler: BlsHandler, _: bytes) -> None:
     """A 206 answer without Last-Modified or ETag: parts read this way cannot be checked to belong together."""
     body = _served(handler).body
     first, last = handler._requested_range(len(body))
@@ -395,14 +397,14 @@ def range_without_version(handler: _Handler, _: bytes) -> None:
                       headers={"Content-Range": f"bytes {first}-{last}/{len(body)}"})
 
 
-def _served(handler: _Handler) -> ServedFile:
+def _served(handler: BlsHandler) -> ServedFile:
     return handler.owner.files[handler.path[len(handler.owner.base_path):]]
 
 
 def short_body(missing: int = 100) -> Fault:
     """Declare the real length, send all but the last `missing` bytes, close."""
 
-    def fault(handler: _Handler, _: bytes) -> None:
+    def fault(handler: BlsHandler, _: bytes) -> None:
         body = _served(handler).body
         handler.send_body(200, body, "text/plain", cut_after=max(0, len(body) - missing))
 
@@ -413,7 +415,7 @@ def short_body(missing: int = 100) -> Fault:
 def no_length_cut(after: int) -> Fault:
     """No Content-Length, and the connection closes cleanly after `after` bytes: a body that looks complete."""
 
-    def fault(handler: _Handler, _: bytes) -> None:
+    def fault(handler: BlsHandler, _: bytes) -> None:
         served = _served(handler)
         handler.send_body(200, served.body[:after], "text/plain", served.modified, length=False)
 
@@ -423,7 +425,7 @@ def no_length_cut(after: int) -> Fault:
 def declared_short(missing: int) -> Fault:
     """A Content-Length `missing` bytes smaller than the body that follows."""
 
-    def fault(handler: _Handler, _: bytes) -> None:
+    def fault(handler: BlsHandler, _: bytes) -> None:
         served = _served(handler)
         handler.send_body(200, served.body, "text/plain", served.modified, declared_length=len(served.body) - missing)
         handler.close_connection = True
@@ -431,7 +433,7 @@ def declared_short(missing: int) -> Fault:
     return fault
 
 
-def partial_without_range(handler: _Handler, _: bytes) -> None:
+def partial_without_range(handler: BlsHandler, _: bytes) -> None:
     """206 with the first half of the file, to a request that asked for all of it."""
     served = _served(handler)
     half = len(served.body) // 2
@@ -439,7 +441,7 @@ def partial_without_range(handler: _Handler, _: bytes) -> None:
                       headers={"Content-Range": f"bytes 0-{half - 1}/{len(served.body)}"})
 
 
-def gzip_encoded(handler: _Handler, _: bytes) -> None:
+def gzip_encoded(handler: BlsHandler, _: bytes) -> None:
     """The file gzip-compressed with Content-Encoding: gzip, although the client asked for identity."""
     import gzip
 
@@ -447,13 +449,13 @@ def gzip_encoded(handler: _Handler, _: bytes) -> None:
     handler.send_body(200, gzip.compress(served.body), "text/plain", served.modified, headers={"Content-Encoding": "gzip"})
 
 
-def html_error_page(handler: _Handler, _: bytes) -> None:
+def html_error_page(handler: BlsHandler, _: bytes) -> None:
     """200 OK carrying an HTML error page instead of the file."""
     handler.send_body(200, b"<html><body><h1>Service temporarily unavailable</h1></body></html>", "text/html")
 
 
 def redirect_to(location: str) -> Fault:
-    def fault(handler: _Handler, _: bytes) -> None:
+    def fault(handler: BlsHandler, _: bytes) -> None:
         handler.send_body(302, b"", "text/html", headers={"Location": location})
 
     return fault
@@ -462,7 +464,7 @@ def redirect_to(location: str) -> Fault:
 def reset_mid_body(after: int) -> Fault:
     """Declare the real length, send the first `after` bytes, then reset the connection (TCP RST)."""
 
-    def fault(handler: _Handler, _: bytes) -> None:
+    def fault(handler: BlsHandler, _: bytes) -> None:
         served = _served(handler)
         handler.send_body(200, served.body, "text/plain", served.modified, cut_after=after, reset=True)
 
@@ -472,7 +474,7 @@ def reset_mid_body(after: int) -> Fault:
 def drip_then_stall(drip_seconds: float, stall_seconds: float) -> Fault:
     """The file's headers, then a few bytes every 0.1 s for `drip_seconds`, then nothing for `stall_seconds`."""
 
-    def fault(handler: _Handler, _: bytes) -> None:
+    def fault(handler: BlsHandler, _: bytes) -> None:
         served = _served(handler)
         handler.owner._log(handler.command, handler.path, handler.headers.get("User-Agent", ""), 200)
         handler.send_response(200)
