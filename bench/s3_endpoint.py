@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 from botocore.config import Config
 
-from local_runner.engine import ORACLE_USER_AGENT
+from local_runner.s3_clients import ORACLE_USER_AGENT
 from tests.bls_server import serve_on_loopback
 
 from .processes import kill_with_parent
