@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 from local_runner.cli import main
 from tests.bls_server import drip_then_stall
-from tests.conftest import POPULATION_PATH
+from tests.conftest import POPULATION_PATH, ROOT
 
 FILES = {
     "pr.class": b"class\r\n" * 3,
@@ -128,3 +130,18 @@ def test_more_bad_input_is_refused_with_its_cause_and_nothing_changed(bls, tmp_p
     err = capsys.readouterr().err
     assert "objects.json is not a readable state index" in err and "left as it is" in err
     assert (state / "objects.json").read_text() == '{"bls/pr/pr.class": {"etag": '
+
+
+def test_the_engine_starts_without_moto_s_ec2_backend_and_moto_batch_still_loads_when_used():
+    script = (
+        "import sys\n"
+        "from local_runner.engine import LocalEngine\n"
+        "with LocalEngine({'ContactEmail': 'ops@example.com'}):\n"
+        "    assert 'moto.ec2' not in sys.modules, 'moto.batch ran its __init__: the start pays for EC2 again'\n"
+        "    import boto3\n"
+        "    assert boto3.client('batch', region_name='us-east-1').describe_job_queues()['jobQueues'] == []\n"
+        "    from moto.batch import batch_backends\n"
+        "    assert 'moto.ec2' in sys.modules and batch_backends\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
