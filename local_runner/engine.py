@@ -15,17 +15,16 @@ from contextlib import ExitStack
 from typing import Any, Callable
 
 from .cloudformation import rendered_roles
-from .executions import ExecutionResult, history, payload_sizes, wait_for_end
+from .executions import ExecutionEnds, ExecutionResult, history, payload_sizes
 from .lambda_emulation import ACCOUNT, REGION, Invocation, LambdaEmulator, LocalContext
 from .mocked_aws import aws_environment, deep_map_workers, mocked_aws
 from .s3_clients import RoleCheckedS3Clients
 from .sqs_event_sources import QueueEventSources
+from .startup import paused_gc
 from .step_functions_rules import MAX_EXECUTION_INPUT_BYTES, check_execution_name, check_state_names, patches
-from .template_model import PROJECT_ROOT, FunctionSpec, StackResolver, Template
+from .template_model import FUNCTIONS_DIR, FunctionSpec, StackResolver, Template
 
 __all__ = ["LocalEngine", "ExecutionResult", "Invocation", "LocalContext", "payload_sizes"]
-
-FUNCTIONS_DIR = PROJECT_ROOT / "functions"
 
 
 class LocalEngine:
@@ -53,16 +52,23 @@ class LocalEngine:
         )
         self.queues = QueueEventSources(self.resolver, self.functions, self.role_statements)
         self._started_at: dict[str, int] = {}
+        self._ends = ExecutionEnds()
         self._exit_stack = ExitStack()
         self.state_machine_arn = ""
 
     def __enter__(self) -> "LocalEngine":
+        with paused_gc():
+            self._start()
+        return self
+
+    def _start(self) -> None:
         setup = self._exit_stack
         try:
             setup.enter_context(aws_environment({**self.resolver.handler_environment(), **self.extra_env}))
             setup.enter_context(deep_map_workers())
             setup.enter_context(mocked_aws())
             setup.enter_context(self.lambdas.patch_moto())
+            setup.enter_context(self._ends.patch_moto())
             setup.enter_context(patches(self._state_machine_s3))
             if str(FUNCTIONS_DIR) not in sys.path:
                 sys.path.insert(0, str(FUNCTIONS_DIR))
@@ -82,7 +88,6 @@ class LocalEngine:
         except BaseException:
             setup.close()
             raise
-        return self
 
     def __exit__(self, *exc: Any) -> None:
         self._exit_stack.close()
@@ -173,7 +178,7 @@ class LocalEngine:
         The result's invocations are those since the execution started: with overlapping executions, they include
         the other executions' invocations too.
         """
-        described = wait_for_end(self.sfn, arn, timeout)
+        described = self._ends.wait(self.sfn, arn, timeout)
         self.drain_queues()
         return ExecutionResult.of(described, self.lambdas.since(self._started_at.pop(arn, 0)))
 

@@ -3,12 +3,19 @@ payloads in it (Step Functions' limit is 256 KiB for each)."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from unittest import mock
 
 from .lambda_emulation import Invocation
+
+# moto's BaseExecutionWorkerCommunication.terminated, as ExecutionEnds wraps it; a moto that changes it must fail here.
+_TERMINATED_SIGNATURE = ["self"]
+_LOOK_AGAIN_SECONDS = 1.0  # in case an execution ends without its worker reporting it (it stops, it is aborted)
 
 
 @dataclass
@@ -38,16 +45,47 @@ class ExecutionResult:
         )
 
 
-def wait_for_end(sfn: Any, arn: str, timeout: float) -> dict:
-    """DescribeExecution's answer once the execution is no longer RUNNING."""
-    deadline = time.monotonic() + timeout
-    while True:
-        described = sfn.describe_execution(executionArn=arn)
-        if described["status"] != "RUNNING":
-            return described
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"execution {arn} still running after {timeout} s")
-        time.sleep(0.02)
+class ExecutionEnds:
+    """Waits for an execution to end, woken by moto's execution worker when it reports the end, instead of polling
+    DescribeExecution (each poll is a botocore call that competes with the execution for the GIL)."""
+
+    def __init__(self) -> None:
+        self._ended = threading.Condition()
+
+    def patch_moto(self) -> Any:
+        """The context manager that makes moto's execution worker notify this object."""
+        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+        original = BaseExecutionWorkerCommunication.terminated
+        found = list(inspect.signature(original).parameters)
+        if found != _TERMINATED_SIGNATURE:
+            raise RuntimeError(
+                f"moto's BaseExecutionWorkerCommunication.terminated takes {found}, not {_TERMINATED_SIGNATURE}: this "
+                "moto is not the one the local engine was written for; update local_runner/executions.py"
+            )
+        ended = self._ended
+
+        def terminated(communication: Any) -> None:
+            try:
+                original(communication)
+            finally:
+                with ended:
+                    ended.notify_all()
+
+        return mock.patch.object(BaseExecutionWorkerCommunication, "terminated", terminated)
+
+    def wait(self, sfn: Any, arn: str, timeout: float) -> dict:
+        """DescribeExecution's answer once the execution is no longer RUNNING."""
+        deadline = time.monotonic() + timeout
+        with self._ended:
+            while True:
+                described = sfn.describe_execution(executionArn=arn)
+                if described["status"] != "RUNNING":
+                    return described
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"execution {arn} still running after {timeout} s")
+                self._ended.wait(min(remaining, _LOOK_AGAIN_SECONDS))
 
 
 def history(sfn: Any, arn: str) -> list[dict]:

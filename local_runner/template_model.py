@@ -13,9 +13,10 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
+FUNCTIONS_DIR = PROJECT_ROOT / "functions"
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's, where PyYAML has it: 8x faster
     """Reads CloudFormation short-form tags (!Ref, !GetAtt, !Sub ...) as their long-form dicts."""
 
 
