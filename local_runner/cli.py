@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from .startup import PhaseClock, paused_gc
+
 DEFAULT_SOURCE = "https://download.bls.gov/pub/time.series/pr/"
 DEFAULT_STATE_DIR = ".local-state"
 
@@ -70,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--input", default="{}", help="execution input as JSON, e.g. per-run overrides (default: {})")
     parser.add_argument("--verbose", action="store_true", help="also print the handlers' structured logs")
+    parser.add_argument(
+        "--timings", action="store_true",
+        help='print where the time went to stderr, as one line: timings: {"imports": s, "engine_start": s, '
+        '"execution": s, "exit": s} (exit: saving the state directory, reports, stopping the engine)',
+    )
     return parser
 
 
@@ -100,9 +107,12 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         logging.getLogger("moto").setLevel(logging.CRITICAL)
         logging.getLogger("botocore").setLevel(logging.CRITICAL)
 
-    from .engine import LocalEngine
-    from .progress import Progress
-    from .state_dir import StateDir
+    clock = PhaseClock()
+    with paused_gc():
+        from .engine import LocalEngine
+        from .progress import Progress
+        from .state_dir import StateDir
+    clock.end("imports")
 
     parameters = {
         "ContactEmail": args.contact_email,
@@ -123,14 +133,17 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     extra_env = {} if args.verbose else {"POWERTOOLS_LOG_LEVEL": "WARNING"}
     started = time.monotonic()
     try:
-        engine = LocalEngine(parameters, observer=progress.on_invocation, extra_env=extra_env)
+        with paused_gc():
+            engine = LocalEngine(parameters, observer=progress.on_invocation, extra_env=extra_env)
         if args.function_timeout:
             engine.function_timeouts = dict.fromkeys(engine.function_timeouts, args.function_timeout)
         with engine:
             state.load_into(engine.s3, engine.bucket)
             engine.purge_queues()  # restoring yesterday's files is not a new write
+            clock.end("engine_start")
             progress.start(args.source_url)
             result = engine.execute(execution_input)
+            clock.end("execution")
             if result.status != "FAILED" or _got_past_listing(result):
                 saved = state.save_from(engine.s3, engine.bucket)
             else:
@@ -141,6 +154,14 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         return 2
     progress.finish(result, time.monotonic() - started, state.objects / args.mirror_prefix, saved)
     progress.show_reports(reports, f"{state.objects / 'reports' / 'latest'}/")
+    status = _exit_status(result)
+    clock.end("exit")
+    if args.timings:
+        clock.report(sys.stderr)
+    return status
+
+
+def _exit_status(result) -> int:
     if not result.succeeded:
         print(f"error: {_one_line_error(result)}", file=sys.stderr)
         return 1
@@ -157,7 +178,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
 
 def _check_settings(args: argparse.Namespace) -> str | None:
     """Validate the flags with the pipeline's own rules before the engine starts."""
-    from .engine import FUNCTIONS_DIR
+    from .template_model import FUNCTIONS_DIR
 
     if str(FUNCTIONS_DIR) not in sys.path:
         sys.path.insert(0, str(FUNCTIONS_DIR))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,24 @@ def test_more_bad_input_is_refused_with_its_cause_and_nothing_changed(bls, tmp_p
     err = capsys.readouterr().err
     assert "objects.json is not a readable state index" in err and "left as it is" in err
     assert (state / "objects.json").read_text() == '{"bls/pr/pr.class": {"etag": '
+
+
+def test_the_process_ends_with_main_s_status_after_its_output_and_prints_its_timings_when_asked(tmp_path):
+    # __main__ ends the process with os._exit once everything is written: the status and every line must survive it.
+    done = subprocess.run(
+        [sys.executable, "-m", "local_runner", "--contact-email", "ops@example.com", "--source-url",
+         "http://127.0.0.1:9/pub/time.series/pr/", "--state-dir", str(tmp_path / "state"), "--retry-interval", "1",
+         "--retry-attempts", "1", "--allow-private-source", "--timings"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    assert "FAILED" in done.stdout
+    err = done.stderr.strip().splitlines()
+    assert err[0].startswith("error: TransientSourceError: cannot reach http://127.0.0.1:9/")
+    assert err[-1].startswith("timings: ")
+    timings = json.loads(err[-1].removeprefix("timings: "))
+    assert list(timings) == ["imports", "engine_start", "execution", "exit"]
+    assert all(seconds >= 0 for seconds in timings.values())
 
 
 def test_the_engine_starts_without_moto_s_ec2_backend_and_moto_batch_still_loads_when_used():
