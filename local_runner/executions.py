@@ -15,7 +15,7 @@ from .lambda_emulation import Invocation
 
 # moto's BaseExecutionWorkerCommunication.terminated, as ExecutionEnds wraps it; a moto that changes it must fail here.
 _TERMINATED_SIGNATURE = ["self"]
-_LOOK_AGAIN_SECONDS = 1.0  # in case an execution ends without its worker reporting it (it stops, it is aborted)
+_LOOK_AGAIN_SECONDS = 1.0  # a safety net, should an execution end by a path that does not report it
 
 
 @dataclass
