@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 from botocore.config import Config
 
-from local_runner.engine import ORACLE_USER_AGENT
 from bls_loopback.server import serve_on_loopback
+from local_runner.s3_clients import ORACLE_USER_AGENT
 
 from .processes import kill_with_parent
 

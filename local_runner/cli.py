@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from .startup import PhaseClock, paused_gc
+
 DEFAULT_STATE_DIR = ".local-state"
 
 
@@ -89,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--input", default="{}", help="execution input as JSON, e.g. per-run overrides (default: {})")
     parser.add_argument("--verbose", action="store_true", help="also print the handlers' structured logs")
+    parser.add_argument(
+        "--timings", action="store_true",
+        help='print where the time went to stderr, as one line: timings: {"imports": s, "engine_start": s, '
+        '"execution": s, "exit": s} (exit: saving the state directory, reports, stopping the engine)',
+    )
     return parser
 
 
@@ -119,10 +126,14 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         return _run(args, execution_input, out)
 
 
+
 def _run(args: argparse.Namespace, execution_input: dict, out: TextIO) -> int:
-    from .engine import LocalEngine
-    from .progress import Progress
-    from .state_dir import StateDir
+    clock = PhaseClock()
+    with paused_gc():
+        from .engine import LocalEngine
+        from .progress import Progress
+        from .state_dir import StateDir
+    clock.end("imports")
 
     parameters = {
         "ContactEmail": args.contact_email,
@@ -146,7 +157,8 @@ def _run(args: argparse.Namespace, execution_input: dict, out: TextIO) -> int:
     started = time.monotonic()
     running = False
     try:
-        engine = LocalEngine(parameters, observer=progress.on_invocation, extra_env=extra_env)
+        with paused_gc():
+            engine = LocalEngine(parameters, observer=progress.on_invocation, extra_env=extra_env)
         if args.function_timeout:
             engine.function_timeouts = dict.fromkeys(engine.function_timeouts, args.function_timeout)
         with engine:
@@ -154,9 +166,11 @@ def _run(args: argparse.Namespace, execution_input: dict, out: TextIO) -> int:
                 state.load_into(engine.s3, engine.bucket)
                 engine.purge_queues()  # restoring yesterday's files is not a new write
                 written = _keys_written_by_the_functions(engine)
+                clock.end("engine_start")
                 progress.start(args.source_url, run_id)
                 running = True
                 result = engine.execute(execution_input, name=run_id)
+                clock.end("execution")
             except KeyboardInterrupt:
                 if not running:
                     progress.interrupted(time.monotonic() - started, 0, None)
@@ -181,6 +195,14 @@ def _run(args: argparse.Namespace, execution_input: dict, out: TextIO) -> int:
             progress.show_reports(reports, vintage, f"{state.objects / 'reports' / run_id}/")
         elif (state.objects / "reports" / "latest").is_dir():
             progress.show_unchanged_reports(f"{state.objects / 'reports' / 'latest'}/")
+    status = _exit_status(result)
+    clock.end("exit")
+    if args.timings:
+        clock.report(sys.stderr)
+    return status
+
+
+def _exit_status(result) -> int:
     if not result.succeeded:
         print(f"error: {_one_line_error(result)}", file=sys.stderr)
         return 1

@@ -19,6 +19,7 @@ from unittest import mock
 
 import json
 
+from .iam import function_roles, role_statements
 from .template_model import load_template
 
 REGION = "us-east-1"
@@ -55,6 +56,21 @@ def transformed(parameters: dict[str, str] | None = None, document: dict | None 
     values = {"ContactEmail": "data-team@example.com", **(parameters or {})}
     source = json.dumps(document if document is not None else load_template(), sort_keys=True)
     return copy.deepcopy(_transformed(tuple(sorted(values.items())), source))
+
+
+def rendered_roles(
+    document: dict, parameters: dict[str, str], bucket: str, stack: str, region: str = REGION, account: str = ACCOUNT,
+) -> dict[str, tuple[str, list[dict]]]:
+    """Function (and state machine) logical id -> (role logical id, its policy statements), as `sam deploy` would
+    create them from `document` with these parameters and names."""
+    cfn = transformed(parameters, document)
+    statements = role_statements(cfn, Renderer(cfn, parameters, bucket=bucket, stack=stack, region=region, account=account))
+    roles = {function: (role, statements[role]) for function, role in function_roles(cfn).items()}
+    for logical_id, resource in cfn["Resources"].items():
+        if resource["Type"] == "AWS::StepFunctions::StateMachine":
+            role = resource["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+            roles[logical_id] = (role, statements[role])
+    return roles
 
 
 class Renderer:

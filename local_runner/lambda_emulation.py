@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from unittest import mock
 
+from .template_model import FunctionSpec
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 # moto's LambdaSimpleBackend.invoke, as this module replaces it; a moto that changes it must fail loudly here.
@@ -80,6 +82,39 @@ class LambdaEmulator:
         self._lock = threading.Lock()
         self._invocations: list[Invocation] = []
         self._overrunning: list[threading.Thread] = []
+
+    @classmethod
+    def for_functions(
+        cls, functions: dict[str, FunctionSpec], timeouts: dict[str, float] | None, observer: Callable[[Invocation], None] | None
+    ) -> "LambdaEmulator":
+        """timeouts: logical id -> seconds, replacing the template's Timeout of those functions."""
+        unknown = sorted(set(timeouts or {}) - set(functions))
+        if unknown:
+            raise ValueError(f"function_timeouts names function(s) the template lacks: {', '.join(unknown)}")
+        merged = {name: float(spec.timeout) for name, spec in functions.items()}
+        merged.update({k: float(v) for k, v in (timeouts or {}).items()})
+        return cls({n: s.handler for n, s in functions.items()}, merged, observer)
+
+    @staticmethod
+    def create_in_moto(functions: dict[str, FunctionSpec]) -> tuple[dict[str, str], str]:
+        """Create the functions in moto's Lambda (their code stays in functions/); returns logical id -> ARN, and the
+        ARN of the one role they are created with (the engine enforces each function's own role itself)."""
+        import boto3
+
+        iam = boto3.client("iam", region_name=REGION)
+        role = iam.create_role(RoleName="local-pipeline", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        lam = boto3.client("lambda", region_name=REGION)
+        arns = {}
+        for spec in functions.values():
+            arns[spec.logical_id] = lam.create_function(
+                FunctionName=spec.logical_id,
+                Runtime="python3.13",
+                Role=role,
+                Handler=spec.handler,
+                Code={"ZipFile": b"local engine: runs the handler from functions/"},
+                Timeout=spec.timeout,
+            )["FunctionArn"]
+        return arns, role
 
     def patch_moto(self) -> Any:
         """The context manager that routes moto's Lambda invokes here."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -49,17 +50,13 @@ def engine_parameters(source_url: str, **overrides: str) -> dict[str, str]:
 @pytest.fixture
 def make_engine() -> Iterator[Callable[..., LocalEngine]]:
     """Start a LocalEngine (moto + the real ASL + the real handlers); stopped after the test."""
-    started: list[LocalEngine] = []
+    with ExitStack() as started:
 
-    def start(source_url: str, **overrides: str) -> LocalEngine:
-        engine = LocalEngine(engine_parameters(source_url, **overrides), extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"})
-        engine.__enter__()
-        started.append(engine)
-        return engine
+        def start(source_url: str, **overrides: str) -> LocalEngine:
+            parameters = engine_parameters(source_url, **overrides)
+            return started.enter_context(LocalEngine(parameters, extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"}))
 
-    yield start
-    for engine in reversed(started):
-        engine.__exit__(None, None, None)
+        yield start
 
 
 @pytest.fixture

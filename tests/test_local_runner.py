@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import signal
@@ -11,8 +12,9 @@ import sys
 from pathlib import Path
 
 from local_runner.cli import main
-from bls_loopback.server import drip_then_stall
 from bls_loopback.population import POPULATION_PATH
+from bls_loopback.server import drip_then_stall
+from tests.conftest import ROOT
 
 FILES = {
     "pr.class": b"class\r\n" * 3,
@@ -303,3 +305,36 @@ def test_the_offline_server_of_the_readme_serves_a_sample_the_runner_mirrors(tmp
     assert {p.name: p.read_bytes() for p in mirror.iterdir()} == sample_pr_files()
     assert "Best year by series (largest sum of Q01-Q04), 6 series" in capsys.readouterr().out
     assert server.returncode == 0
+
+
+def test_the_process_ends_with_main_s_status_after_its_output_and_prints_its_timings_when_asked(tmp_path):
+    # __main__ ends the process with os._exit once everything is written: the status and every line must survive it.
+    done = subprocess.run(
+        [sys.executable, "-m", "local_runner", "--contact-email", "ops@example.com", "--source-url",
+         "http://127.0.0.1:9/pub/time.series/pr/", "--state-dir", str(tmp_path / "state"), "--retry-interval", "1",
+         "--retry-attempts", "1", "--allow-private-source", "--timings"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    assert "FAILED" in done.stdout
+    err = done.stderr.strip().splitlines()
+    assert err[0].startswith("error: TransientSourceError: cannot reach http://127.0.0.1:9/")
+    assert err[-1].startswith("timings: ")
+    timings = json.loads(err[-1].removeprefix("timings: "))
+    assert list(timings) == ["imports", "engine_start", "execution", "exit"]
+    assert all(seconds >= 0 for seconds in timings.values())
+
+
+def test_the_engine_starts_without_moto_s_ec2_backend_and_moto_batch_still_loads_when_used():
+    script = (
+        "import sys\n"
+        "from local_runner.engine import LocalEngine\n"
+        "with LocalEngine({'ContactEmail': 'ops@example.com'}):\n"
+        "    assert 'moto.ec2' not in sys.modules, 'moto.batch ran its __init__: the start pays for EC2 again'\n"
+        "    import boto3\n"
+        "    assert boto3.client('batch', region_name='us-east-1').describe_job_queues()['jobQueues'] == []\n"
+        "    from moto.batch import batch_backends\n"
+        "    assert 'moto.ec2' in sys.modules and batch_backends\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
