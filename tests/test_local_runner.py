@@ -254,6 +254,11 @@ def test_state_files_get_the_permissions_the_umask_gives(bls, tmp_path):
     assert modes == {"0o644"}
 
 
+def _interruptible() -> None:
+    """A child started from a background job inherits an ignored SIGINT; Ctrl-C must reach it as at a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_the_files_already_copied_without_a_traceback(bls, tmp_path):
     files = {f"pr.file.{i:02d}": f"file {i}\r\n".encode() for i in range(12)}
     for name, body in {**FILES, **files}.items():
@@ -264,7 +269,7 @@ def test_ctrl_c_keeps_the_files_already_copied_without_a_traceback(bls, tmp_path
         [sys.executable, "-m", "local_runner", "--contact-email", "ops@example.com", "--source-url", bls.url,
          "--state-dir", str(state), "--population-url", bls.root + POPULATION_PATH, "--allow-private-source",
          "--source-requests-per-second", "4", "--concurrency", "1"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible,
     )
     try:
         for line in runner.stdout:
@@ -289,7 +294,7 @@ def test_the_offline_server_of_the_readme_serves_a_sample_the_runner_mirrors(tmp
 
     project = Path(__file__).resolve().parents[1]
     server = subprocess.Popen([sys.executable, "-m", "bls_loopback", "--port", "0", "--max-requests-per-second", "0"],
-                              cwd=project, stdout=subprocess.PIPE, text=True)
+                              cwd=project, stdout=subprocess.PIPE, text=True, preexec_fn=_interruptible)
     try:
         first = server.stdout.readline()
         source_url, population_url = re.findall(r"http://\S+", first)
