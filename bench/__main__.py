@@ -22,7 +22,7 @@ from .copy_memory import measure_copy_memory  # noqa: E402
 from .report import MiB, Results  # noqa: E402
 from .s3_endpoint import Destination, without_ca_bundle  # noqa: E402
 from .scenarios import run_many_files, run_sync_scenarios, sync_profiles  # noqa: E402
-from .source import LARGE_FILE, PR_SMALL_FILES, REAL_CURRENT, pr_data_file, population_json, start_source  # noqa: E402
+from .source import LARGE_FILE, PR_SMALL_FILES, REAL_CURRENT, pr_data_file, POPULATION_ANSWER, start_source  # noqa: E402
 
 QUICK = {"repeat": 2, "large_mib": 16, "many_files": 1000, "copy_mib": 128, "analytics_repeat": 3,
          "analytics_scale": 10, "import_runs": 3}
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_analytics(workdir: Path, repeat: int, scale: int, timeout: float) -> list[analytics.AnalyticsResult]:
     population = workdir / "population.json"
-    population.write_bytes(population_json())
+    population.write_bytes(POPULATION_ANSWER)
     if REAL_CURRENT.exists():
         data, label = REAL_CURRENT, "real pr.data.0.Current (2026-08-06)"
     else:

@@ -176,8 +176,8 @@ def collect(source, destination, workdir: Path, sizes: dict, args) -> dict[str, 
         data.write_bytes(REAL_CURRENT.read_bytes() if REAL_CURRENT.exists() else pr_data_file())
     population = workdir / "population.json"
     if not population.exists():
-        from .source import population_json
+        from .source import POPULATION_ANSWER
 
-        population.write_bytes(population_json())
+        population.write_bytes(POPULATION_ANSWER)
     profiles["analytics (pipeline implementation), cProfile by own time"] = profile_analytics(data, population)
     return profiles

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bls_loopback.population import POPULATION as BASE_POPULATION, population_json as population_answer
+from bls_loopback.population import POPULATION as BASE_POPULATION, population_json
 from bls_loopback.server import BlsHandler, BlsServer
 
 CONTACT = "bench@example.com"
@@ -199,15 +199,12 @@ def populate_many_files(source: BlsServer, count: int) -> None:
 # -- DataUSA ------------------------------------------------------------------------------------------------
 # The bench's answer has the newer years too; same shape as the tests' (bls_loopback.population).
 POPULATION = {**BASE_POPULATION, 2022: 333287557, 2023: 334914895}
-
-
-def population_json() -> bytes:
-    return population_answer(POPULATION)
+POPULATION_ANSWER = population_json(POPULATION)
 
 
 def start_source(latency: float, bandwidth: float | None) -> BenchSource:
     source = BenchSource(latency=latency, bandwidth=bandwidth).start()
-    source.route(POPULATION_PATH, population_json())
+    source.route(POPULATION_PATH, POPULATION_ANSWER)
     return source
 
 

@@ -235,15 +235,17 @@ def retried_errors(attempts: int) -> dict[str, int]:
 
 @contextmanager
 def _quiet_logs(quiet: bool):
-    """Without --verbose, only errors from the libraries and the pipeline's own loggers; restored afterwards."""
-    loggers = [logging.getLogger(name) for name in ("moto", "botocore", "bls_pipeline")] if quiet else []
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
+    """Without --verbose, nothing from moto and botocore (the runner reports their errors itself) and only errors
+    from the pipeline's own loggers; restored afterwards."""
+    quieter = {"moto": logging.CRITICAL, "botocore": logging.CRITICAL, "bls_pipeline": logging.ERROR} if quiet else {}
+    loggers = {logging.getLogger(name): level for name, level in quieter.items()}
+    previous = {logger: logger.level for logger in loggers}
+    for logger, level in loggers.items():
+        logger.setLevel(level)
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in previous.items():
             logger.setLevel(level)
 
 

@@ -11,13 +11,14 @@ functions IAM policies use (Ref, GetAtt, Sub, Select, Split, Join, If) for one s
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from unittest import mock
-
-import json
 
 from .iam import function_roles, role_statements
 from .template_model import load_template
@@ -37,6 +38,35 @@ class _NoManagedPolicies:
 
 @lru_cache(maxsize=None)
 def _transformed(parameter_items: tuple[tuple[str, str], ...], document_json: str) -> dict:
+    """The translator's output, kept on disk between processes (it costs a third of a second with its import),
+    under a key made of everything it depends on: the translator's version, the parameters and the template."""
+    from importlib.metadata import version
+
+    key = hashlib.sha256(json.dumps([version("aws-sam-translator"), parameter_items, document_json]).encode())
+    cached = _cache_dir() / f"sam-transform-{key.hexdigest()}.json"
+    try:
+        return json.loads(cached.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    result = _translate(parameter_items, document_json)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(result), encoding="utf-8")
+        os.replace(partial, cached)
+    except OSError:
+        pass  # no cache: the next start translates again
+    return result
+
+
+def _cache_dir() -> Path:
+    """$BLS_MIRROR_CACHE_DIR, else $XDG_CACHE_HOME/bls-mirror, else ~/.cache/bls-mirror."""
+    if os.environ.get("BLS_MIRROR_CACHE_DIR"):
+        return Path(os.environ["BLS_MIRROR_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bls-mirror"
+
+
+def _translate(parameter_items: tuple[tuple[str, str], ...], document_json: str) -> dict:
     from samtranslator.translator.transform import transform
 
     template = json.loads(document_json)

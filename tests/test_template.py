@@ -548,3 +548,22 @@ def test_every_error_the_definition_names_is_an_exception_the_code_defines_and_r
     assert len(named) >= 5, f"the definition names only {sorted(named)}: the check below would prove little"
     assert sorted(named - classes) == [], "named in the ASL but not an exception class in functions/bls_pipeline"
     assert sorted(named - raised) == [], "an exception class the ASL names, but nothing raises it"
+
+
+def test_the_sam_transform_is_cached_on_disk_under_a_key_of_everything_it_depends_on(tmp_path, monkeypatch) -> None:
+    from local_runner import cloudformation
+
+    monkeypatch.setenv("BLS_MIRROR_CACHE_DIR", str(tmp_path))
+    cloudformation._transformed.cache_clear()
+    first = cloudformation.transformed({"CopyConcurrency": "3"})
+    [cached] = tmp_path.glob("sam-transform-*.json")
+    cloudformation._transformed.cache_clear()
+    assert cloudformation.transformed({"CopyConcurrency": "3"}) == first  # read back from disk
+
+    cached.write_text("{not json")
+    cloudformation._transformed.cache_clear()
+    assert cloudformation.transformed({"CopyConcurrency": "3"}) == first  # a damaged entry is translated again
+    cloudformation._transformed.cache_clear()
+    other = cloudformation.transformed({"CopyConcurrency": "5"})
+    assert len(list(tmp_path.glob("sam-transform-*.json"))) == 2 and other["Resources"].keys() == first["Resources"].keys()
+    cloudformation._transformed.cache_clear()

@@ -93,9 +93,7 @@ def copy_file(s3: Any, source: SourceClient, target: CopyTarget, transfer: Trans
     at a time, when the source serves ranges (and range_streams > 1); otherwise, and for smaller files, as one
     stream."""
     file = target.file
-    destination = _Destination(
-        target.bucket, target.key, f"{transfer.staging_prefix}{uuid.uuid4().hex}/{file.name}", target.condition,
-    )
+    destination = _Destination(target, f"{transfer.staging_prefix}{uuid.uuid4().hex}/{file.name}")
     single_put_limit, upload_threads = transfer.single_put_limit, transfer.upload_threads
     part_size = s3_limits.part_size_for(file.size, transfer.part_size)
     if file.size > single_put_limit and transfer.range_streams > 1:
@@ -113,12 +111,22 @@ def copy_file(s3: Any, source: SourceClient, target: CopyTarget, transfer: Trans
 
 @dataclass(frozen=True)
 class _Destination:
-    """Where one copy writes: its target's object and write condition, and the staging object of this attempt."""
+    """Where one copy attempt writes: its target, and the staging object of this attempt."""
 
-    bucket: str
-    key: str
+    target: CopyTarget
     staging_key: str
-    condition: dict[str, str]
+
+    @property
+    def bucket(self) -> str:
+        return self.target.bucket
+
+    @property
+    def key(self) -> str:
+        return self.target.key
+
+    @property
+    def condition(self) -> dict[str, str]:
+        return self.target.condition
 
 
 def _not_the_listed_size(file: SourceFile, received: int) -> TransientSourceError:
