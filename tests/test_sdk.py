@@ -50,11 +50,21 @@ def test_the_tests_run_on_the_sdk_that_ships() -> None:
     assert {name: version(name) for name in SDK} == {name: shipped[name] for name in SDK}
 
 
-@pytest.mark.parametrize("other", ["requirements-dev.txt", "bench/requirements.txt"])
+def included(path: Path) -> list[Path]:
+    """path and every requirements file it includes with -r, recursively."""
+    found = [path.resolve()]
+    for line in path.read_text().splitlines():
+        if line.startswith("-r "):
+            found += included(path.parent / line[3:].split("#", 1)[0].strip())
+    return found
+
+
+@pytest.mark.parametrize("other", ["requirements-run.txt", "requirements-dev.txt", "bench/requirements.txt"])
 def test_no_other_requirements_file_pins_the_sdk_differently(other: str) -> None:
-    path = ROOT / other
-    assert "-r functions/requirements.txt" in path.read_text() or "-r ../functions/requirements.txt" in path.read_text()
-    assert not set(SDK) & set(pins(path)), f"{other} pins the SDK itself; pin it only in {SHIPPED.name}"
+    files = included(ROOT / other)
+    assert SHIPPED.resolve() in files, f"{other} must install {SHIPPED.name} (with -r), directly or through another file"
+    for path in files[:1] + [f for f in files[1:] if f != SHIPPED.resolve()]:
+        assert not set(SDK) & set(pins(path)), f"{path.name} pins the SDK itself; pin it only in {SHIPPED.name}"
 
 
 def test_the_pinned_botocore_knows_every_request_feature_the_code_uses() -> None:
