@@ -486,13 +486,17 @@ def local_runner_lines(lr: LocalRunnerResult) -> list[str]:
             "process's start (the kernel's clock tick) until the engine's modules are loaded; engine_start: moto, the "
             "functions and the state machine created, the state directory loaded; execution: StartExecution to its "
             "end; exit: saving the state directory, the reports, stopping the engine. The last column is what the "
-            "phases do not cover: spawning the process and its exit.", "",
+            "phases do not cover, spawning the process and its exit (a difference of medians, so it can come out "
+            "slightly negative).", "",
             "Goals (issue 14): this checkout's whole process, median, against the baseline's in the same run:", ""]
     for ratio in lr.ratios():
         verdict = "met" if ratio.met else "MISSED"
         label = "headline" if ratio.rate == RATES[0][0] else "runner overhead only"
         out.append(f"* {ratio.case}, {ratio.rate} ({label}): {ratio.new:.2f} s / {ratio.old:.2f} s = "
                    f"**{ratio.value:.0%}**; goal ≤ {ratio.goal:.0%}: **{verdict}**")
+    out += ["", "A no-op run makes one request to each host, so the pacing does not make it wait (the cold run's "
+            "last slot has passed by then): its two rows do the same work, and the difference between them is this "
+            "shared machine's noise, not the pacing."]
     return out
 
 
