@@ -16,7 +16,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 
-from . import analytics, imports, profiles, report  # noqa: E402
+from . import analytics, imports, local_runner_startup, profiles, report  # noqa: E402
 from .contenders import Rclone, RcloneRanged, rclone_version  # noqa: E402
 from .copy_memory import measure_copy_memory  # noqa: E402
 from .report import MiB, Results  # noqa: E402
@@ -28,7 +28,9 @@ QUICK = {"repeat": 2, "large_mib": 16, "many_files": 1000, "copy_mib": 128, "ana
          "analytics_scale": 10, "import_runs": 3}
 FULL = {"repeat": 5, "large_mib": 128, "many_files": 10000, "copy_mib": 1024, "analytics_repeat": 5,
         "analytics_scale": 50, "import_runs": 7}
-SECTIONS = ("sync", "many", "copy", "analytics", "imports")
+SECTIONS = ("sync", "many", "copy", "analytics", "imports", "local-runner")
+# The sections that use the benchmark's source and SeaweedFS (the others start what they need themselves).
+NEEDS_SERVERS = ("sync", "many", "copy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bls-bench-"))
     bandwidth = args.bandwidth * MiB if args.bandwidth else None
     command = "python -m bench" + (" --quick" if args.quick else "")
+    only_some = set(args.only) != set(SECTIONS)
     setup = {
         "command": command, "latency": args.latency, "bandwidth": bandwidth, "concurrency": args.concurrency,
         "repeat": sizes["repeat"], "large_bytes": sizes["large_mib"] * MiB, "large_name": LARGE_FILE,
@@ -123,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     results = Results(mode="quick" if args.quick else "full", setup=setup, machine=machine_facts())
     log(f"bench: {results.mode} mode, scratch in {workdir}")
-    destination = Destination(workdir / "seaweedfs").start()
-    source = start_source(args.latency, bandwidth)
+    servers_needed = args.profile or any(name in args.only for name in NEEDS_SERVERS)
+    destination = Destination(workdir / "seaweedfs").start() if servers_needed else None
+    source = start_source(args.latency, bandwidth) if servers_needed else None
     def section(name: str, action) -> None:
         """Run one section; a failure is reported in RESULTS.md and the other sections still run."""
         if name != "profiles" and name not in args.only:
@@ -162,17 +166,25 @@ def main(argv: list[str] | None = None) -> int:
         results.imports = imports.measure_handlers(sizes["import_runs"])
         results.import_references = imports.measure_references(sizes["import_runs"])
 
+    def local_runner() -> None:
+        results.local_runner = local_runner_startup.measure(workdir, sizes["repeat"], args.latency, bandwidth,
+                                                            args.timeout, log)
+        results.local_runner.command = command + (f" --only {' '.join(args.only)}" if only_some else "")
+
     try:
         section("sync", sync)
         section("many", many)
         section("copy", copy)
         section("analytics", reports)
         section("imports", handler_imports)
+        section("local-runner", local_runner)
         if args.profile:
             section("profiles", lambda: results.profiles.update(profiles.collect(source, destination, workdir, sizes, args)))
     finally:
-        source.stop()
-        destination.stop()
+        if source is not None:
+            source.stop()
+        if destination is not None:
+            destination.stop()
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     results.caveats = caveats(results)
@@ -180,6 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     results.machine["load average at end (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     results.machine["project revision at end"] = project_revision()  # differs when the code changed mid-run
     log(report.render_console(results))
+    if set(args.only) == {"local-runner"} and not args.profile and args.output.exists():
+        # A run of this section alone rewrites only its section; the other sections' results stay as they were.
+        section_lines = (report.local_runner_lines(results.local_runner) if results.local_runner else
+                         [report.LOCAL_RUNNER_HEADING, "", f"**Failed**: {results.section_errors.get('local-runner', '?')}"])
+        text = report.splice_section(args.output.read_text(encoding="utf-8"), section_lines)
+        args.output.write_text(text, encoding="utf-8")
+        log(f"\nwrote the {report.LOCAL_RUNNER_HEADING[3:]} section of {args.output} ({results.elapsed / 60:.1f} min)")
+        return 0
     args.output.write_text(report.render_markdown(results), encoding="utf-8")
     log(f"\nwrote {args.output} ({results.elapsed / 60:.1f} min)")
     return 0

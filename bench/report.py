@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from .analytics import AnalyticsResult
 from .copy_memory import CopyMemoryResult
 from .imports import ImportTime
+from .local_runner_startup import BASELINE_COMMIT, PHASES, RATES, THIS, LocalRunnerResult
 from .scenarios import SCENARIO_TITLES, SCENARIOS, ManyFilesResult, SyncRun, sync_profiles
 
 MiB = 1024 * 1024
@@ -39,6 +40,7 @@ class Results:
     analytics: list[AnalyticsResult] = field(default_factory=list)
     imports: list[ImportTime] = field(default_factory=list)
     import_references: list[ImportTime] = field(default_factory=list)
+    local_runner: LocalRunnerResult | None = None
     analytics_memory_limit: int = 0
     profiles: dict[str, str] = field(default_factory=dict)
     caveats: list[str] = field(default_factory=list)
@@ -182,6 +184,14 @@ def targets(results: Results) -> list[Target]:
             + (f"; boto3 alone {boto3.median_ms:.0f} ms" if boto3 else ""),
             item.median_ms < IMPORT_LIMIT_MS,
         ))
+    if results.local_runner:
+        for ratio in results.local_runner.ratios():
+            if ratio.rate == RATES[0][0]:
+                found.append(Target(
+                    f"local runner {ratio.case} run, whole process ≤ {ratio.goal:.0%} of main {BASELINE_COMMIT}'s "
+                    f"(real `pr` files, {ratio.rate})",
+                    f"{ratio.new:.2f} s vs {ratio.old:.2f} s ({ratio.value:.0%}; medians of "
+                    f"{results.local_runner.repeat})", ratio.met))
     if results.many:
         many = results.many
         as_is = next((r for r in many.runs if r.contender == "pipeline" and r.scenario == "cold" and not r.label), None)
@@ -400,6 +410,8 @@ def render_markdown(results: Results) -> str:
         for item in results.import_references:
             out.append(f"| *{item.module} alone (reference)* | {item.median_ms:.0f} ms | {item.min_ms:.0f} ms | | |")
         out.append("")
+    if results.local_runner:
+        out += [*local_runner_lines(results.local_runner), ""]
     if results.profiles:
         out += ["## Profiles", ""]
         for title, text in results.profiles.items():
@@ -410,8 +422,94 @@ def render_markdown(results: Results) -> str:
 
 
 def render_console(results: Results) -> str:
-    lines = ["", "Sync scenarios", *sync_sections(results), "", "Targets", *target_lines(results)]
+    lines = ["", "Sync scenarios", *sync_sections(results)] if results.sync else []
+    lines += ["", "Targets", *target_lines(results)]
     lines += [f"section {name} FAILED: {error[:500]}" for name, error in results.section_errors.items()]
     if results.many:
         lines += ["", f"{results.many.files:,}-file run", *many_files_lines(results.many)]
+    if results.local_runner:
+        lines += ["", *local_runner_lines(results.local_runner)[2:]]
     return "\n".join(lines)
+
+
+# -- the local runner's start-up (issue 14) --------------------------------------------------------------------
+LOCAL_RUNNER_HEADING = "## Local runner start-up"
+
+
+def _phase_cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} s"
+
+
+def local_runner_lines(lr: LocalRunnerResult) -> list[str]:
+    mib = lr.file_bytes / MiB
+    out = [
+        LOCAL_RUNNER_HEADING,
+        "",
+        f"`{lr.command}` on {lr.date}, {lr.repeat} repetition{'s' if lr.repeat != 1 else ''}: this checkout at {lr.revision} against today's main "
+        f"before any start-up work, `{lr.baseline}`. Python {lr.python}; load average (1/5/15 min) {lr.load_start} "
+        f"at the start, {lr.load_end} at the end. `make bench ARGS=\"--only local-runner\"` rewrites only this section; "
+        "see bench/README.md.",
+        "",
+        "`python -m local_runner --contact-email … --source-url … --population-url … --state-dir … "
+        "--allow-private-source` as its users run it (this checkout also with `--timings`), a fresh process each, with "
+        "the checkout as working directory and the same interpreter (the bench venv) for both; time = the whole process, "
+        "from spawn to exit. The baseline is a `git worktree add --detach` of its commit in the scratch directory; an "
+        "untimed warm-up run of each under `python -v` checks that it imports only its own bls_pipeline / local_runner "
+        "code (" + ", ".join(f"{name}: {count} files" for name, count in lr.imports_checked.items())
+        + ") and writes the .pyc files.",
+        "",
+        f"Source: the real `pr` files ({lr.files} files, {mib:.1f} MiB: the 2026-08-06 snapshot at its listing stamps, "
+        "with pr.contacts and pr.txt from the 2024 snapshot, which the 2026 crawl skipped) on a loopback BLS-like "
+        f"server, {lr.latency * 1000:.0f} ms added before every answer, "
+        + (f"{lr.bandwidth / MiB:.0f} MiB/s per response" if lr.bandwidth else "unlimited bandwidth")
+        + "; it never blocks (max_requests_per_second None; the peak per second is counted instead). The real "
+        "DataUSA population JSON on a second loopback server (another host, as DataUSA is). **cold**: a fresh state "
+        "directory; **no-op**: a second run on the same state directory, nothing changed (one source request, the "
+        "listing; checked). Each repetition: both contenders in turn, the order rotating, each cold then no-op.",
+        "",
+        f"Rates: **{RATES[0][0]}** is the runner's default (1 request per second to the source and to the population "
+        "API), as its users run it against BLS: the headline. **1000/s** (`--source-requests-per-second 1000 "
+        "--population-requests-per-second 1000`) isolates the runner's own start-up and overhead from the politeness "
+        "pacing, which both contenders apply identically (slots 1.15 s apart).",
+        "",
+        "| contender | case | rate | whole process, min / **median** / max | source requests | peak requests in any 1 s "
+        "| imports | engine start | execution | exit | whole − phases |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in lr.rows:
+        phases = [row.phase_median(p) for p in PHASES]
+        rest = "—" if None in phases else f"{row.median() - sum(phases):.2f} s"
+        out.append(f"| {row.contender} | {row.case} | {row.rate} | {_spread(row.seconds)} | "
+                   f"{statistics.median(row.source_requests):.0f} | {row.peak_per_second} | "
+                   + " | ".join(_phase_cell(v) for v in phases) + f" | {rest} |")
+    out += ["", f"Phases: medians of `--timings` ({THIS} only; the baseline has no such flag). imports: from the "
+            "process's start (the kernel's clock tick) until the engine's modules are loaded; engine_start: moto, the "
+            "functions and the state machine created, the state directory loaded; execution: StartExecution to its "
+            "end; exit: saving the state directory, the reports, stopping the engine. The last column is what the "
+            "phases do not cover, spawning the process and its exit (a difference of medians, so it can come out "
+            "slightly negative).", "",
+            "Goals (issue 14): this checkout's whole process, median, against the baseline's in the same run:", ""]
+    for ratio in lr.ratios():
+        verdict = "met" if ratio.met else "MISSED"
+        label = "headline" if ratio.rate == RATES[0][0] else "runner overhead only"
+        out.append(f"* {ratio.case}, {ratio.rate} ({label}): {ratio.new:.2f} s / {ratio.old:.2f} s = "
+                   f"**{ratio.value:.0%}**; goal ≤ {ratio.goal:.0%}: **{verdict}**")
+    out += ["", "A no-op run makes one request to each host, so the pacing does not make it wait (the cold run's "
+            "last slot has passed by then): its two rows do the same work, and the difference between them is this "
+            "shared machine's noise, not the pacing."]
+    return out
+
+
+def splice_section(document: str, section: list[str], heading: str = LOCAL_RUNNER_HEADING) -> str:
+    """`document` with its `heading` section (up to the next `## ` heading) replaced by `section`, or with
+    `section` inserted before the Profiles or Caveats section (else at the end); everything else kept as it was."""
+    lines = document.rstrip("\n").split("\n")
+    block = [*section, ""]
+    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
+    if start is None:
+        at = next((i for i, line in enumerate(lines) if line.strip() in ("## Profiles", "## Caveats")), None)
+        if at is None:
+            lines, at = [*lines, ""], len(lines) + 1
+        return "\n".join(lines[:at] + block + lines[at:]).rstrip("\n") + "\n"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join(lines[:start] + block + lines[end:]).rstrip("\n") + "\n"
