@@ -52,7 +52,7 @@ lint: install  ## cfn-lint, checkov and sam validate --lint; quiet when clean
 	@rm -f .checkov.out
 	@AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint
 
-build: install  ## sam build with the project's SAM CLI and a Python 3.13 it finds (deploy/python313.sh)
+build: $(VENV)/.installed  ## sam build with the project's SAM CLI and a Python 3.13 it finds (deploy/python313.sh)
 	@python313="$$(deploy/python313.sh)" && echo "build: Python 3.13 at $$python313" \
 		&& PATH="$$(dirname "$$python313"):$$PATH" SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam build \
 		&& echo "build: the functions and template are in .aws-sam/build/; next: make deploy"
