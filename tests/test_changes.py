@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from pathlib import Path
 
 import boto3
 import pytest
@@ -265,3 +266,35 @@ def test_a_put_events_entry_over_the_size_limit_is_refused(bls, make_engine):
     with pytest.raises(ClientError, match="AccessDenied"):
         engine.event_bus.client_for("CopyFileFunction").put_events(Entries=[{**entry, "Detail": "{}"}])
     assert engine.events == []
+
+
+def test_the_runner_s_dry_run_prints_what_would_change_and_changes_nothing_on_disk(bls, tmp_path, capsys):
+    from local_runner.cli import main
+    from bls_loopback.population import POPULATION_PATH
+
+    serve(bls)
+    state = tmp_path / "state"
+
+    def run(*extra: str) -> str:
+        assert main(["--contact-email", "ops@example.com", "--source-url", bls.url, "--state-dir", str(state),
+                     "--population-url", bls.root + POPULATION_PATH, "--allow-private-source",
+                     "--source-requests-per-second", "50", "--population-requests-per-second", "50", *extra]) == 0
+        return capsys.readouterr().out
+
+    first = run()
+    manifest_line = next(line for line in first.splitlines() if line.startswith("Manifest: "))
+    assert Path(manifest_line.removeprefix("Manifest: ")).is_file()
+    log_line = next(line for line in first.splitlines() if line.startswith("Change log: "))
+    assert json.loads(Path(log_line.removeprefix("Change log: ")).read_text())["totals"]["added"] == 4
+    bls.put("pr.class", NEW_CLASS, LATER)
+    bls.remove("pr.period")
+    mirror = {p.name: p.read_bytes() for p in (state / "s3" / "bls" / "pr").iterdir()}
+
+    dry = run("--dry-run")
+
+    assert "Dry run: a real run would add 0, replace 1 and delete 1 file(s); nothing was copied or deleted" in dry
+    assert "  pr.class: changed" in dry and "  pr.period: deleted" in dry and "Change log: " not in dry
+    manifest = json.loads(Path(next(line for line in dry.splitlines() if line.startswith("Manifest: "))
+                               .removeprefix("Manifest: ")).read_text())
+    assert manifest["dry_run"] is True
+    assert {p.name: p.read_bytes() for p in (state / "s3" / "bls" / "pr").iterdir()} == mirror
