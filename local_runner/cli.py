@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from .changes_report import show_changes
 from .startup import PhaseClock, paused_gc
 
 DEFAULT_STATE_DIR = ".local-state"
@@ -90,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(refused by default, as in the deployed stack)",
     )
     parser.add_argument("--input", default="{}", help="execution input as JSON, e.g. per-run overrides (default: {})")
+    parser.add_argument("--dry-run", action="store_true",
+                        help='list and plan, print what would be copied and deleted; change nothing (input {"dry_run": true})')
     parser.add_argument("--verbose", action="store_true", help="also print the handlers' structured logs")
     parser.add_argument(
         "--timings", action="store_true",
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         print(f"error: --input must be a JSON object such as '{{\"force_prune\": true}}', not {args.input!r}",
               file=sys.stderr)
         return 2
+    if args.dry_run:
+        execution_input["dry_run"] = True
     if args.state_dir.exists() and not args.state_dir.is_dir():
         print(f"error: --state-dir {args.state_dir} is a file, not a directory; nothing was changed", file=sys.stderr)
         return 2
@@ -190,6 +195,7 @@ def _run(args: argparse.Namespace, execution_input: dict, out: TextIO) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     progress.finish(result, time.monotonic() - started, mirror_dir)
+    show_changes(result, state.objects, out)
     if result.succeeded:
         if reports:
             progress.show_reports(reports, vintage, f"{state.objects / 'reports' / run_id}/")

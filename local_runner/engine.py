@@ -1,7 +1,8 @@
 """The local engine: template.yaml's functions and state machine inside moto, with Lambda invokes routed to the
 real handlers in this process (local_runner/lambda_emulation.py), and what AWS enforces but moto does not enforced
-on top: each function's IAM role on every S3 call it makes (local_runner/s3_clients.py), and Step Functions' limits
-and result files (local_runner/step_functions_rules.py). This is always on: the runner, every test and the bench
+on top: each function's IAM role on every S3 and EventBridge call it makes (local_runner/s3_clients.py,
+local_runner/event_bus.py, which also records the events published), and Step Functions' limits and result files
+(local_runner/step_functions_rules.py). This is always on: the runner, every test and the bench
 run under it.
 """
 
@@ -14,6 +15,7 @@ from contextlib import ExitStack
 from typing import Any, Callable
 
 from .cloudformation import rendered_roles
+from .event_bus import RoleCheckedEventBus
 from .executions import ExecutionEnds, ExecutionResult, history, payload_sizes
 from .lambda_emulation import ACCOUNT, REGION, Invocation, LambdaEmulator, LocalContext
 from .mocked_aws import aws_environment, deep_map_workers, mocked_aws
@@ -46,9 +48,9 @@ class LocalEngine:
         self.functions: dict[str, FunctionSpec] = {f.logical_id: f for f in self.template.functions()}
         self.lambdas = LambdaEmulator.for_functions(self.functions, function_timeouts, observer)
         self.resolver = StackResolver(self.template, self.parameters, bucket, REGION, ACCOUNT)
-        self.s3_clients = RoleCheckedS3Clients(
-            rendered_roles(self.template.document, self.parameters, bucket, self.resolver.stack_name, REGION, ACCOUNT)
-        )
+        roles = rendered_roles(self.template.document, self.parameters, bucket, self.resolver.stack_name, REGION, ACCOUNT)
+        self.s3_clients = RoleCheckedS3Clients(roles)
+        self.event_bus = RoleCheckedEventBus(roles)
         self.queues = QueueEventSources(self.resolver, self.functions, self.role_statements)
         self._started_at: dict[str, int] = {}
         self._ends = ExecutionEnds()
@@ -70,6 +72,7 @@ class LocalEngine:
             setup.enter_context(self._ends.patch_moto())
             setup.enter_context(patches(self._state_machine_s3))
             setup.enter_context(self.s3_clients.given_to_handlers())
+            setup.enter_context(self.event_bus.given_to_handlers())
             setup.callback(self.lambdas.join_overrunning)
 
             import boto3
@@ -114,6 +117,11 @@ class LocalEngine:
         """Register a botocore event handler (e.g. "before-call.s3.PutObject") on every function's S3 client, now
         and for clients created later; returns the undo. Tests use it to inject S3 faults."""
         return self.s3_clients.on_every_client(event, handler)
+
+    @property
+    def events(self) -> list[dict]:
+        """The EventBridge events the functions published, oldest first (local_runner/event_bus.py)."""
+        return self.event_bus.published
 
     @property
     def invocations(self) -> list[Invocation]:

@@ -2,7 +2,7 @@
 product calls, and the evaluation of a role's policy statements against it.
 
 S3_RULES is the one table of that model: each S3 operation, the checks S3 makes for it (action, resource,
-condition keys), and the AWS documentation each rule comes from. The local engine applies it to every S3 call a
+condition keys), and the AWS documentation each rule comes from; EVENTS_RULES is the same for EventBridge. The local engine applies it to every S3 call a
 handler makes (local_runner/s3_enforcement.py); tests/test_iam.py asserts on the same table. An operation missing
 from the table is refused by the engine, so a new call cannot slip past the model.
 """
@@ -126,6 +126,55 @@ S3_RULES: dict[str, Rule] = {
     "ListObjectsV2": Rule(_list, f"{ACTIONS_PAGE}; {LIST_PREFIX}"),
     "ListObjects": Rule(_list, f"{ACTIONS_PAGE}; {LIST_PREFIX}"),
 }
+
+# EventBridge, the one call the functions make there (the 'mirror changed' event).
+PUT_EVENTS = (
+    "Service Authorization Reference, Amazon EventBridge: events:PutEvents on the resource type event-bus "
+    "(arn:aws:events:<region>:<account>:event-bus/<name>; no EventBusName: the default bus), authorized per entry, "
+    "with the condition keys events:source and events:detail-type"
+)
+PUT_EVENTS_SIZE = (
+    "Amazon EventBridge User Guide, 'Calculating Amazon EventBridge PutEvents event entry size': Time 14 bytes if "
+    "given, Source, DetailType, Detail and each Resources entry their UTF-8 bytes; the total must be under 256 KB; "
+    "EventBridge API Reference, PutEvents: at most 10 entries"
+)
+MAX_PUT_EVENTS_BYTES = 256 * 1024
+MAX_PUT_EVENTS_ENTRIES = 10
+
+
+def _put_events(params: dict, region: str, account: str) -> list[Check]:
+    checks = []
+    for entry in params.get("Entries", []):
+        bus = entry.get("EventBusName") or "default"
+        arn = bus if bus.startswith("arn:") else f"arn:aws:events:{region}:{account}:event-bus/{bus}"
+        checks.append(Check("events:PutEvents", arn,
+                            {"events:source": entry.get("Source", ""), "events:detail-type": entry.get("DetailType", "")}))
+    return checks
+
+
+def put_events_entry_size(entry: dict) -> int:
+    """PUT_EVENTS_SIZE's calculation for one entry."""
+    size = 14 if entry.get("Time") is not None else 0
+    for name in ("Source", "DetailType", "Detail"):
+        size += len((entry.get(name) or "").encode())
+    return size + sum(len(r.encode()) for r in entry.get("Resources") or [])
+
+
+# EventBridge operation -> the checks IAM makes, given (params, region, account); an operation missing here is refused.
+EVENTS_RULES: dict[str, Rule] = {
+    "PutEvents": Rule(_put_events, f"{PUT_EVENTS}; {PUT_EVENTS_SIZE}"),
+}
+
+
+def events_checks(operation: str, params: dict, region: str, account: str) -> list[Check]:
+    rule = EVENTS_RULES.get(operation)
+    if rule is None:
+        raise UnknownOperation(
+            f"EventBridge {operation} has no IAM rule in local_runner/iam.py EVENTS_RULES; add one (with the AWS "
+            "documentation it comes from) and grant it in template.yaml"
+        )
+    return rule.checks(params, region, account)
+
 
 # What Lambda's SQS event source mapping does with the function's execution role (Lambda Developer Guide, 'Using
 # Lambda with Amazon SQS', execution role permissions).

@@ -59,6 +59,13 @@ EXPECTED_GRANTS = {
         ("s3:DeleteObject", MIRROR, None),
         ("s3:GetObject", MIRROR, None),  # deletes are conditional on the planned ETag
         ("s3:GetObject", RUNS, None),
+        ("s3:PutObject", RUNS, None),  # pruned.json: what it deleted and spared, for the run manifest
+    },
+    "RecordChangesFunctionRole": {
+        ("s3:GetObject", RUNS, None),  # the plan and the copy results
+        ("s3:PutObject", RUNS, None),  # the run manifest
+        ("s3:GetObject", RATE, None),  # the run's request count
+        ("s3:PutObject", f"{BUCKET_ARN}/changes/*", None),  # the change log
     },
     "FetchPopulationFunctionRole": {
         ("s3:ListBucket", BUCKET_ARN, None),
@@ -93,6 +100,7 @@ FUNCTION_ROLES = {
     "ListSourceFunction": "ListSourceFunctionRole",
     "CopyFileFunction": "CopyFileFunctionRole",
     "PruneMirrorFunction": "PruneMirrorFunctionRole",
+    "RecordChangesFunction": "RecordChangesFunctionRole",
     "FetchPopulationFunction": "FetchPopulationFunctionRole",
     "AnalyticsFunction": "AnalyticsFunctionRole",
 }
@@ -166,6 +174,21 @@ def test_an_overridden_mirror_prefix_moves_every_mirror_grant_with_it() -> None:
     assert ("s3:PutObject", f"{BUCKET_ARN}/data/*", None) in copy_grants
     list_grants = {g for s in statements["PruneMirrorFunctionRole"] for g in grants(s)}
     assert ("s3:ListBucket", BUCKET_ARN, "data/*") in list_grants
+
+
+def test_only_record_changes_may_publish_and_only_to_the_default_bus(statements: dict[str, list[dict]]) -> None:
+    publishing = {(role, a, r) for role, found in statements.items() for s in found for a, r, _ in grants(s)
+                  if a.startswith("events:")}
+    assert publishing == {("RecordChangesFunctionRole", "events:PutEvents",
+                           f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default")}
+
+
+def test_no_lifecycle_rule_expires_the_change_log(template: dict) -> None:
+    rules = template["Resources"]["MirrorBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    for rule in rules:
+        if "ExpirationInDays" in rule or "ExpirationDate" in rule:
+            prefix = rule.get("Prefix", rule.get("Filter", {}).get("Prefix", ""))
+            assert prefix and not "changes/".startswith(prefix), f"lifecycle rule {rule['Id']} expires changes/"
 
 
 def test_roles_carry_only_the_logging_and_tracing_managed_policies(template: dict) -> None:

@@ -1,7 +1,7 @@
 """AWS clients, created once per Lambda container with retrying configuration.
 
-Handlers call `aws.s3_client()` through the module (not a name imported from it): the local engine gives each
-function its own client, checked against that function's IAM role, by replacing this one function.
+Handlers call `aws.s3_client()` and `aws.events_client()` through the module (not names imported from it): the local
+engine gives each function its own clients, checked against that function's IAM role, by replacing these functions.
 """
 
 from __future__ import annotations
@@ -18,3 +18,9 @@ CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool
 @lru_cache(maxsize=None)
 def s3_client() -> Any:
     return boto3.client("s3", config=CLIENT_CONFIG)
+
+
+@lru_cache(maxsize=None)
+def events_client() -> Any:
+    """EventBridge, for the 'mirror changed' event (changes.py)."""
+    return boto3.client("events", config=CLIENT_CONFIG)

@@ -16,6 +16,11 @@ RUNS_PREFIX = "pipeline/runs/"
 STAGING_PREFIX = "pipeline/staging/"
 RATE_PREFIX = "pipeline/rate/"
 REPORTS_PREFIX = "reports/"
+# The lasting change log (changes/YYYY/MM/DD/<execution>.json): outside pipeline/, so no lifecycle rule expires it.
+CHANGES_PREFIX = "changes/"
+# The "mirror changed" event on the account's default EventBridge bus (changes.py); subscribers match on these two.
+EVENT_SOURCE = "bls-mirror"
+EVENT_DETAIL_TYPE = "Mirror Changed"
 
 MAX_RANGE_STREAMS = 8  # the source client keeps this many connections per host
 MAX_REQUESTS_PER_SECOND = 1000.0
@@ -59,11 +64,13 @@ class Settings:
     report_period: str = "Q01"
     max_prune_share: float = 0.5  # a run refuses to delete more than this share of the mirror ...
     force_prune: bool = False  # ... unless the execution input says {"force_prune": true}
+    dry_run: bool = False  # {"dry_run": true}: list and plan, record what would change; copy and delete nothing
 
     runs_prefix: ClassVar[str] = RUNS_PREFIX
     staging_prefix: ClassVar[str] = STAGING_PREFIX
     rate_prefix: ClassVar[str] = RATE_PREFIX
     reports_prefix: ClassVar[str] = REPORTS_PREFIX
+    changes_prefix: ClassVar[str] = CHANGES_PREFIX
 
     def validate(self) -> "Settings":
         if not self.bucket:
@@ -97,7 +104,7 @@ class Settings:
                 f"population key {self.population_key!r} must be an object key outside the mirror's folder "
                 f"{self.mirror_root!r}, or pruning could delete it"
             )
-        for name in ("runs_prefix", "staging_prefix", "reports_prefix", "rate_prefix"):
+        for name in ("runs_prefix", "staging_prefix", "reports_prefix", "rate_prefix", "changes_prefix"):
             other = getattr(self, name)
             if other.startswith(self.mirror_root) or self.mirror_root.startswith(other):
                 raise ConfigError(
@@ -120,10 +127,10 @@ class Settings:
             )
         changes: dict[str, Any] = {}
         for key, value in overrides.items():
-            if key == "force_prune":
+            if key in _FLAGS:
                 if not isinstance(value, bool):
-                    raise ConfigError(f"execution input field 'force_prune' must be true or false, got {value!r}")
-                changes["force_prune"] = value
+                    raise ConfigError(f"execution input field {key!r} must be true or false, got {value!r}")
+                changes[RUN_OVERRIDES[key]] = value
                 continue
             if not isinstance(value, str):
                 raise ConfigError(f"execution input field {key!r} must be a string, got {type(value).__name__}")
@@ -146,7 +153,9 @@ class Settings:
 
 
 # Execution input field -> Settings attribute that a single run may override.
-RUN_OVERRIDES = {"source_url": "source_url", "mirror_prefix": "mirror_prefix", "force_prune": "force_prune"}
+RUN_OVERRIDES = {"source_url": "source_url", "mirror_prefix": "mirror_prefix", "force_prune": "force_prune",
+                 "dry_run": "dry_run"}
+_FLAGS = frozenset({"force_prune", "dry_run"})
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:

@@ -48,10 +48,9 @@ class CopyResult:
     superseded: bool = False  # another execution changed the mirror object meanwhile; its version was left in place
 
     def to_dict(self) -> dict:
-        result = {"name": self.name, "bytes": self.bytes, "sha256": self.sha256, "multipart": self.multipart}
-        if self.superseded:
-            result["superseded"] = True
-        return result
+        # Every key always: the CopyFile state's ResultSelector picks name, sha256, bytes and superseded.
+        return {"name": self.name, "bytes": self.bytes, "sha256": self.sha256, "multipart": self.multipart,
+                "superseded": self.superseded}
 
 
 @dataclass(frozen=True, kw_only=True)

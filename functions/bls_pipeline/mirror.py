@@ -41,6 +41,11 @@ class MirroredObject:
     size: int
     stamp: str | None  # None: the object was not written by this pipeline, or lost its metadata
     etag: str = ""
+    sha256: str | None = None  # as recorded when it was copied
+
+    def before(self) -> dict:
+        """What the run's manifest calls this object's state before the run (manifest.py)."""
+        return {"size": self.size, "sha256": self.sha256, "stamp": self.stamp}
 
 
 @dataclass
@@ -50,11 +55,13 @@ class SyncPlan:
     unchanged: list[str] = field(default_factory=list)
     to_delete: list[str] = field(default_factory=list)
     etags: dict[str, str] = field(default_factory=dict)  # name -> ETag of every mirror object the plan saw
+    before: dict[str, dict] = field(default_factory=dict)  # name -> size, sha256, stamp of every mirror object
 
 
 def plan_sync(listing: list[SourceFile], mirrored: dict[str, MirroredObject]) -> SyncPlan:
     """Copy what is new or whose size or stamp differs from what was recorded; delete what the listing lacks."""
-    plan = SyncPlan(listing=listing, etags={name: obj.etag for name, obj in mirrored.items()})
+    plan = SyncPlan(listing=listing, etags={name: obj.etag for name, obj in mirrored.items()},
+                    before={name: obj.before() for name, obj in mirrored.items()})
     listed = set()
     for file in listing:
         listed.add(file.name)
@@ -85,23 +92,26 @@ def list_mirror_keys(s3: Any, bucket: str, prefix: str) -> dict[str, ListedObjec
 
 
 def read_mirror(s3: Any, bucket: str, prefix: str, listing: Iterable[SourceFile]) -> dict[str, MirroredObject]:
-    """The mirror's objects with their recorded stamps.
+    """The mirror's objects with their recorded stamps and digests.
 
-    Only objects whose size matches the listing need a HEAD to read their stamp: any other is copied anyway.
+    Every object gets one HEAD: the stamp decides whether a file of the listed size changed, and the recorded
+    stamp and sha256 of a file that is replaced or deleted are the run manifest's "before" (manifest.py). An
+    object that changes between the listing and the HEAD is read as the HEAD saw it, with the listing's ETag: the
+    copy's or delete's condition on that ETag then spares it, as before.
     """
     present = list_mirror_keys(s3, bucket, prefix)
-    wanted = {f.name: f for f in listing}
-    to_head = [name for name, obj in present.items() if name in wanted and wanted[name].size == obj.size]
 
-    def head(name: str) -> tuple[str, str | None]:
-        meta = s3.head_object(Bucket=bucket, Key=prefix + name).get("Metadata", {})
-        return name, meta.get(META_STAMP)
+    def head(name: str) -> tuple[str, dict]:
+        return name, s3.head_object(Bucket=bucket, Key=prefix + name).get("Metadata", {})
 
-    stamps: dict[str, str | None] = {}
-    if to_head:
-        with ThreadPoolExecutor(max_workers=min(_HEAD_THREADS, len(to_head))) as pool:
-            stamps = dict(pool.map(head, to_head))
-    return {name: MirroredObject(name, obj.size, stamps.get(name), obj.etag) for name, obj in present.items()}
+    recorded: dict[str, dict] = {}
+    if present:
+        with ThreadPoolExecutor(max_workers=min(_HEAD_THREADS, len(present))) as pool:
+            recorded = dict(pool.map(head, present))
+    return {
+        name: MirroredObject(name, obj.size, recorded[name].get(META_STAMP), obj.etag, recorded[name].get(META_SHA256))
+        for name, obj in present.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -113,18 +123,20 @@ class PlanLocation:
     results_prefix: str | None = None  # where the Map's ResultWriter puts the copy results (beyond 256 KiB of state)
     mirrored_before: int | None = None  # objects in the mirror when the run listed it: the prune guard's base
     refused_key: str | None = None  # JSON object listed name -> why it cannot be a mirror file name
+    before_key: str | None = None  # JSON object name -> size, sha256, stamp of every mirror object before the run
+    pruned_key: str | None = None  # where PruneMirror records what it deleted and spared (PruneResult)
 
     def to_dict(self) -> dict:
         found = {"bucket": self.bucket, "items_key": self.items_key, "listing_key": self.listing_key}
-        if self.delete_key:
-            found["delete_key"] = self.delete_key
-        if self.results_prefix:
-            found["results_prefix"] = self.results_prefix
-        if self.mirrored_before is not None:
-            found["mirrored_before"] = self.mirrored_before
-        if self.refused_key:
-            found["refused_key"] = self.refused_key
+        for name in ("delete_key", "results_prefix", "mirrored_before", "refused_key", "before_key", "pruned_key"):
+            if getattr(self, name) is not None:
+                found[name] = getattr(self, name)
         return found
+
+    @property
+    def folder(self) -> str:
+        """The run's folder, pipeline/runs/<execution>/: its manifest.json is written there too (changes.py)."""
+        return self.items_key.rsplit("/", 1)[0] + "/"
 
 
 def copy_item(file: SourceFile, mirror_etag: str | None) -> dict:
@@ -147,8 +159,10 @@ def store_plan(
     names that cannot be mirrored (with why)."""
     base = f"{runs_prefix}{run_id}/"
     location = PlanLocation(bucket, base + "copy-items.json", base + "listing.json", base + "delete.json",
-                            base + "copy-results", len(plan.etags), base + "refused-names.json")
+                            base + "copy-results", len(plan.etags), base + "refused-names.json",
+                            base + "mirror-before.json", base + "pruned.json")
     _put_json(s3, bucket, location.refused_key, refused or {})
+    _put_json(s3, bucket, location.before_key, plan.before)
     _put_json(s3, bucket, location.items_key, [copy_item(f, plan.etags.get(f.name)) for f in plan.to_copy])
     _put_json(s3, bucket, location.listing_key, [f.name for f in plan.listing])
     _put_json(s3, bucket, location.delete_key, {name: plan.etags[name] for name in plan.to_delete})
@@ -161,6 +175,17 @@ def load_listed_names(s3: Any, bucket: str, key: str) -> set[str]:
 
 def load_planned_deletions(s3: Any, bucket: str, key: str) -> dict[str, str]:
     return dict(_get_json(s3, bucket, key))
+
+
+def load_json(s3: Any, bucket: str, key: str) -> Any:
+    """One of the run's plan or outcome files."""
+    return _get_json(s3, bucket, key)
+
+
+def store_pruned(s3: Any, plan: PlanLocation, pruned: "PruneResult") -> None:
+    """PruneMirror's outcome, whole (the state output names at most a few files), for the run manifest."""
+    if plan.pruned_key:
+        _put_json(s3, plan.bucket, plan.pruned_key, {"deleted": pruned.deleted, "spared": pruned.spared})
 
 
 def load_copy_items(s3: Any, bucket: str, key: str) -> list[SourceFile]:

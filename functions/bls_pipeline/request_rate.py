@@ -16,6 +16,11 @@ one.
 The same object records a block: after a 403 the run's id is written there, and every later request of that run
 fails at once with SourceBlocked instead of asking again (a blocked client that keeps asking deepens the block).
 The next run asks again, once.
+
+The same object also counts each run's requests to its host (`runs`: run id -> requests), in the same conditional
+write that reserves the slot, so the count costs no request and cannot be lost to a race; a slot given up and
+reserved again is one request, counted once. Only the last RUNS_KEPT runs are kept. The run manifest reads its
+run's count from there (changes.py).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ LATE_LIMIT = (SLOT_STRETCH - 1) / 3  # seconds a client may wake after its slot 
 _RESERVE_ATTEMPTS = 50
 _LOST_RACE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
 _ABSENT = frozenset({"NoSuchKey", "404", "AccessDenied", "403"})  # 403: a role without s3:ListBucket
+RUNS_KEPT = 20  # runs whose request counts the rate object keeps (a few hundred bytes)
 
 
 def slot_key(prefix: str, url: str) -> str:
@@ -81,7 +87,10 @@ class RequestSlots:
                     f"{self.per_second:g} request(s) per second, after this step's time limit (temporary; retried "
                     "with backoff)"
                 )
-            written = self._write({**state, "next_slot": slot + self.spacing}, etag)
+            update = {"next_slot": slot + self.spacing}
+            if missed is None and self.run_id is not None:  # the first reservation of this request: count it
+                update["runs"] = _counted(state.get("runs"), self.run_id)
+            written = self._write({**state, **update}, etag)
             self._lead = min(self._clock() - now, LATE_LIMIT * 4)
             if written is None:
                 self._sleep(random.uniform(0.005, 0.05))
@@ -95,6 +104,11 @@ class RequestSlots:
             missed = (written, slot)
         raise TransientSourceError(f"could not reserve a request slot in s3://{self.bucket}/{self.key} after "
                                    f"{_RESERVE_ATTEMPTS} tries (temporary; retried with backoff)")
+
+    def requests_of_run(self, run_id: str) -> int:
+        """How many requests to this host the run reserved (0 when none, or too many runs ago to be kept)."""
+        runs = self._read()[0].get("runs")
+        return int(runs.get(run_id, 0)) if isinstance(runs, dict) else 0
 
     def record_block(self, message: str) -> None:
         """Remember that the source refused this run, so that its other requests are not made."""
@@ -143,3 +157,11 @@ class RequestSlots:
             return False
         except ClientError as exc:
             return exc.response.get("Error", {}).get("Code") in ("AccessDenied", "403")
+
+
+def _counted(runs: Any, run_id: str) -> dict[str, int]:
+    """runs with one more request for run_id, the newest run last and at most RUNS_KEPT runs."""
+    runs = dict(runs) if isinstance(runs, dict) else {}
+    count = int(runs.pop(run_id, 0)) + 1
+    kept = list(runs.items())[-(RUNS_KEPT - 1):]
+    return {**dict(kept), run_id: count}

@@ -18,6 +18,7 @@ from .mirror import (
     prune_mirror,
     read_mirror,
     store_plan,
+    store_pruned,
 )
 from .request_rate import RequestSlots, slot_key
 from .source_http import Deadline, SourceClient
@@ -62,6 +63,7 @@ def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str) 
         "to_delete": len(plan.to_delete),
         "to_copy_bytes": sum(f.size for f in plan.to_copy),
         "plan": location.to_dict(),
+        "dry_run": settings.dry_run,  # the state machine's DryRun choice: record the plan, copy and delete nothing
     }
 
 
@@ -73,9 +75,15 @@ class CopyFailure:
 
 
 def copy_failures(s3: Any, copy_results: Any) -> list[CopyFailure]:
-    """The failed copies of the CopyFiles Map. Its ResultWriter stores the item outputs in S3 and the state holds
+    """The failed copies of the CopyFiles Map (see copy_outputs)."""
+    return copy_outputs(s3, copy_results)[1]
+
+
+def copy_outputs(s3: Any, copy_results: Any) -> tuple[list[Any], list[CopyFailure]]:
+    """The outputs of the CopyFiles Map's items, and its failed copies. Its ResultWriter stores the item outputs in S3 and the state holds
     only their location ({"ResultWriterDetails": {"Bucket", "Key"}}), so any number of failures fits in a state; a
-    hand-written event may give the outputs inline as a list. A good copy outputs {}, a failed one
+    hand-written event may give the outputs inline as a list. A good copy outputs {name, sha256, bytes, superseded}
+    (changes.py reads those), a failed one
     {"failed", "error", "message"}; a child execution that failed outright is reported with its Error and Cause."""
     if isinstance(copy_results, dict) and "ResultWriterDetails" in copy_results:
         where = copy_results["ResultWriterDetails"]
@@ -96,7 +104,7 @@ def copy_failures(s3: Any, copy_results: Any) -> list[CopyFailure]:
         CopyFailure(r["failed"], r.get("error", ""), error_message(r.get("message", "")))
         for r in outputs if isinstance(r, dict) and "failed" in r
     ]
-    return failures
+    return outputs, failures
 
 
 def error_message(cause: object) -> str:
@@ -118,6 +126,7 @@ def finish_run(settings: Settings, s3: Any, plan: PlanLocation, failures: Iterab
         s3, settings.bucket, settings.mirror_prefix, keep, settings.max_prune_share, settings.force_prune, planned,
         plan.mirrored_before,
     )
+    store_pruned(s3, plan, pruned)
     failed_names = {f.name for f in failures}
     copied = [f for f in load_copy_items(s3, plan.bucket, plan.items_key) if f.name not in failed_names]
     return {

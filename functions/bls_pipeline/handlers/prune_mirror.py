@@ -16,4 +16,5 @@ def handler(event: dict, context: LambdaContext) -> dict:
     result = finish_run(settings, s3, PlanLocation(**event["plan"]), failures)
     mirror = {"listed": event.get("listed"), "unchanged": event.get("unchanged"), **result}
     logger.info("pruned mirror", extra=mirror)
-    return {"run": event.get("run") or {}, "mirror": mirror}
+    # The result replaces the state (ResultPath "$"): the plan and the copy results' location go on to RecordChanges.
+    return {"run": event.get("run") or {}, "mirror": mirror, "plan": event["plan"], "copy_results": event.get("copy_results")}
