@@ -7,26 +7,23 @@ and the runner can see what was published. moto then delivers it to the rules of
 from __future__ import annotations
 
 import json
-import threading
-from contextlib import contextmanager
-from typing import Any, Iterator
-from unittest import mock
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from .iam import MAX_PUT_EVENTS_BYTES, MAX_PUT_EVENTS_ENTRIES, allows, events_checks, put_events_entry_size
-from .lambda_emulation import ACCOUNT, REGION, current_function
+from .function_clients import PerFunctionClients
+from .lambda_emulation import ACCOUNT, REGION
 
 _PARAMS = "local_events_params"
 
 
-class RoleCheckedEventBus:
+class RoleCheckedEventBus(PerFunctionClients):
+    accessor = "events_client"
+
     def __init__(self, roles: dict[str, tuple[str, list[dict]]]):
-        """roles: function logical id -> (role name, its policy statements)."""
-        self.roles = roles
-        self._clients: dict[str, Any] = {}
+        super().__init__(roles)
         self._published: list[dict] = []
-        self._lock = threading.Lock()
 
     @property
     def published(self) -> list[dict]:
@@ -35,29 +32,16 @@ class RoleCheckedEventBus:
         with self._lock:
             return list(self._published)
 
-    @contextmanager
-    def given_to_handlers(self) -> Iterator[None]:
-        """Patch bls_pipeline.aws.events_client to return the client of the function whose handler calls it."""
-        import bls_pipeline.aws as aws
-
-        aws.events_client.cache_clear()
-        with mock.patch.object(aws, "events_client", lambda: self.client_for(current_function())):
-            yield
-        aws.events_client.cache_clear()
-
-    def client_for(self, function: str) -> Any:
+    def new_client(self, function: str) -> Any:
         import boto3
         from bls_pipeline.aws import CLIENT_CONFIG
 
-        with self._lock:
-            client = self._clients.get(function)
-            if client is None:
-                client = self._clients[function] = boto3.client("events", region_name=REGION, config=CLIENT_CONFIG)
-                events = client.meta.events
-                events.register_first("before-parameter-build.events", self._remember)
-                events.register_first("before-call.events", self._authorize(function))
-                events.register("after-call.events.PutEvents", self._record(function))
-            return client
+        client = boto3.client("events", region_name=REGION, config=CLIENT_CONFIG)
+        events = client.meta.events
+        events.register_first("before-parameter-build.events", self._remember)
+        events.register_first("before-call.events", self._authorize(function))
+        events.register("after-call.events.PutEvents", self._record(function))
+        return client
 
     @staticmethod
     def _remember(params: dict, context: dict, **_: Any) -> None:

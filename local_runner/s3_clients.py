@@ -7,12 +7,10 @@ and ResultWriter) get the state machine role's client.
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
-from unittest import mock
+from typing import Any, Callable
 
-from .lambda_emulation import ACCOUNT, REGION, current_function
+from .function_clients import PerFunctionClients
+from .lambda_emulation import ACCOUNT, REGION
 from .s3_enforcement import FunctionS3Rules
 
 # Marks the S3 requests the engine makes to read what S3 itself would consult (current ETags for preconditions):
@@ -20,32 +18,17 @@ from .s3_enforcement import FunctionS3Rules
 ORACLE_USER_AGENT = "local-engine-oracle"
 
 
-class RoleCheckedS3Clients:
+class RoleCheckedS3Clients(PerFunctionClients):
+    accessor = "s3_client"
+
     def __init__(self, roles: dict[str, tuple[str, list[dict]]]):
-        """roles: function (or state machine) logical id -> (role name, its policy statements)."""
-        self.roles = roles
-        self._clients: dict[str, Any] = {}
+        super().__init__(roles)
         self._hooks: list[tuple[str, Callable]] = []
         self._oracle: Any = None
-        self._lock = threading.Lock()
 
-    @contextmanager
-    def given_to_handlers(self) -> Iterator[None]:
-        """Patch bls_pipeline.aws.s3_client to return the client of the function whose handler calls it."""
-        import bls_pipeline.aws as aws
-
-        aws.s3_client.cache_clear()
-        with mock.patch.object(aws, "s3_client", lambda: self.client_for(current_function())):
-            yield
-        aws.s3_client.cache_clear()
-
-    def client_for(self, function: str) -> Any:
+    def new_client(self, function: str) -> Any:
         """The S3 client a function's handler gets: its calls are authorized against the function's role."""
-        with self._lock:
-            client = self._clients.get(function)
-            if client is None:
-                client = self._clients[function] = self.checked(function)
-            return client
+        return self.checked(function)
 
     def checked(self, logical_id: str, client: Any = None) -> Any:
         """`client` (or a new S3 client) with the role of `logical_id` enforced on every call."""
