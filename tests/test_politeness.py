@@ -154,7 +154,7 @@ def test_a_client_that_wakes_too_late_for_its_slot_does_not_use_it(moto_s3) -> N
     key = "pipeline/rate/example.org.json"
     on_time = RequestSlots(moto_s3, "mirror-bucket", key, 1)
     first = on_time.take()
-    clock = _LateClock(late=0.4)  # woken 0.4 s after a slot, a request would arrive 0.75 s before the next one's
+    clock = _LateClock(late=0.4)  # woken 0.4 s after a slot, a request would arrive 0.8 s before the next one's
     late = RequestSlots(moto_s3, "mirror-bucket", key, 1, clock=clock, sleep=clock.sleep)
     clock.now = first + 0.1
 
@@ -173,7 +173,7 @@ def test_a_missed_slot_nobody_reserved_after_is_taken_back_not_skipped(moto_s3) 
     clock.late = 0.5
     before = clock.now
 
-    slots.take()  # its slot is 1.15 s away; it wakes 0.5 s late, then takes the slot back from the time it woke
+    slots.take()  # its slot is 1.2 s away; it wakes 0.5 s late, then takes the slot back from the time it woke
 
     assert slots.missed == 1
     assert clock.now - before < 2 * SLOT_STRETCH  # not a whole spacing more for the slot nobody else wanted

@@ -5,11 +5,12 @@ at once, each in its own Lambda, and each may retry or read in ranges, so no fun
 share one small S3 object per host, `<rate prefix><host>.json`, holding the start time of the next free request
 slot. Before every request a client reserves a slot with a conditional write (If-Match on the object's ETag, or
 If-None-Match when it does not exist yet): two clients can never reserve the same slot, and a reservation that lost
-the race reads the object again. It then sleeps until its slot. Slots are 1.15 / rate seconds apart: the 15 %
+the race reads the object again. It then sleeps until its slot. Slots are 1.2 / rate seconds apart: the 20 %
 absorbs the jitter between a slot's start and the request's arrival at the source: r + 1 requests fit in one second
-only if one of them is 0.15 s later than its slot, whatever the rate r. A client that wakes more than a third of
-that after its slot (a busy machine, a paused thread, a slow reservation) has missed it: sent late, its request
-would arrive close to the next slot's, so it gives the slot up and reserves another. Every request takes a slot:
+only if one of them arrives 0.2 s later than its slot, whatever the rate r. A client that wakes more than 0.02 s
+after its slot (a busy machine, a paused thread) has missed it: sent late, its request would arrive close to the
+next slot's, so it gives the slot up and reserves another; the rest of the margin is for the way to the source. A
+free slot starts as far ahead as the last reservation took, so that a slow write does not make its own slot late. Every request takes a slot:
 the listing, each copy, each range, each retry and each repeat after a Retry-After, in this run or an overlapping
 one.
 
@@ -35,8 +36,9 @@ from botocore.exceptions import ClientError
 
 from .source_http import Deadline, SourceBlocked, TransientSourceError
 
-SLOT_STRETCH = 1.15
-LATE_LIMIT = (SLOT_STRETCH - 1) / 3  # seconds a client may wake after its slot and still use it
+SLOT_STRETCH = 1.2
+LATE_LIMIT = 0.02  # seconds a client may wake after its slot and still use it
+MAX_LEAD = 0.2  # the most a free slot is put ahead for the reservation's own write
 _RESERVE_ATTEMPTS = 50
 _LOST_RACE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
 _ABSENT = frozenset({"NoSuchKey", "404", "AccessDenied", "403"})  # 403: a role without s3:ListBucket
@@ -91,7 +93,7 @@ class RequestSlots:
             if missed is None and self.run_id is not None:  # the first reservation of this request: count it
                 update["runs"] = _counted(state.get("runs"), self.run_id)
             written = self._write({**state, **update}, etag)
-            self._lead = min(self._clock() - now, LATE_LIMIT * 4)
+            self._lead = min(self._clock() - now, MAX_LEAD)
             if written is None:
                 self._sleep(random.uniform(0.005, 0.05))
                 continue
