@@ -58,6 +58,8 @@ def test_second_run_requests_only_the_listing_and_copies_nothing(bls, make_engin
     assert "CopyFileFunction" not in [i.function for i in result.invocations]
     versions_after = engine.s3.list_object_versions(Bucket=engine.bucket, Prefix="bls/pr/")["Versions"]
     assert len(versions_after) == len(versions_before)
+    entered = [e["stateEnteredEventDetails"]["name"] for e in engine.history(result.arn) if "stateEnteredEventDetails" in e]
+    assert "NothingToCopy" in entered and "CopyFiles" not in entered, "no map run is started for nothing"
 
 
 def test_changed_added_and_removed_files_are_exactly_what_the_third_run_does(bls, make_engine):
