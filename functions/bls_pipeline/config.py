@@ -15,6 +15,8 @@ from . import s3_limits
 RUNS_PREFIX = "pipeline/runs/"
 STAGING_PREFIX = "pipeline/staging/"
 RATE_PREFIX = "pipeline/rate/"
+# The sync index of each mirror (sync_index.py): pipeline/index/<mirror prefix>index.json. Never expires.
+INDEX_PREFIX = "pipeline/index/"
 REPORTS_PREFIX = "reports/"
 # The lasting change log (changes/YYYY/MM/DD/<execution>.json): outside pipeline/, so no lifecycle rule expires it.
 CHANGES_PREFIX = "changes/"
@@ -69,6 +71,7 @@ class Settings:
     runs_prefix: ClassVar[str] = RUNS_PREFIX
     staging_prefix: ClassVar[str] = STAGING_PREFIX
     rate_prefix: ClassVar[str] = RATE_PREFIX
+    index_prefix: ClassVar[str] = INDEX_PREFIX
     reports_prefix: ClassVar[str] = REPORTS_PREFIX
     changes_prefix: ClassVar[str] = CHANGES_PREFIX
 
@@ -104,7 +107,7 @@ class Settings:
                 f"population key {self.population_key!r} must be an object key outside the mirror's folder "
                 f"{self.mirror_root!r}, or pruning could delete it"
             )
-        for name in ("runs_prefix", "staging_prefix", "reports_prefix", "rate_prefix", "changes_prefix"):
+        for name in ("runs_prefix", "staging_prefix", "reports_prefix", "rate_prefix", "changes_prefix", "index_prefix"):
             other = getattr(self, name)
             if other.startswith(self.mirror_root) or self.mirror_root.startswith(other):
                 raise ConfigError(
