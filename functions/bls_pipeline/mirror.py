@@ -58,6 +58,7 @@ class SyncPlan:
     etags: dict[str, str] = field(default_factory=dict)  # name -> ETag of every mirror object the plan saw
     before: dict[str, dict] = field(default_factory=dict)  # name -> size, sha256, stamp of every mirror object
     state: dict[str, dict] = field(default_factory=dict)  # name -> the sync index entry of every mirror object
+    kept: list[str] = field(default_factory=list)  # mirrored, listed but filtered out: neither copied nor deleted
 
 
 def index_entry(obj: MirroredObject) -> dict:
@@ -65,8 +66,10 @@ def index_entry(obj: MirroredObject) -> dict:
     return {"size": obj.size, "stamp": obj.stamp, "sha256": obj.sha256, "etag": obj.etag, "modified": obj.modified}
 
 
-def plan_sync(listing: list[SourceFile], mirrored: dict[str, MirroredObject]) -> SyncPlan:
-    """Copy what is new or whose size or stamp differs from what was recorded; delete what the listing lacks."""
+def plan_sync(listing: list[SourceFile], mirrored: dict[str, MirroredObject], keep: set[str] | None = None) -> SyncPlan:
+    """Copy what is new or whose size or stamp differs from what was recorded; delete what the listing lacks, except
+    the names in keep (listed, but filtered out: kept as they are, and listed as kept for PruneMirror)."""
+    keep = {name for name in keep or () if name in mirrored}
     plan = SyncPlan(listing=listing, etags={name: obj.etag for name, obj in mirrored.items()},
                     before={name: obj.before() for name, obj in mirrored.items()},
                     state={name: index_entry(obj) for name, obj in mirrored.items()})
@@ -80,7 +83,8 @@ def plan_sync(listing: list[SourceFile], mirrored: dict[str, MirroredObject]) ->
             plan.to_copy.append(file)
     # Largest first: the Map starts items in this order, so the longest copy is never left to start last.
     plan.to_copy.sort(key=lambda f: f.size, reverse=True)
-    plan.to_delete = sorted(name for name in mirrored if name not in listed)
+    plan.to_delete = sorted(name for name in mirrored if name not in listed and name not in keep)
+    plan.kept = sorted(keep)
     return plan
 
 
@@ -205,7 +209,7 @@ def store_plan(
     if location.state_key:
         _put_json(s3, bucket, location.state_key, plan.state)
     _put_json(s3, bucket, location.items_key, [copy_item(f, plan.etags.get(f.name)) for f in plan.to_copy])
-    _put_json(s3, bucket, location.listing_key, [f.name for f in plan.listing])
+    _put_json(s3, bucket, location.listing_key, [f.name for f in plan.listing] + plan.kept)
     _put_json(s3, bucket, location.delete_key, {name: plan.etags[name] for name in plan.to_delete})
     return location
 

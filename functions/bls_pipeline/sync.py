@@ -54,11 +54,14 @@ def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str) 
     page = source.get_text(settings.source_url)
     listed = require_files(parse_listing(page, settings.source_url), page, settings.source_url)
     refused = {f.name: why for f in listed if (why := name_problem(f.name))}
-    listing = [f for f in listed if f.name not in refused]
+    selected = settings.survey_filter()
+    listing = [f for f in listed if f.name not in refused and selected.selects(f.name)]
+    filtered_out = [f.name for f in listed if f.name not in refused and not selected.selects(f.name)]
     key = index_key(settings.index_prefix, settings.mirror_prefix)
     index = read_index(s3, settings.bucket, key, settings.mirror_prefix)
     mirrored, headed = read_mirror(s3, settings.bucket, settings.mirror_prefix, listing, index.files)
-    plan = plan_sync(listing, mirrored)
+    # A filtered-out file is neither copied nor deleted: a mirrored copy of it stays (as rclone's --exclude leaves it).
+    plan = plan_sync(listing, mirrored, keep=set(filtered_out))
     current = index.etag is not None and headed == 0 and set(index.files) == set(mirrored)
     location = store_plan(s3, settings.bucket, settings.runs_prefix, run_id, plan, refused,
                           {"etag": index.etag, "current": current})
@@ -70,6 +73,7 @@ def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str) 
         "unchanged": len(plan.unchanged),
         "to_delete": len(plan.to_delete),
         "to_copy_bytes": sum(f.size for f in plan.to_copy),
+        "filtered_out": len(filtered_out),
         "plan": location.to_dict(),
         "dry_run": settings.dry_run,  # the state machine's DryRun choice: record the plan, copy and delete nothing
     }
