@@ -33,6 +33,7 @@ RUNS = f"{BUCKET_ARN}/pipeline/runs/*"
 STAGING = f"{BUCKET_ARN}/pipeline/staging/*"
 POPULATION = f"{BUCKET_ARN}/datausa/population.json"
 RATE = f"{BUCKET_ARN}/pipeline/rate/*"
+INDEX = f"{BUCKET_ARN}/pipeline/index/*"
 
 # role -> {(action, resource, s3:prefix condition or None)} for every s3: and sqs: action, default parameters.
 EXPECTED_GRANTS = {
@@ -42,6 +43,7 @@ EXPECTED_GRANTS = {
         ("s3:PutObject", RUNS, None),
         ("s3:GetObject", RATE, None),  # the shared request rate (request_rate.py)
         ("s3:PutObject", RATE, None),
+        ("s3:GetObject", INDEX, None),  # the sync index (sync_index.py)
     },
     "CopyFileFunctionRole": {
         ("s3:PutObject", MIRROR, None),
@@ -60,6 +62,8 @@ EXPECTED_GRANTS = {
         ("s3:GetObject", MIRROR, None),  # deletes are conditional on the planned ETag
         ("s3:GetObject", RUNS, None),
         ("s3:PutObject", RUNS, None),  # pruned.json: what it deleted and spared, for the run manifest
+        ("s3:PutObject", INDEX, None),  # the sync index, rewritten after the run
+        ("s3:GetObject", INDEX, None),  # ... with If-Match on the ETag the run read
     },
     "RecordChangesFunctionRole": {
         ("s3:GetObject", RUNS, None),  # the plan and the copy results

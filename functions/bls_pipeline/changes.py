@@ -39,6 +39,7 @@ def record_changes(
         ended_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"), dry_run=settings.dry_run,
         source_requests=RequestSlots(s3, settings.bucket, slot_key(settings.rate_prefix, settings.source_url),
                                      settings.source_requests_per_second).requests_of_run(execution["name"]),
+        filters=settings.survey_filter().to_dict(),
     )
     outcome = RunOutcome(
         listed=list(load_json(s3, plan.bucket, plan.listing_key)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, fields, replace
+from fnmatch import fnmatchcase
 from typing import Any, Callable, ClassVar, Mapping
 from urllib.parse import urlsplit
 
@@ -15,6 +16,8 @@ from . import s3_limits
 RUNS_PREFIX = "pipeline/runs/"
 STAGING_PREFIX = "pipeline/staging/"
 RATE_PREFIX = "pipeline/rate/"
+# The sync index of each mirror (sync_index.py): pipeline/index/<mirror prefix>index.json. Never expires.
+INDEX_PREFIX = "pipeline/index/"
 REPORTS_PREFIX = "reports/"
 # The lasting change log (changes/YYYY/MM/DD/<execution>.json): outside pipeline/, so no lifecycle rule expires it.
 CHANGES_PREFIX = "changes/"
@@ -65,10 +68,13 @@ class Settings:
     max_prune_share: float = 0.5  # a run refuses to delete more than this share of the mirror ...
     force_prune: bool = False  # ... unless the execution input says {"force_prune": true}
     dry_run: bool = False  # {"dry_run": true}: list and plan, record what would change; copy and delete nothing
+    # Include/exclude globs per survey, "pr:exclude=*.AllData,*.txt;ce:include=ce.data.*" (see survey_filter)
+    survey_filters: str = ""
 
     runs_prefix: ClassVar[str] = RUNS_PREFIX
     staging_prefix: ClassVar[str] = STAGING_PREFIX
     rate_prefix: ClassVar[str] = RATE_PREFIX
+    index_prefix: ClassVar[str] = INDEX_PREFIX
     reports_prefix: ClassVar[str] = REPORTS_PREFIX
     changes_prefix: ClassVar[str] = CHANGES_PREFIX
 
@@ -95,6 +101,7 @@ class Settings:
             if not 0 < getattr(self, name) <= MAX_REQUESTS_PER_SECOND:
                 raise ConfigError(f"{name.upper()}={getattr(self, name)} must be more than 0 and at most "
                                   f"{MAX_REQUESTS_PER_SECOND}")
+        parse_survey_filters(self.survey_filters)
         value = self.mirror_prefix
         if not value.endswith("/") or value.startswith("/") or {"", ".", ".."} & set(value.split("/")[:-1]):
             raise ConfigError(f"mirror_prefix {value!r} must be a relative S3 prefix ending in '/', like 'bls/pr/', "
@@ -104,7 +111,7 @@ class Settings:
                 f"population key {self.population_key!r} must be an object key outside the mirror's folder "
                 f"{self.mirror_root!r}, or pruning could delete it"
             )
-        for name in ("runs_prefix", "staging_prefix", "reports_prefix", "rate_prefix", "changes_prefix"):
+        for name in ("runs_prefix", "staging_prefix", "reports_prefix", "rate_prefix", "changes_prefix", "index_prefix"):
             other = getattr(self, name)
             if other.startswith(self.mirror_root) or self.mirror_root.startswith(other):
                 raise ConfigError(
@@ -112,6 +119,15 @@ class Settings:
                     "the mirror could delete the pipeline's own files"
                 )
         return self
+
+    @property
+    def survey(self) -> str:
+        """The BLS survey being mirrored, from the directory's name: .../time.series/pr/ -> pr."""
+        return self.source_url.rstrip("/").rsplit("/", 1)[-1]
+
+    def survey_filter(self) -> "SurveyFilter":
+        """The include/exclude globs that apply to this survey."""
+        return parse_survey_filters(self.survey_filters).get(self.survey, SurveyFilter())
 
     @property
     def mirror_root(self) -> str:
@@ -152,9 +168,46 @@ class Settings:
         return replace(self, **changes).validate()
 
 
+@dataclass(frozen=True)
+class SurveyFilter:
+    """Which listed names of a survey are mirrored: those matching an include glob (every name when there is none)
+    and no exclude glob (fnmatch, case-sensitive). Applied to the listing before anything else is requested; a
+    filtered-out file is neither copied nor deleted from the mirror."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def selects(self, name: str) -> bool:
+        return (not self.include or any(fnmatchcase(name, g) for g in self.include)) and not any(
+            fnmatchcase(name, g) for g in self.exclude)
+
+    def to_dict(self) -> dict:
+        return {"include": list(self.include), "exclude": list(self.exclude)}
+
+
+_SURVEY = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def parse_survey_filters(text: str) -> dict[str, SurveyFilter]:
+    """"pr:exclude=*.AllData,*.txt;ce:include=ce.data.*;ce:exclude=*.AllData" -> survey -> SurveyFilter. Entries are
+    separated by ';', globs by ','; a survey may have several entries (their globs add up)."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for entry in filter(None, (part.strip() for part in (text or "").split(";"))):
+        survey, _, rule = entry.partition(":")
+        kind, _, globs = rule.partition("=")
+        names = [g.strip() for g in globs.split(",") if g.strip()]
+        if not _SURVEY.fullmatch(survey.strip()) or kind.strip() not in ("include", "exclude") or not names:
+            raise ConfigError(
+                f"survey filter {entry!r} is not '<survey>:include=<glob>[,<glob>...]' or '<survey>:exclude=<glob>"
+                "[,<glob>...]' (entries separated by ';', e.g. 'ce:exclude=*.AllData;la:exclude=*.AllData')"
+            )
+        found.setdefault(survey.strip(), {"include": [], "exclude": []})[kind.strip()].extend(names)
+    return {s: SurveyFilter(tuple(v["include"]), tuple(v["exclude"])) for s, v in found.items()}
+
+
 # Execution input field -> Settings attribute that a single run may override.
 RUN_OVERRIDES = {"source_url": "source_url", "mirror_prefix": "mirror_prefix", "force_prune": "force_prune",
-                 "dry_run": "dry_run"}
+                 "dry_run": "dry_run", "survey_filters": "survey_filters"}
 _FLAGS = frozenset({"force_prune", "dry_run"})
 
 
@@ -217,6 +270,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[Mapping[str, str], str, Any], Any]]]
     "REPORT_SERIES_ID": ("report_series", _text),
     "REPORT_PERIOD": ("report_period", _text),
     "MAX_PRUNE_PERCENT": ("max_prune_share", _percent),
+    "SURVEY_FILTERS": ("survey_filters", _text),
 }
 DEFAULTS = {f.name: f.default for f in fields(Settings)}
 

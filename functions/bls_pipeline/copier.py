@@ -46,11 +46,12 @@ class CopyResult:
     sha256: str
     multipart: bool
     superseded: bool = False  # another execution changed the mirror object meanwhile; its version was left in place
+    etag: str | None = None  # of the object this copy wrote (the sync index's entry, sync_index.py); None: superseded
 
     def to_dict(self) -> dict:
-        # Every key always: the CopyFile state's ResultSelector picks name, sha256, bytes and superseded.
+        # Every key always: the CopyFile state's ResultSelector picks name, sha256, bytes, superseded and etag.
         return {"name": self.name, "bytes": self.bytes, "sha256": self.sha256, "multipart": self.multipart,
-                "superseded": self.superseded}
+                "superseded": self.superseded, "etag": self.etag}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,7 +161,8 @@ def _copy_stream(
             ChecksumSHA256=base64.b64encode(digest.digest()).decode(),
             **target.condition,
         ))
-        return CopyResult(file.name, len(data), digest.hexdigest(), multipart=False, superseded=not published)
+        return CopyResult(file.name, len(data), digest.hexdigest(), multipart=False, superseded=published is None,
+                          etag=published)
     try:
         s3.upload_fileobj(body, target.bucket, target.staging_key, ExtraArgs={"ContentType": body.content_type},
                           Config=_transfer_config(part_size, upload_threads))
@@ -324,10 +326,11 @@ class MultipartUpload:
     id: str
     completed: bool = False
 
-    def complete(self, parts: list[dict], **condition: str) -> None:
-        self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.id,
-                                          MultipartUpload={"Parts": parts}, **condition)
+    def complete(self, parts: list[dict], **condition: str) -> dict:
+        answer = self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.id,
+                                                   MultipartUpload={"Parts": parts}, **condition)
         self.completed = True
+        return answer
 
 
 @contextmanager
@@ -376,7 +379,7 @@ def _publish(
             ))
     finally:
         _remove_staging(s3, target)
-    return CopyResult(file.name, size, sha256_hex, multipart=True, superseded=not published)
+    return CopyResult(file.name, size, sha256_hex, multipart=True, superseded=published is None, etag=published)
 
 
 def _remove_staging(s3: Any, target: _Destination) -> None:
@@ -388,7 +391,7 @@ def _remove_staging(s3: Any, target: _Destination) -> None:
 
 def _publish_in_parts(
     s3: Any, target: _Destination, size: int, metadata: dict[str, str], content_type: str, threads: int,
-) -> bool:
+) -> str | None:
     """Objects over CopyObject's 5 GiB limit: a multipart copy (UploadPartCopy, `threads` parts at a time), whose
     Complete carries the write condition."""
     try:
@@ -435,17 +438,17 @@ def _mirror_refused(target: _Destination, operation: str, exc: ClientError) -> M
     )
 
 
-def _write(target: _Destination, operation: str, call: Any) -> bool:
-    """Run one conditional write of a mirror object; False when S3 refused it because the object changed since the
-    run was planned."""
+def _write(target: _Destination, operation: str, call: Any) -> str | None:
+    """Run one conditional write of a mirror object; the new object's ETag, or None when S3 refused the write because
+    the object changed since the run was planned."""
     try:
-        call()
-        return True
+        answer = call() or {}
+        return str(answer.get("ETag") or answer.get("CopyObjectResult", {}).get("ETag") or "")
     except ClientError as exc:
         if target.condition and exc.response.get("Error", {}).get("Code") in _CHANGED_MEANWHILE:
             logger.warning(
                 "s3://%s/%s changed since this run listed the mirror (another execution wrote or deleted it); "
                 "left as it is, the next run reconciles it", target.bucket, target.key,
             )
-            return False
+            return None
         raise _mirror_refused(target, operation, exc) from exc

@@ -42,6 +42,7 @@ class RunFacts:
     ended_at: str  # ISO 8601, when the manifest was made (the mirror's work was done)
     dry_run: bool = False
     source_requests: int | None = None  # requests to the source's host (request_rate.py), None: unknown
+    filters: dict | None = None  # the survey's include/exclude globs (config.SurveyFilter.to_dict)
 
     @property
     def survey(self) -> str:
@@ -95,6 +96,7 @@ def build_manifest(facts: RunFacts, outcome: RunOutcome) -> dict:
         "survey": facts.survey,
         "source_url": facts.source_url,
         "mirror": f"s3://{facts.bucket}/{facts.mirror_prefix}",
+        "filters": facts.filters or {"include": [], "exclude": []},
         "started_at": facts.started_at,
         "ended_at": facts.ended_at,
         "totals": {

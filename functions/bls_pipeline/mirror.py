@@ -42,6 +42,7 @@ class MirroredObject:
     stamp: str | None  # None: the object was not written by this pipeline, or lost its metadata
     etag: str = ""
     sha256: str | None = None  # as recorded when it was copied
+    modified: str = ""  # LastModified as ListObjectsV2 showed it (the sync index's check, sync_index.py)
 
     def before(self) -> dict:
         """What the run's manifest calls this object's state before the run (manifest.py)."""
@@ -56,12 +57,22 @@ class SyncPlan:
     to_delete: list[str] = field(default_factory=list)
     etags: dict[str, str] = field(default_factory=dict)  # name -> ETag of every mirror object the plan saw
     before: dict[str, dict] = field(default_factory=dict)  # name -> size, sha256, stamp of every mirror object
+    state: dict[str, dict] = field(default_factory=dict)  # name -> the sync index entry of every mirror object
+    kept: list[str] = field(default_factory=list)  # mirrored, listed but filtered out: neither copied nor deleted
 
 
-def plan_sync(listing: list[SourceFile], mirrored: dict[str, MirroredObject]) -> SyncPlan:
-    """Copy what is new or whose size or stamp differs from what was recorded; delete what the listing lacks."""
+def index_entry(obj: MirroredObject) -> dict:
+    """What the sync index records of a mirror object (sync_index.py)."""
+    return {"size": obj.size, "stamp": obj.stamp, "sha256": obj.sha256, "etag": obj.etag, "modified": obj.modified}
+
+
+def plan_sync(listing: list[SourceFile], mirrored: dict[str, MirroredObject], keep: set[str] | None = None) -> SyncPlan:
+    """Copy what is new or whose size or stamp differs from what was recorded; delete what the listing lacks, except
+    the names in keep (listed, but filtered out: kept as they are, and listed as kept for PruneMirror)."""
+    keep = {name for name in keep or () if name in mirrored}
     plan = SyncPlan(listing=listing, etags={name: obj.etag for name, obj in mirrored.items()},
-                    before={name: obj.before() for name, obj in mirrored.items()})
+                    before={name: obj.before() for name, obj in mirrored.items()},
+                    state={name: index_entry(obj) for name, obj in mirrored.items()})
     listed = set()
     for file in listing:
         listed.add(file.name)
@@ -72,7 +83,8 @@ def plan_sync(listing: list[SourceFile], mirrored: dict[str, MirroredObject]) ->
             plan.to_copy.append(file)
     # Largest first: the Map starts items in this order, so the longest copy is never left to start last.
     plan.to_copy.sort(key=lambda f: f.size, reverse=True)
-    plan.to_delete = sorted(name for name in mirrored if name not in listed)
+    plan.to_delete = sorted(name for name in mirrored if name not in listed and name not in keep)
+    plan.kept = sorted(keep)
     return plan
 
 
@@ -80,6 +92,7 @@ def plan_sync(listing: list[SourceFile], mirrored: dict[str, MirroredObject]) ->
 class ListedObject:
     size: int
     etag: str
+    modified: str = ""  # LastModified, ISO 8601
 
 
 def list_mirror_keys(s3: Any, bucket: str, prefix: str) -> dict[str, ListedObject]:
@@ -87,31 +100,45 @@ def list_mirror_keys(s3: Any, bucket: str, prefix: str) -> dict[str, ListedObjec
     found: dict[str, ListedObject] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            found[obj["Key"][len(prefix):]] = ListedObject(obj["Size"], obj.get("ETag", ""))
+            modified = obj.get("LastModified")
+            found[obj["Key"][len(prefix):]] = ListedObject(obj["Size"], obj.get("ETag", ""),
+                                                          modified.isoformat() if modified is not None else "")
     return found
 
 
-def read_mirror(s3: Any, bucket: str, prefix: str, listing: Iterable[SourceFile]) -> dict[str, MirroredObject]:
-    """The mirror's objects with their recorded stamps and digests.
+def read_mirror(
+    s3: Any, bucket: str, prefix: str, listing: Iterable[SourceFile], index: dict[str, dict] | None = None,
+) -> tuple[dict[str, MirroredObject], int]:
+    """The mirror's objects with their recorded stamps and digests, and how many had to be HEADed.
 
-    Every object gets one HEAD: the stamp decides whether a file of the listed size changed, and the recorded
-    stamp and sha256 of a file that is replaced or deleted are the run manifest's "before" (manifest.py). An
-    object that changes between the listing and the HEAD is read as the HEAD saw it, with the listing's ETag: the
-    copy's or delete's condition on that ETag then spares it, as before.
+    The listing of the prefix says what exists. An object's recorded stamp and sha256 come from the sync index when
+    its entry still has the object's listed ETag, size and LastModified (sync_index.py), otherwise from one HEAD:
+    the stamp decides whether a file of the listed size changed, and the recorded stamp and sha256 of a file that is
+    replaced or deleted are the run manifest's "before" (manifest.py). An object that changes between the listing
+    and the HEAD is read as the HEAD saw it, with the listing's ETag: the copy's or delete's condition on that ETag
+    then spares it, as before.
     """
+    from .sync_index import entry_matches
+
     present = list_mirror_keys(s3, bucket, prefix)
+    index = index or {}
+    known = {name: index[name] for name, obj in present.items()
+             if entry_matches(index.get(name), obj.size, obj.etag, obj.modified)}
+    unknown = [name for name in present if name not in known]
 
     def head(name: str) -> tuple[str, dict]:
         return name, s3.head_object(Bucket=bucket, Key=prefix + name).get("Metadata", {})
 
-    recorded: dict[str, dict] = {}
-    if present:
-        with ThreadPoolExecutor(max_workers=min(_HEAD_THREADS, len(present))) as pool:
-            recorded = dict(pool.map(head, present))
-    return {
-        name: MirroredObject(name, obj.size, recorded[name].get(META_STAMP), obj.etag, recorded[name].get(META_SHA256))
+    recorded: dict[str, dict] = {name: {META_STAMP: e["stamp"], META_SHA256: e["sha256"]} for name, e in known.items()}
+    if unknown:
+        with ThreadPoolExecutor(max_workers=min(_HEAD_THREADS, len(unknown))) as pool:
+            recorded.update(pool.map(head, unknown))
+    mirrored = {
+        name: MirroredObject(name, obj.size, recorded[name].get(META_STAMP), obj.etag, recorded[name].get(META_SHA256),
+                             obj.modified)
         for name, obj in present.items()
     }
+    return mirrored, len(unknown)
 
 
 @dataclass(frozen=True)
@@ -125,13 +152,25 @@ class PlanLocation:
     refused_key: str | None = None  # JSON object listed name -> why it cannot be a mirror file name
     before_key: str | None = None  # JSON object name -> size, sha256, stamp of every mirror object before the run
     pruned_key: str | None = None  # where PruneMirror records what it deleted and spared (PruneResult)
+    # The mirror's sync index (sync_index.py) as the run read it: its ETag ("" when there was none; None: the plan
+    # has no mirror-state.json, e.g. a hand-written event), and whether it described every mirror object exactly.
+    index_etag: str | None = None
+    index_current: bool = False
 
     def to_dict(self) -> dict:
         found = {"bucket": self.bucket, "items_key": self.items_key, "listing_key": self.listing_key}
-        for name in ("delete_key", "results_prefix", "mirrored_before", "refused_key", "before_key", "pruned_key"):
+        for name in ("delete_key", "results_prefix", "mirrored_before", "refused_key", "before_key", "pruned_key",
+                     "index_etag"):
             if getattr(self, name) is not None:
                 found[name] = getattr(self, name)
+        if self.index_current:
+            found["index_current"] = True
         return found
+
+    @property
+    def state_key(self) -> str | None:
+        """JSON object name -> sync index entry of every mirror object before the run (None: not recorded)."""
+        return None if self.index_etag is None else self.folder + "mirror-state.json"
 
     @property
     def folder(self) -> str:
@@ -154,17 +193,23 @@ def write_condition(item: dict) -> dict[str, str]:
 
 def store_plan(
     s3: Any, bucket: str, runs_prefix: str, run_id: str, plan: SyncPlan, refused: dict[str, str] | None = None,
+    index: dict | None = None, folder: str = "",
 ) -> PlanLocation:
-    """The run's plan under runs_prefix/run_id/: the Map's items, the listing, the planned deletions and the listed
-    names that cannot be mirrored (with why)."""
-    base = f"{runs_prefix}{run_id}/"
+    """The run's plan under runs_prefix/run_id/[folder]: the Map's items, the listing, the planned deletions, the
+    listed names that cannot be mirrored (with why), and the mirror's state for the sync index. index: {"etag",
+    "current"} of the mirror's sync index as read."""
+    base = f"{runs_prefix}{run_id}/{folder}"
+    index = index or {}
     location = PlanLocation(bucket, base + "copy-items.json", base + "listing.json", base + "delete.json",
                             base + "copy-results", len(plan.etags), base + "refused-names.json",
-                            base + "mirror-before.json", base + "pruned.json")
+                            base + "mirror-before.json", base + "pruned.json",
+                            (index.get("etag") or "") if index else None, bool(index.get("current")))
     _put_json(s3, bucket, location.refused_key, refused or {})
     _put_json(s3, bucket, location.before_key, plan.before)
+    if location.state_key:
+        _put_json(s3, bucket, location.state_key, plan.state)
     _put_json(s3, bucket, location.items_key, [copy_item(f, plan.etags.get(f.name)) for f in plan.to_copy])
-    _put_json(s3, bucket, location.listing_key, [f.name for f in plan.listing])
+    _put_json(s3, bucket, location.listing_key, [f.name for f in plan.listing] + plan.kept)
     _put_json(s3, bucket, location.delete_key, {name: plan.etags[name] for name in plan.to_delete})
     return location
 
@@ -225,6 +270,7 @@ class MirrorWriteError(Exception):
 class PruneResult:
     deleted: list[str]
     spared: list[str]  # unlisted, but written after the run listed the mirror: the next run decides
+    remaining: dict[str, ListedObject] = field(default_factory=dict)  # the mirror after the deletions, as listed
 
 
 def prune_mirror(
@@ -286,4 +332,6 @@ def prune_mirror(
                 "mirror, the others in the same request were deleted; check the function's permission to delete "
                 "there, then rerun."
             )
-    return PruneResult(deleted=deleted, spared=sorted(spared))
+    gone = set(deleted)
+    return PruneResult(deleted=deleted, spared=sorted(spared),
+                       remaining={name: obj for name, obj in present.items() if name not in gone})

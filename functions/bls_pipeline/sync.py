@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from .bls_listing import name_problem, parse_listing, printable, require_files
 from .config import Settings
@@ -13,6 +13,7 @@ from .mirror import (
     load_copy_items,
     load_listed_names,
     load_map_results,
+    load_json,
     load_planned_deletions,
     plan_sync,
     prune_mirror,
@@ -21,6 +22,7 @@ from .mirror import (
     store_pruned,
 )
 from .request_rate import RequestSlots, slot_key
+from .sync_index import index_key, read_index, write_index
 from .source_http import Deadline, SourceClient
 
 _NAMES_SHOWN = 20
@@ -52,16 +54,26 @@ def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str) 
     page = source.get_text(settings.source_url)
     listed = require_files(parse_listing(page, settings.source_url), page, settings.source_url)
     refused = {f.name: why for f in listed if (why := name_problem(f.name))}
-    listing = [f for f in listed if f.name not in refused]
-    plan = plan_sync(listing, read_mirror(s3, settings.bucket, settings.mirror_prefix, listing))
-    location = store_plan(s3, settings.bucket, settings.runs_prefix, run_id, plan, refused)
+    selected = settings.survey_filter()
+    listing = [f for f in listed if f.name not in refused and selected.selects(f.name)]
+    filtered_out = [f.name for f in listed if f.name not in refused and not selected.selects(f.name)]
+    key = index_key(settings.index_prefix, settings.mirror_prefix)
+    index = read_index(s3, settings.bucket, key, settings.mirror_prefix)
+    mirrored, headed = read_mirror(s3, settings.bucket, settings.mirror_prefix, listing, index.files)
+    # A filtered-out file is neither copied nor deleted: a mirrored copy of it stays (as rclone's --exclude leaves it).
+    plan = plan_sync(listing, mirrored, keep=set(filtered_out))
+    current = index.etag is not None and headed == 0 and set(index.files) == set(mirrored)
+    location = store_plan(s3, settings.bucket, settings.runs_prefix, run_id, plan, refused,
+                          {"etag": index.etag, "current": current})
     return {
+        "mirror_heads": headed,  # mirror objects read with a HEAD; the others came from the sync index
         "listed": len(plan.listing),
         "refused_names": [f"{printable(name)[:80]!r} {why}" for name, why in list(refused.items())[:_NAMES_SHOWN]],
         "to_copy": len(plan.to_copy),
         "unchanged": len(plan.unchanged),
         "to_delete": len(plan.to_delete),
         "to_copy_bytes": sum(f.size for f in plan.to_copy),
+        "filtered_out": len(filtered_out),
         "plan": location.to_dict(),
         "dry_run": settings.dry_run,  # the state machine's DryRun choice: record the plan, copy and delete nothing
     }
@@ -117,9 +129,9 @@ def error_message(cause: object) -> str:
     return str(cause)
 
 
-def finish_run(settings: Settings, s3: Any, plan: PlanLocation, failures: Iterable[CopyFailure]) -> dict:
-    """Prune what the listing no longer has, and sum up the copies (the Map reports only failures)."""
-    failures = list(failures)
+def finish_run(settings: Settings, s3: Any, plan: PlanLocation, copy_results: Any, run_id: str = "") -> dict:
+    """Prune what the listing no longer has, rewrite the sync index, and sum up the copies."""
+    outputs, failures = copy_outputs(s3, copy_results)
     keep = load_listed_names(s3, plan.bucket, plan.listing_key)
     planned = load_planned_deletions(s3, plan.bucket, plan.delete_key) if plan.delete_key else None
     pruned = prune_mirror(
@@ -127,6 +139,7 @@ def finish_run(settings: Settings, s3: Any, plan: PlanLocation, failures: Iterab
         plan.mirrored_before,
     )
     store_pruned(s3, plan, pruned)
+    index_written = update_index(settings, s3, plan, pruned, outputs, run_id)
     failed_names = {f.name for f in failures}
     copied = [f for f in load_copy_items(s3, plan.bucket, plan.items_key) if f.name not in failed_names]
     return {
@@ -139,7 +152,32 @@ def finish_run(settings: Settings, s3: Any, plan: PlanLocation, failures: Iterab
         "failed_files": [f.name for f in failures[:_NAMES_SHOWN]],
         "failure_cause": failure_cause(failures),
         "blocked": any(f.error == "SourceBlocked" for f in failures),
+        "index_written": index_written,
     }
+
+
+def update_index(settings: Settings, s3: Any, plan: PlanLocation, pruned: Any, outputs: list[Any], run_id: str) -> bool:
+    """Rewrite the mirror's sync index from PruneMirror's listing of the mirror (after the copies and deletions):
+    an object gets an entry only if its listed ETag is the one this run wrote, or the one the run read before; any
+    other object (written by another execution meanwhile) is left out, so the next run HEADs it. Not written when
+    nothing changed (the stored index is still exact), nor without a plan that read the index."""
+    if plan.state_key is None:
+        return False
+    items = {f.name: f for f in load_copy_items(s3, plan.bucket, plan.items_key)}
+    state: dict[str, dict] = load_json(s3, plan.bucket, plan.state_key)
+    written = {o["name"]: o for o in outputs if isinstance(o, dict) and o.get("etag") and o.get("name") in items}
+    files: dict[str, dict] = {}
+    for name, obj in pruned.remaining.items():
+        copy = written.get(name)
+        if copy is not None and copy["etag"] == obj.etag:
+            files[name] = {"size": obj.size, "stamp": items[name].stamp, "sha256": copy["sha256"], "etag": obj.etag,
+                           "modified": obj.modified}
+        elif name in state and state[name]["etag"] == obj.etag and state[name]["size"] == obj.size:
+            files[name] = {**state[name], "modified": obj.modified}
+    if plan.index_current and files == state:
+        return False
+    key = index_key(settings.index_prefix, settings.mirror_prefix)
+    return write_index(s3, settings.bucket, key, settings.mirror_prefix, files, plan.index_etag or None, run_id)
 
 
 def failure_cause(failures: list[CopyFailure]) -> str:
