@@ -3,7 +3,13 @@
 Layout: <state>/s3/<key> holds each object's bytes (the mirror is at <state>/s3/bls/pr/...), and
 <state>/objects.json holds each key's metadata, content type and ETag. Only objects written during the run are
 saved again: a new ETag, or a key the functions wrote (the same bytes with new metadata: BLS re-dates files it did
-not change, and the mirror then records the new source stamp). Files get the permissions the umask gives, as any other file the user writes.
+not change, and the mirror then records the new source stamp). Files get the permissions the umask gives, as any
+other file the user writes.
+
+What no later run reads stays on disk and is not loaded: each run's plan and manifest (`pipeline/runs/<id>/`),
+its reports folder (`reports/<id>/`; `reports/latest/` is loaded) and the change log (`changes/`). Loading them
+would make every start slower with every run. Run folders are dropped after RUN_FOLDER_DAYS, as the bucket's
+lifecycle rule ExpireRunPlans expires them in AWS.
 """
 
 from __future__ import annotations
@@ -11,11 +17,22 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Collection
 
 INDEX = "objects.json"
 OBJECTS = "s3"
+RUN_FOLDERS = "pipeline/runs/"
+RUN_FOLDER_DAYS = 14  # template.yaml: MirrorBucket's lifecycle rule ExpireRunPlans
+DAY = 86400.0
+
+
+def loaded(key: str) -> bool:
+    """Whether a later run may read this key, so that it goes into the engine's bucket."""
+    if key.startswith((RUN_FOLDERS, "changes/")):
+        return False
+    return not key.startswith("reports/") or key.startswith("reports/latest/")
 
 
 class StateDirError(ValueError):
@@ -43,8 +60,8 @@ class StateDir:
         return index
 
     def load_into(self, s3: Any, bucket: str) -> int:
-        """Put every recorded object into the (empty) bucket; returns how many were loaded."""
-        index = self.read_index()
+        """Put every recorded object a run may read into the (empty) bucket; returns how many were loaded."""
+        index = {key: entry for key, entry in self.read_index().items() if loaded(key)}
         for key, entry in index.items():
             path = self._path(key)
             if not path.is_file():
@@ -58,12 +75,19 @@ class StateDir:
             )
         return len(index)
 
-    def save_from(self, s3: Any, bucket: str, written_keys: Collection[str] = ()) -> dict[str, int]:
-        """Make the directory hold what the bucket holds; returns counts of written and removed files.
+    def save_from(
+        self, s3: Any, bucket: str, written_keys: Collection[str] = (), now: float | None = None,
+    ) -> dict[str, int]:
+        """Make the directory hold what the bucket holds, plus what was not loaded and has not expired; returns
+        counts of written and removed files.
 
         written_keys: keys written since load_into, whose metadata may have changed with the same ETag."""
+        now = time.time() if now is None else now
         old = self.read_index()
-        new: dict[str, dict] = {}
+        new: dict[str, dict] = {
+            key: entry for key, entry in old.items()
+            if not loaded(key) and not _expired(key, entry, now) and self._path(key).is_file()
+        }
         written = 0
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for obj in page.get("Contents", []):
@@ -74,7 +98,8 @@ class StateDir:
                     continue
                 got = s3.get_object(Bucket=bucket, Key=key)
                 _atomic_write(self._path(key), got["Body"].read())
-                new[key] = {"etag": etag, "metadata": got.get("Metadata", {}), "content_type": got.get("ContentType")}
+                new[key] = {"etag": etag, "metadata": got.get("Metadata", {}), "content_type": got.get("ContentType"),
+                            "saved_at": round(now)}
                 written += 1
         removed = 0
         for key in old.keys() - new.keys():
@@ -91,6 +116,10 @@ class StateDir:
         if not str(path).startswith(str(self.objects.resolve()) + os.sep):
             raise ValueError(f"object key {key!r} would land outside {self.objects}")
         return path
+
+
+def _expired(key: str, entry: dict, now: float) -> bool:
+    return key.startswith(RUN_FOLDERS) and now - float(entry.get("saved_at", now)) > RUN_FOLDER_DAYS * DAY
 
 
 def _umask() -> int:

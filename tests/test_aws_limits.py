@@ -40,7 +40,7 @@ def test_without_a_result_writer_many_failures_exceed_the_state_limit(bls, tmp_p
     lose_every_file(bls, 700, stem="pr.lost." + "long-name-" * 20)  # records of about 450 bytes
     text = (PROJECT_ROOT / "statemachine" / "pipeline.asl.json").read_text()
     start = text.index('      "ResultWriter": {')
-    end = text.index('      "ResultPath": "$.copy_results"')
+    end = text.index('      "ResultPath": "$.copy_results"', start)
     without = tmp_path / "pipeline.asl.json"
     without.write_text(text[:start] + text[end:])
     document = load_template()

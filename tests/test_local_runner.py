@@ -343,3 +343,32 @@ def test_the_engine_starts_without_moto_s_ec2_backend_and_moto_batch_still_loads
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_state_directory_loads_only_what_a_run_may_read_and_expires_run_folders_as_the_bucket_does(moto_s3, tmp_path):
+    from local_runner.state_dir import RUN_FOLDER_DAYS, StateDir
+
+    source = StateDir(tmp_path / "state")
+    bucket = "mirror-bucket"
+    keys = ["bls/pr/pr.class", "pipeline/index/bls/pr/index.json", "reports/latest/inputs.json",
+            "reports/local-1/inputs.json", "changes/2026/11/01/local-1.json", "pipeline/runs/local-1/manifest.json",
+            "pipeline/runs/local-2/manifest.json"]
+    for key in keys:
+        moto_s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    day = 86400
+    source.save_from(moto_s3, bucket, now=1_000 * day)  # local-1's folder is saved on day 1,000
+    for key in keys:
+        moto_s3.delete_object(Bucket=bucket, Key=key)
+    moto_s3.put_object(Bucket=bucket, Key="pipeline/runs/local-2/manifest.json", Body=b"rewritten")
+
+    source.load_into(moto_s3, bucket)
+
+    in_bucket = {o["Key"] for o in moto_s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert in_bucket == {"bls/pr/pr.class", "pipeline/index/bls/pr/index.json", "reports/latest/inputs.json",
+                         "pipeline/runs/local-2/manifest.json"}
+
+    source.save_from(moto_s3, bucket, now=(1_000 + RUN_FOLDER_DAYS + 1) * day)
+
+    on_disk = {str(p.relative_to(source.objects)) for p in source.objects.rglob("*") if p.is_file()}
+    assert on_disk == set(keys) - {"pipeline/runs/local-1/manifest.json"}, "only the expired run folder is gone"
+    assert (source.objects / "pipeline/runs/local-2/manifest.json").read_bytes() == b"rewritten"
