@@ -40,6 +40,32 @@ def aws_environment(variables: dict[str, str]) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def atomic_conditional_puts() -> Iterator[None]:
+    """moto checks a PutObject's If-Match / If-None-Match and writes the object in two steps, so two threads can
+    both pass the check and both "win". S3 decides conditional writes on one object atomically: "if multiple
+    conditional writes occur for the same object name, the first write operation to finish succeeds" (S3 User
+    Guide, "How to prevent object overwrites with conditional writes"). The request-rate slots rely on that, so
+    conditional PutObjects are served one at a time here."""
+    import inspect
+
+    from moto.s3.responses import S3Response
+
+    original = S3Response.put_object
+    if list(inspect.signature(original).parameters) != ["self"]:
+        raise RuntimeError("moto's S3Response.put_object changed its signature: update local_runner/mocked_aws.py")
+    lock = threading.RLock()
+
+    def put_object(response: Any) -> Any:
+        if response.headers.get("If-Match") or response.headers.get("If-None-Match"):
+            with lock:
+                return original(response)
+        return original(response)
+
+    with mock.patch.object(S3Response, "put_object", put_object):
+        yield
+
+
 def mocked_aws() -> Any:
     _defer_batch_package_init()
     return mock_aws(config=MOTO_CONFIG)

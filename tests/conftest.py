@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 from bls_loopback.population import POPULATION_PATH, population_json  # noqa: E402
 from bls_loopback.server import BlsServer  # noqa: E402
 from local_runner.engine import LocalEngine  # noqa: E402
+from local_runner.mocked_aws import atomic_conditional_puts  # noqa: E402
 
 CONTACT = "data-team@example.com"
 REAL_DATA = ROOT.parent / "shared" / "data" / "real"
@@ -70,7 +71,7 @@ def moto_s3() -> Iterator[object]:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        with mock_aws():
+        with mock_aws(), atomic_conditional_puts():
             import boto3
 
             s3 = boto3.client("s3", region_name="us-east-1")

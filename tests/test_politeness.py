@@ -45,8 +45,11 @@ def test_thirty_files_with_retries_and_a_429_stay_within_the_rate_in_every_secon
     seconds = time.monotonic() - started
     times = [r.at for r in bls.requests]
     peak = peak_requests_per_second(times)
+    arrivals = sorted((r.at, r.path.rsplit("/", 1)[-1] or "listing") for r in bls.requests)
+    gaps = [f"{b[0] - a[0]:.3f} {a[1]}->{b[1]}" for a, b in zip(arrivals, arrivals[1:])]
     with capsys.disabled():
-        print(f"\n{rate}/s: {len(times)} requests to the source in {seconds:.1f} s, peak {peak} in any one-second window")
+        print(f"\n{rate}/s: {len(times)} requests to the source in {seconds:.1f} s, peak {peak} in any one-second window;"
+              f" gaps: {', '.join(gaps[:8])}")
     assert result.succeeded, (result.error, result.cause)
     assert not bls.blocked
     assert peak <= rate
@@ -177,3 +180,33 @@ def test_a_missed_slot_nobody_reserved_after_is_taken_back_not_skipped(moto_s3) 
 
     assert slots.missed == 1
     assert clock.now - before < 2 * SLOT_STRETCH  # not a whole spacing more for the slot nobody else wanted
+
+
+def test_concurrent_conditional_writes_of_one_object_let_exactly_one_win(moto_s3, monkeypatch) -> None:
+    """S3 decides conditional writes atomically; moto checks and writes in two steps, so the engine serializes them
+    (local_runner/mocked_aws.py). A pause between moto's check and its write makes the race certain here."""
+    from moto.s3.responses import S3Response
+
+    etag = moto_s3.put_object(Bucket="mirror-bucket", Key="pipeline/rate/x.json", Body=b"{}")["ETag"]
+    checksum = S3Response._get_checksum
+
+    def slow_checksum(self, *args, **kwargs):
+        time.sleep(0.05)  # moto computes this after its If-Match check, before it stores the object
+        return checksum(self, *args, **kwargs)
+
+    monkeypatch.setattr(S3Response, "_get_checksum", slow_checksum)
+    winners: list[int] = []
+
+    def writer(index: int) -> None:
+        try:
+            moto_s3.put_object(Bucket="mirror-bucket", Key="pipeline/rate/x.json", Body=str(index).encode(), IfMatch=etag)
+            winners.append(index)
+        except moto_s3.exceptions.ClientError:
+            pass
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(winners) == 1, winners
