@@ -168,6 +168,26 @@ def test_a_failed_copy_is_in_the_manifest_with_its_error_and_is_not_a_change(bls
     assert len(engine.events) == 1 and len(change_log_keys(engine)) == 1  # the first run's only
 
 
+def test_a_prune_guard_stop_after_a_copy_still_writes_the_manifest_and_fails_with_the_guard_s_error(bls, make_engine):
+    serve(bls)
+    engine = make_engine(bls.url)
+    assert engine.execute().succeeded
+    for name in ("pr.class", "pr.period", "pr.series"):
+        bls.remove(name)  # 3 of the 4 mirrored files gone: more than the guard allows
+    bls.put("pr.footnote", b"new\r\n")
+
+    result = engine.execute()
+
+    assert result.status == "FAILED" and result.error == "PruneGuardError"
+    assert "would delete 3 of the 4" in result.cause
+    run = result.arn.rsplit(":", 1)[-1]
+    manifest = read_json(engine, f"s3://{engine.bucket}/pipeline/runs/{run}/manifest.json")
+    outcomes = {f["name"]: f["outcome"] for f in manifest["files"] if f["outcome"] != "unchanged"}
+    assert outcomes == {"pr.footnote": "added"}, "copied before the stop; nothing deleted"
+    assert manifest["failure"]["error"] == "PruneGuardError" and "would delete 3 of the 4" in manifest["failure"]["cause"]
+    assert len(change_log_keys(engine)) == 2 and len(engine.events) == 2  # the copy changed the mirror
+
+
 def test_the_stored_reports_name_the_mirrored_inputs_they_were_computed_from(bls, make_engine):
     serve(bls)
     engine = make_engine(bls.url)

@@ -28,8 +28,12 @@ class ChangeEventError(Exception):
 
 def record_changes(
     settings: Settings, s3: Any, events: Any, plan: PlanLocation, copy_results: Any, execution: dict[str, str],
+    failure: dict | None = None,
 ) -> dict:
     """Write the run's manifest and, if the run changed the mirror, its change-log entry and event.
+
+    failure: {"Error", "Cause"} when PruneMirror failed after the copies; the manifest records it (nothing was
+    deleted), and the execution fails after this step.
 
     execution: {"name", "arn", "started_at"} of the Step Functions execution. Returns a small summary for the
     state output: where the manifest (and change-log entry) are, the totals and the first files that changed."""
@@ -50,9 +54,11 @@ def record_changes(
     if not settings.dry_run:
         outputs, failures = copy_outputs(s3, copy_results)
         outcome.copies = copy_outcomes(outputs, [(f.name, f.error, f.message) for f in failures])
-        pruned = load_json(s3, plan.bucket, plan.pruned_key) if plan.pruned_key else {}
+        pruned = load_json(s3, plan.bucket, plan.pruned_key) if plan.pruned_key and not failure else {}
         outcome.deleted, outcome.spared = list(pruned.get("deleted", [])), list(pruned.get("spared", []))
     manifest = build_manifest(facts, outcome)
+    if failure:
+        manifest["failure"] = {"error": str(failure.get("Error")), "cause": _failure_message(failure.get("Cause"))}
     manifest_key = plan.folder + "manifest.json"
     _put_json(s3, plan.bucket, manifest_key, manifest)
     summary: dict[str, Any] = {
@@ -69,6 +75,14 @@ def record_changes(
         summary["change_log"] = f"s3://{settings.bucket}/{log_key}"
         summary["event_id"] = publish_change(events, manifest, summary["manifest"], summary["change_log"])
     return summary
+
+
+def _failure_message(cause: Any) -> str:
+    """A Lambda error's cause is its JSON error payload: keep the message."""
+    try:
+        return str(json.loads(cause)["errorMessage"])[:4000]
+    except (TypeError, ValueError, KeyError):
+        return str(cause)[:4000]
 
 
 def publish_change(events: Any, manifest: dict, manifest_location: str, change_log_location: str) -> str:
