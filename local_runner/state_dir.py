@@ -44,6 +44,7 @@ class StateDir:
         self.root = Path(root)
         self.objects = self.root / OBJECTS
         self.index_path = self.root / INDEX
+        self._file_mode = 0o666 & ~_umask()  # read once: os.umask can only be read by setting it, process-wide
 
     def read_index(self) -> dict[str, dict]:
         if not self.index_path.exists():
@@ -97,7 +98,7 @@ class StateDir:
                     new[key] = old[key]
                     continue
                 got = s3.get_object(Bucket=bucket, Key=key)
-                _atomic_write(self._path(key), got["Body"].read())
+                _atomic_write(self._path(key), got["Body"].read(), self._file_mode)
                 new[key] = {"etag": etag, "metadata": got.get("Metadata", {}), "content_type": got.get("ContentType"),
                             "saved_at": round(now)}
                 written += 1
@@ -108,7 +109,7 @@ class StateDir:
                 path.unlink()
                 removed += 1
         if new != old:
-            _atomic_write(self.index_path, json.dumps(new, indent=1, sort_keys=True).encode())
+            _atomic_write(self.index_path, json.dumps(new, indent=1, sort_keys=True).encode(), self._file_mode)
         return {"written": written, "removed": removed}
 
     def _path(self, key: str) -> Path:
@@ -128,11 +129,11 @@ def _umask() -> int:
     return mask
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets; these are ordinary files
+        os.fchmod(fd, mode)  # mkstemp's 0600 is for secrets; these are ordinary files
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
