@@ -21,7 +21,7 @@ from typing import Any
 from unittest import mock
 
 from .iam import function_roles, role_statements
-from .template_model import load_template
+from .template_model import load_template, name_of
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -126,6 +126,9 @@ class Renderer:
             return self.parameters[name]
         if self.resources.get(name, {}).get("Type") == "AWS::S3::Bucket":
             return self.bucket
+        named = name_of(self.resources.get(name, {}))
+        if named is not None:
+            return self.render(named)
         if name in self.resources:
             return f"{self.stack}-{name}"
         raise KeyError(f"cannot resolve Ref {name}")

@@ -1,7 +1,8 @@
 """The local engine: template.yaml's functions and state machine inside moto, with Lambda invokes routed to the
 real handlers in this process (local_runner/lambda_emulation.py), and what AWS enforces but moto does not enforced
-on top: each function's IAM role on every S3 and EventBridge call it makes (local_runner/s3_clients.py,
-local_runner/event_bus.py, which also records the events published), and Step Functions' limits and result files
+on top: each function's IAM role on every S3, EventBridge, Glue and Athena call it makes (local_runner/s3_clients.py,
+local_runner/event_bus.py, which also records the events published, local_runner/service_clients.py), and Step
+Functions' limits and result files
 (local_runner/step_functions_rules.py). This is always on: the runner, every test and the bench
 run under it.
 """
@@ -20,6 +21,7 @@ from .executions import ExecutionEnds, ExecutionResult, history, payload_sizes
 from .lambda_emulation import ACCOUNT, REGION, Invocation, LambdaEmulator, LocalContext
 from .mocked_aws import atomic_conditional_puts, aws_environment, deep_map_workers, mocked_aws
 from .s3_clients import RoleCheckedS3Clients
+from .service_clients import RoleCheckedServiceClients, named_query_updates
 from .sqs_event_sources import QueueEventSources
 from .startup import paused_gc
 from .step_functions_rules import MAX_EXECUTION_INPUT_BYTES, check_execution_name, check_state_names, patches
@@ -51,6 +53,8 @@ class LocalEngine:
         roles = rendered_roles(self.template.document, self.parameters, bucket, self.resolver.stack_name, REGION, ACCOUNT)
         self.s3_clients = RoleCheckedS3Clients(roles)
         self.event_bus = RoleCheckedEventBus(roles)
+        self.glue_clients = RoleCheckedServiceClients("glue", roles)
+        self.athena_clients = RoleCheckedServiceClients("athena", roles)
         self.queues = QueueEventSources(self.resolver, self.functions, self.role_statements)
         self._started_at: dict[str, int] = {}
         self._ends = ExecutionEnds()
@@ -74,6 +78,9 @@ class LocalEngine:
             setup.enter_context(patches(self._state_machine_s3))
             setup.enter_context(self.s3_clients.given_to_handlers())
             setup.enter_context(self.event_bus.given_to_handlers())
+            setup.enter_context(self.glue_clients.given_to_handlers())
+            setup.enter_context(self.athena_clients.given_to_handlers())
+            setup.enter_context(named_query_updates())
             setup.callback(self.lambdas.join_overrunning)
 
             import boto3
@@ -83,6 +90,7 @@ class LocalEngine:
             self.s3.create_bucket(Bucket=self.bucket)
             self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
             self.queues.create(self.s3)
+            self._create_query_catalog()
             arns, role = LambdaEmulator.create_in_moto(self.functions)
             self.resolver.function_arns.update(arns)
             self._create_state_machine(role)
@@ -101,6 +109,22 @@ class LocalEngine:
             name=logical_id, definition=self.definition, roleArn=role
         )["stateMachineArn"]
 
+    def _create_query_catalog(self) -> None:
+        """The template's Glue database and Athena workgroup (SQL over the mirror), as CloudFormation creates them."""
+        import boto3
+
+        for resource in self.template.resources.values():
+            if resource["Type"] == "AWS::Glue::Database":
+                database = self.resolver.resolve(resource["Properties"]["DatabaseInput"])
+                boto3.client("glue", region_name=REGION).create_database(DatabaseInput=database)
+            elif resource["Type"] == "AWS::Athena::WorkGroup":
+                properties = resource["Properties"]
+                configuration = self.resolver.resolve(properties["WorkGroupConfiguration"])
+                # A Number parameter reaches the property as a string; CloudFormation converts it to the API's long.
+                configuration["BytesScannedCutoffPerQuery"] = int(configuration["BytesScannedCutoffPerQuery"])
+                boto3.client("athena", region_name=REGION).create_work_group(
+                    Name=self.resolver.resolve(properties["Name"]), Configuration=configuration)
+
     def _state_machine_s3(self, client: Any) -> Any:
         logical_id, _ = self.template.state_machine()
         return self.s3_clients.checked(logical_id, client)
@@ -113,6 +137,14 @@ class LocalEngine:
     def s3_client_for(self, function: str) -> Any:
         """The S3 client a function's handler gets: its calls are authorized against the function's role."""
         return self.s3_clients.client_for(function)
+
+    def glue_client_for(self, function: str) -> Any:
+        """The Glue client a function's handler gets, authorized against its role (local_runner/service_clients.py)."""
+        return self.glue_clients.client_for(function)
+
+    def athena_client_for(self, function: str) -> Any:
+        """The Athena client a function's handler gets, authorized against its role, queries' caller rights too."""
+        return self.athena_clients.client_for(function)
 
     def on_s3(self, event: str, handler: Callable) -> Callable[[], None]:
         """Register a botocore event handler (e.g. "before-call.s3.PutObject") on every function's S3 client, now

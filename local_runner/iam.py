@@ -166,14 +166,98 @@ EVENTS_RULES: dict[str, Rule] = {
 }
 
 
-def events_checks(operation: str, params: dict, region: str, account: str) -> list[Check]:
-    rule = EVENTS_RULES.get(operation)
+# Glue Data Catalog, the calls the catalog step makes (catalog tables over the mirror).
+GLUE_ANCESTORS = (
+    "Athena User Guide, 'Configure access to databases and tables in the AWS Glue Data Catalog': for any non-delete "
+    "action on a table, permission on the table, its database and the catalog; on a database, on it and the catalog; "
+    "AWS Glue Developer Guide, 'Specifying AWS Glue resource ARNs' (catalog, database/<db>, table/<db>/<table>)"
+)
+
+
+def glue_arns(region: str, account: str, database: str, table: str | None = None) -> list[str]:
+    """The Data Catalog resources a call on `table` (or, without one, on `database`) is authorized on."""
+    base = f"arn:aws:glue:{region}:{account}"
+    arns = [f"{base}:catalog", f"{base}:database/{database}"]
+    return arns + [f"{base}:table/{database}/{table}"] if table is not None else arns
+
+
+def _glue_on_table(action: str, table_name: Callable[[dict], str]) -> Callable[[dict, str, str], list[Check]]:
+    def checks(params: dict, region: str, account: str) -> list[Check]:
+        arns = glue_arns(region, params.get("CatalogId") or account, params["DatabaseName"], table_name(params))
+        return [Check(action, arn) for arn in arns]
+
+    return checks
+
+
+def _glue_on_database(action: str) -> Callable[[dict, str, str], list[Check]]:
+    def checks(params: dict, region: str, account: str) -> list[Check]:
+        return [Check(action, arn) for arn in glue_arns(region, params.get("CatalogId") or account, params["Name"])]
+
+    return checks
+
+
+GLUE_RULES: dict[str, Rule] = {
+    "GetDatabase": Rule(_glue_on_database("glue:GetDatabase"), GLUE_ANCESTORS),
+    "GetTable": Rule(_glue_on_table("glue:GetTable", lambda p: p["Name"]), GLUE_ANCESTORS),
+    # GetTables reads every table of the database: authorized on table/<db>/*.
+    "GetTables": Rule(_glue_on_table("glue:GetTables", lambda p: "*"), GLUE_ANCESTORS),
+    "CreateTable": Rule(_glue_on_table("glue:CreateTable", lambda p: p["TableInput"]["Name"]), GLUE_ANCESTORS),
+    "UpdateTable": Rule(_glue_on_table("glue:UpdateTable", lambda p: p["TableInput"]["Name"]), GLUE_ANCESTORS),
+}
+
+# Athena: the catalog step's DDL queries (the views) and the named queries, all in the stack's workgroup.
+ATHENA_WORKGROUP = (
+    "Service Authorization Reference, Amazon Athena: StartQueryExecution, GetQueryExecution, CreateNamedQuery, "
+    "UpdateNamedQuery, ListNamedQueries and GetNamedQuery act on the resource type workgroup "
+    "(arn:aws:athena:<region>:<account>:workgroup/<name>; a call without WorkGroup uses 'primary')"
+)
+ATHENA_CALLER_RIGHTS = (
+    "Athena User Guide, 'Identity and access management in Athena': a query runs with the caller's permissions on "
+    "the Glue Data Catalog objects it reads or changes and on the S3 locations of its data and its results"
+)
+
+
+def athena_workgroup_arn(region: str, account: str, workgroup: str | None) -> str:
+    return f"arn:aws:athena:{region}:{account}:workgroup/{workgroup or 'primary'}"
+
+
+def _on_workgroup(action: str) -> Callable[[dict, str, str], list[Check]]:
+    def checks(params: dict, region: str, account: str) -> list[Check]:
+        return [Check(action, athena_workgroup_arn(region, account, params.get("WorkGroup")))]
+
+    return checks
+
+
+ATHENA_RULES: dict[str, Rule] = {
+    # What the query does with the caller's rights (the Glue changes of its DDL, its result file) is checked by the
+    # engine as Athena would (local_runner/service_clients.py), since only the query text tells it. Calls that name
+    # a query or a named query by id are authorized on its workgroup, which the engine looks up as "WorkGroup".
+    "StartQueryExecution": Rule(_on_workgroup("athena:StartQueryExecution"), f"{ATHENA_WORKGROUP}; {ATHENA_CALLER_RIGHTS}"),
+    "GetQueryExecution": Rule(_on_workgroup("athena:GetQueryExecution"), ATHENA_WORKGROUP),
+    "ListNamedQueries": Rule(_on_workgroup("athena:ListNamedQueries"), ATHENA_WORKGROUP),
+    "GetNamedQuery": Rule(_on_workgroup("athena:GetNamedQuery"), ATHENA_WORKGROUP),
+    "CreateNamedQuery": Rule(_on_workgroup("athena:CreateNamedQuery"), ATHENA_WORKGROUP),
+    "UpdateNamedQuery": Rule(_on_workgroup("athena:UpdateNamedQuery"), ATHENA_WORKGROUP),
+}
+
+# Service -> its operations' rules, for the services whose clients the engine checks besides S3's.
+SERVICE_RULES: dict[str, dict[str, Rule]] = {"events": EVENTS_RULES, "glue": GLUE_RULES, "athena": ATHENA_RULES}
+
+
+def service_checks(service: str, operation: str, params: dict, region: str, account: str) -> list[Check]:
+    """The checks IAM makes for a call to EventBridge, Glue or Athena. An operation missing from its table is
+    refused, so a new call cannot slip past the model."""
+    rule = SERVICE_RULES[service].get(operation)
     if rule is None:
         raise UnknownOperation(
-            f"EventBridge {operation} has no IAM rule in local_runner/iam.py EVENTS_RULES; add one (with the AWS "
-            "documentation it comes from) and grant it in template.yaml"
+            f"{service} {operation} has no IAM rule in local_runner/iam.py; add one (with the AWS documentation it "
+            "comes from) and grant it in template.yaml"
         )
     return rule.checks(params, region, account)
+
+
+def events_checks(operation: str, params: dict, region: str, account: str) -> list[Check]:
+    return service_checks("events", operation, params, region, account)
 
 
 # What Lambda's SQS event source mapping does with the function's execution role (Lambda Developer Guide, 'Using

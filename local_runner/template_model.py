@@ -134,6 +134,22 @@ def substitute_definition(text: str, substitutions: dict[str, str]) -> str:
     return text
 
 
+# Resource types whose Ref is the name given in their properties (CloudFormation Template Reference, each type's
+# "Return values"): the property path to that name.
+NAMED_BY_PROPERTY = {"AWS::Glue::Database": ("DatabaseInput", "Name"), "AWS::Athena::WorkGroup": ("Name",)}
+
+
+def name_of(resource: dict) -> Any:
+    """The (unrendered) name a resource's Ref returns, for the types in NAMED_BY_PROPERTY; None for the others."""
+    path = NAMED_BY_PROPERTY.get(resource.get("Type", ""))
+    if path is None:
+        return None
+    value: Any = resource.get("Properties", {})
+    for step in path:
+        value = value[step]
+    return value
+
+
 @dataclass
 class StackResolver:
     """Ref, Fn::GetAtt and Fn::Sub in template values, answered with the names the local stack gave its resources
@@ -161,6 +177,9 @@ class StackResolver:
             return {"AWS::Region": self.region, "AWS::AccountId": self.account, "AWS::Partition": "aws"}[name]
         if name in self.queue_urls:
             return self.queue_urls[name]
+        named = name_of(self.template.resources.get(name, {}))
+        if named is not None:
+            return self.resolve(named)
         raise KeyError(f"the local engine cannot resolve Ref {name!r} (missing parameter?)")
 
     def get_att(self, logical_id: str, attribute: str) -> str:

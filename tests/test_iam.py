@@ -89,6 +89,15 @@ EXPECTED_GRANTS = {
         ("sqs:GetQueueAttributes", QUEUE_ARN, None),
         ("sqs:ChangeMessageVisibility", QUEUE_ARN, None),
     },
+    "CatalogSurveysFunctionRole": {
+        ("s3:GetObject", MIRROR, None),  # each mapping file's header row: the table's columns
+        ("s3:GetObject", POPULATION, None),  # the population, for its normalized copy
+        ("s3:GetObject", INDEX, None),  # which files each survey has
+        ("s3:GetObject", f"{BUCKET_ARN}/catalog/*", None),  # the tables' file lists (symlink manifests)
+        ("s3:PutObject", f"{BUCKET_ARN}/catalog/*", None),
+        ("s3:PutObject", f"{BUCKET_ARN}/athena-results/*", None),  # the views' DDL queries write a result file
+        ("s3:GetBucketLocation", BUCKET_ARN, None),
+    },
     "PipelineStateMachineRole": {
         ("s3:GetObject", RUNS, None),  # the Distributed Map's ItemReader
         ("s3:PutObject", RUNS, None),  # its ResultWriter, which also needs the next two
@@ -107,6 +116,7 @@ FUNCTION_ROLES = {
     "RecordChangesFunction": "RecordChangesFunctionRole",
     "FetchPopulationFunction": "FetchPopulationFunctionRole",
     "AnalyticsFunction": "AnalyticsFunctionRole",
+    "CatalogSurveysFunction": "CatalogSurveysFunctionRole",
 }
 
 

@@ -10,12 +10,12 @@ from local_runner.cloudformation import STACK, Renderer, transformed
 TAGGABLE = {
     "AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::IAM::Role", "AWS::Lambda::Function",
     "AWS::Lambda::EventSourceMapping", "AWS::StepFunctions::StateMachine", "AWS::Logs::LogGroup", "AWS::SNS::Topic",
-    "AWS::CloudWatch::Alarm",
+    "AWS::CloudWatch::Alarm", "AWS::Athena::WorkGroup",
 }
 # CloudFormation offers no Tags property for these.
 NOT_TAGGABLE = {
     "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription",
-    "AWS::Scheduler::Schedule", "AWS::Logs::MetricFilter",
+    "AWS::Scheduler::Schedule", "AWS::Logs::MetricFilter", "AWS::Glue::Database", "AWS::IAM::ManagedPolicy",
 }
 ALL_OPTIONS = {"AlarmEmail": "ops@example.com", "PublicMirror": "true"}
 

@@ -1,7 +1,8 @@
 """AWS clients, created once per Lambda container with retrying configuration.
 
-Handlers call `aws.s3_client()` and `aws.events_client()` through the module (not names imported from it): the local
-engine gives each function its own clients, checked against that function's IAM role, by replacing these functions.
+Handlers call `aws.s3_client()`, `aws.events_client()`, `aws.glue_client()` and `aws.athena_client()` through the
+module (not names imported from it): the local engine gives each function its own clients, checked against that
+function's IAM role, by replacing these functions.
 """
 
 from __future__ import annotations
@@ -24,3 +25,15 @@ def s3_client() -> Any:
 def events_client() -> Any:
     """EventBridge, for the 'mirror changed' event (changes.py)."""
     return boto3.client("events", config=CLIENT_CONFIG)
+
+
+@lru_cache(maxsize=None)
+def glue_client() -> Any:
+    """The Glue Data Catalog, for the tables over the mirror (catalog step)."""
+    return boto3.client("glue", config=CLIENT_CONFIG)
+
+
+@lru_cache(maxsize=None)
+def athena_client() -> Any:
+    """Athena, for the views' DDL and the named report queries (catalog step)."""
+    return boto3.client("athena", config=CLIENT_CONFIG)

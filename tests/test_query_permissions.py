@@ -1,0 +1,152 @@
+"""SQL over the mirror, its AWS side: the Athena workgroup's enforced settings, the catalog step's Glue and Athena
+grants, the analysts' read-only policy, and the local engine refusing what IAM would refuse (moto allows it all)."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from local_runner.cloudformation import ACCOUNT, BUCKET, REGION, STACK, Renderer, transformed
+from local_runner.iam import ATHENA_RULES, GLUE_RULES, UnknownOperation, service_checks
+from tests.test_iam import grants, role_statements
+
+GLUE_WRITES = {"glue:CreateTable", "glue:UpdateTable", "glue:DeleteTable", "glue:BatchDeleteTable",
+               "glue:CreateDatabase", "glue:UpdateDatabase", "glue:DeleteDatabase"}
+DATABASE = "bls_mirror"
+CATALOG_RESOURCES = {f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog", f"arn:aws:glue:{REGION}:{ACCOUNT}:database/{DATABASE}",
+                     f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{DATABASE}/*"}
+WORKGROUP_ARN = f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/{STACK}"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return transformed()
+
+
+@pytest.fixture(scope="module")
+def renderer(template: dict) -> Renderer:
+    return Renderer(template)
+
+
+def test_the_workgroup_enforces_encrypted_results_in_an_expiring_prefix_and_a_scan_limit(template, renderer) -> None:
+    workgroup = renderer.render(template["Resources"]["QueryWorkGroup"]["Properties"])
+    configuration = workgroup["WorkGroupConfiguration"]
+    assert configuration["EnforceWorkGroupConfiguration"] is True  # clients cannot choose another result location
+    results = configuration["ResultConfiguration"]
+    assert results["OutputLocation"] == f"s3://{BUCKET}/athena-results/"
+    assert results["EncryptionConfiguration"]["EncryptionOption"] in ("SSE_S3", "SSE_KMS", "CSE_KMS")
+    assert int(configuration["BytesScannedCutoffPerQuery"]) >= 10_000_000
+    assert configuration["EngineVersion"]["SelectedEngineVersion"] == "Athena engine version 3"
+    rules = template["Resources"]["MirrorBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = {rule.get("Prefix"): rule.get("ExpirationInDays") for rule in rules}
+    assert expiring.get("athena-results/") and expiring["athena-results/"] <= 30
+
+
+def test_the_scan_limit_parameter_cannot_go_below_athenas_minimum(template) -> None:
+    # Athena API Reference, WorkGroupConfiguration: BytesScannedCutoffPerQuery, minimum value 10000000.
+    assert template["Parameters"]["QueryBytesScannedCutoff"]["MinValue"] == 10_000_000
+
+
+def test_only_the_catalog_step_may_change_the_catalog_and_only_in_its_database(template, renderer) -> None:
+    statements = role_statements(template, renderer)
+    changing = {(role, action, resource) for role, found in statements.items() for s in found
+                for action, resource, _ in grants(s) if action in GLUE_WRITES}
+    assert {role for role, _, _ in changing} == {"CatalogSurveysFunctionRole"}
+    assert {action for _, action, _ in changing} == {"glue:CreateTable", "glue:UpdateTable"}
+    assert {resource for _, _, resource in changing} == CATALOG_RESOURCES
+
+
+def test_the_catalog_step_uses_athena_only_in_the_stacks_workgroup(template, renderer) -> None:
+    statements = role_statements(template, renderer)
+    athena = {(role, resource) for role, found in statements.items() for s in found
+              for action, resource, _ in grants(s) if action.startswith("athena:")}
+    assert athena == {("CatalogSurveysFunctionRole", WORKGROUP_ARN)}
+
+
+def test_the_analyst_policy_is_read_only_except_for_its_query_results(template, renderer) -> None:
+    policy = renderer.render(template["Resources"]["AnalystQueryPolicy"]["Properties"]["PolicyDocument"])
+    found = [(a, r) for s in policy["Statement"] for a, r, _ in grants(s)]
+    actions = {a for a, _ in found}
+    assert not actions & GLUE_WRITES
+    assert not any(a.startswith(("s3:Delete", "s3:PutBucket", "glue:Delete", "athena:Create", "athena:Update",
+                                 "athena:Delete")) for a in actions)
+    writes = {r for a, r in found if a == "s3:PutObject"}
+    assert writes == {f"arn:aws:s3:::{BUCKET}/athena-results/*"}
+    assert {r for a, r in found if a.startswith("athena:")} == {WORKGROUP_ARN}
+    assert {r for a, r in found if a.startswith("glue:")} == CATALOG_RESOURCES
+
+
+def test_every_glue_and_athena_rule_names_its_documentation() -> None:
+    for operation, rule in {**GLUE_RULES, **ATHENA_RULES}.items():
+        assert "Guide" in rule.source or "Service Authorization Reference" in rule.source, operation
+
+
+def test_a_glue_table_call_is_authorized_on_the_table_its_database_and_the_catalog() -> None:
+    checks = service_checks("glue", "CreateTable", {"DatabaseName": DATABASE, "TableInput": {"Name": "pr_series"}},
+                            REGION, ACCOUNT)
+    assert {(c.action, c.resource) for c in checks} == {
+        ("glue:CreateTable", f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog"),
+        ("glue:CreateTable", f"arn:aws:glue:{REGION}:{ACCOUNT}:database/{DATABASE}"),
+        ("glue:CreateTable", f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{DATABASE}/pr_series"),
+    }
+    with pytest.raises(UnknownOperation, match="DeleteTable"):
+        service_checks("glue", "DeleteTable", {"DatabaseName": DATABASE, "Name": "pr_series"}, REGION, ACCOUNT)
+
+
+# -- the local engine enforces the grants ----------------------------------------------------------------------------
+
+@pytest.fixture
+def engine(bls, make_engine):
+    return make_engine(bls.url)
+
+
+def _table(name: str) -> dict:
+    return {"Name": name, "StorageDescriptor": {"Columns": [{"Name": "series_id", "Type": "string"}],
+                                                "Location": f"s3://{BUCKET}/catalog/pr/{name}/"}}
+
+
+def test_the_catalog_role_may_create_tables_in_its_database_but_no_other_role_may(engine) -> None:
+    glue = engine.glue_client_for("CatalogSurveysFunction")
+    glue.create_table(DatabaseName=DATABASE, TableInput=_table("pr_series"))
+    assert glue.get_table(DatabaseName=DATABASE, Name="pr_series")["Table"]["Name"] == "pr_series"
+    with pytest.raises(ClientError, match="AccessDenied.*glue:CreateTable.*database/other"):
+        glue.create_table(DatabaseName="other", TableInput=_table("pr_series"))
+    with pytest.raises(ClientError, match="AccessDenied.*AnalyticsFunction.*glue:CreateTable"):
+        engine.glue_client_for("AnalyticsFunction").create_table(DatabaseName=DATABASE, TableInput=_table("x"))
+
+
+def test_a_view_ddl_needs_the_glue_rights_on_the_view_and_the_result_write(engine) -> None:
+    athena = engine.athena_client_for("CatalogSurveysFunction")
+    ddl = f"CREATE OR REPLACE VIEW v_pr_series AS SELECT trim(series_id) AS series_id FROM {DATABASE}.pr_series"
+    started = athena.start_query_execution(QueryString=ddl, WorkGroup=engine.resolver.ref("QueryWorkGroup"),
+                                           QueryExecutionContext={"Database": DATABASE})
+    assert athena.get_query_execution(QueryExecutionId=started["QueryExecutionId"])["QueryExecution"]["Query"] == ddl
+
+    role, statements = engine.glue_clients.roles["CatalogSurveysFunction"]
+    without_update = [{**s, "Action": [a for a in s["Action"] if a != "glue:UpdateTable"]}
+                      if isinstance(s.get("Action"), list) else s for s in statements]
+    engine.athena_clients.roles["CatalogSurveysFunction"] = (role, without_update)
+    engine.athena_clients._clients.clear()
+    denied = engine.athena_client_for("CatalogSurveysFunction")
+    with pytest.raises(ClientError, match="CatalogSurveysFunction is not authorized to perform: glue:UpdateTable"):
+        denied.start_query_execution(QueryString=ddl, WorkGroup=engine.resolver.ref("QueryWorkGroup"),
+                                     QueryExecutionContext={"Database": DATABASE})
+
+
+def test_a_query_whose_rights_the_engine_does_not_model_is_refused_not_waved_through(engine) -> None:
+    athena = engine.athena_client_for("CatalogSurveysFunction")
+    with pytest.raises(NotImplementedError, match="DROP TABLE"):
+        athena.start_query_execution(QueryString="DROP TABLE bls_mirror.pr_series",
+                                     WorkGroup=engine.resolver.ref("QueryWorkGroup"))
+
+
+def test_named_queries_can_be_updated_in_the_engine_as_in_athena(engine) -> None:
+    athena = engine.athena_client_for("CatalogSurveysFunction")
+    workgroup = engine.resolver.ref("QueryWorkGroup")
+    query_id = athena.create_named_query(Name="best_year", Database=DATABASE, QueryString="SELECT 1",
+                                         WorkGroup=workgroup)["NamedQueryId"]
+    athena.update_named_query(NamedQueryId=query_id, Name="best_year", QueryString="SELECT 2")
+    assert athena.get_named_query(NamedQueryId=query_id)["NamedQuery"]["QueryString"] == "SELECT 2"
+    assert athena.list_named_queries(WorkGroup=workgroup)["NamedQueryIds"] == [query_id]
+    with pytest.raises(ClientError, match="AccessDenied.*athena:ListNamedQueries.*workgroup/primary"):
+        athena.list_named_queries()
