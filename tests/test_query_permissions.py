@@ -3,6 +3,8 @@ grants, the analysts' read-only policy, and the local engine refusing what IAM w
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -44,7 +46,9 @@ def test_the_workgroup_enforces_encrypted_results_in_an_expiring_prefix_and_a_sc
 
 def test_the_scan_limit_parameter_cannot_go_below_athenas_minimum(template) -> None:
     # Athena API Reference, WorkGroupConfiguration: BytesScannedCutoffPerQuery, minimum value 10000000.
-    assert template["Parameters"]["QueryBytesScannedCutoff"]["MinValue"] == 10_000_000
+    pattern = re.compile(template["Parameters"]["QueryBytesScannedCutoff"]["AllowedPattern"])
+    assert pattern.fullmatch("10000000") and pattern.fullmatch("10000000000")
+    assert not pattern.fullmatch("9999999") and not pattern.fullmatch("0") and not pattern.fullmatch("1e9")
 
 
 def test_only_the_catalog_step_may_change_the_catalog_and_only_in_its_database(template, renderer) -> None:
