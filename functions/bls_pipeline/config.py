@@ -70,6 +70,9 @@ class Settings:
     dry_run: bool = False  # {"dry_run": true}: list and plan, record what would change; copy and delete nothing
     # Include/exclude globs per survey, "pr:exclude=*.AllData,*.txt;ce:include=ce.data.*" (see survey_filter)
     survey_filters: str = ""
+    # SQL over the mirror (catalog_update.py): the Glue database of the tables and views, the Athena workgroup.
+    catalog_database: str = "bls_mirror"
+    query_workgroup: str = "primary"
 
     runs_prefix: ClassVar[str] = RUNS_PREFIX
     staging_prefix: ClassVar[str] = STAGING_PREFIX
@@ -271,6 +274,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[Mapping[str, str], str, Any], Any]]]
     "REPORT_PERIOD": ("report_period", _text),
     "MAX_PRUNE_PERCENT": ("max_prune_share", _percent),
     "SURVEY_FILTERS": ("survey_filters", _text),
+    "CATALOG_DATABASE": ("catalog_database", _text),
+    "QUERY_WORKGROUP": ("query_workgroup", _text),
 }
 DEFAULTS = {f.name: f.default for f in fields(Settings)}
 

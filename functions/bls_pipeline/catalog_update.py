@@ -1,0 +1,195 @@
+"""The catalog step: keeps the SQL catalog over the mirror current in Glue and Athena (catalog.py defines it).
+
+For each survey mirrored under the mirror's first folder (one delimited listing finds them), the survey's tables,
+their symlink manifests and their views are rebuilt when its files changed (their names or ETags), when the catalog's
+definitions changed (the SQL files, catalog.py), or when Glue lacks one of its tables; otherwise the survey costs one
+listing and one read of its record (catalog/state/<survey>.json). The normalized population copy and its table
+follow the population file's ETag; the named report queries follow their SQL. So the step is idempotent, a first
+mirror of a survey gets its tables in the same execution, and a run that changed nothing changes nothing here.
+
+Views are made by Athena DDL (CREATE OR REPLACE VIEW), waited for; a failed DDL fails the step and leaves the
+survey's record unwritten, so the next run tries again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from typing import Any, Callable
+
+from botocore.exceptions import ClientError
+
+from . import catalog
+from .config import Settings
+from .population import normalized_population_key, parse_population, population_json_lines
+
+log = logging.getLogger(__name__)
+
+STATE_PREFIX = catalog.CATALOG_PREFIX + "state/"
+HEADER_BYTES = 64 * 1024  # a BLS header row is under 1 KiB; a file without a line end in this span is no table
+DDL_TIMEOUT_SECONDS = 120.0
+NAMED_QUERY_PREFIX = "bls-mirror "  # the report queries' names in the workgroup: "bls-mirror best_year_by_series"
+
+
+class CatalogUpdateError(RuntimeError):
+    """Athena refused or failed a view's DDL, or a named query could not be kept."""
+
+
+def definitions_digest() -> str:
+    """Changes whenever the catalog's definitions do: the SQL files and the module that renders them."""
+    digest = hashlib.sha256()
+    for path in sorted([*catalog.SQL_DIR.glob("*.sql"), catalog.SQL_DIR.parent / "catalog.py"]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def update_catalog(settings: Settings, s3: Any, glue: Any, athena: Any,
+                   sleep: Callable[[float], None] = time.sleep) -> dict:
+    """Bring the catalog up to date; returns counts and the surveys whose tables were (re)built."""
+    bucket, database = settings.bucket, settings.catalog_database
+    digest = definitions_digest()
+    in_glue = _glue_table_names(glue, database)
+    ddl = _AthenaDdl(athena, settings.query_workgroup, database, sleep)
+    summary = {"surveys": 0, "rebuilt": [], "tables_created": 0, "tables_updated": 0, "views": 0}
+    for survey in mirrored_surveys(s3, bucket, settings.mirror_root):
+        summary["surveys"] += 1
+        prefix = f"{settings.mirror_root}{survey}/"
+        files = _listed_etags(s3, bucket, prefix)
+        record_key = f"{STATE_PREFIX}{survey}.json"
+        record = _read_json(s3, bucket, record_key)
+        wanted = {"files": files, "definitions": digest}
+        if record and {k: record.get(k) for k in wanted} == wanted and set(record.get("tables", [])) <= in_glue:
+            continue
+        tables = catalog.survey_tables(survey, prefix, {name: _first_line(s3, bucket, prefix + name) for name in files})
+        for key, body in catalog.manifests(tables, bucket).items():
+            s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/plain")
+        outcome = catalog.apply_tables(glue, database, [catalog.glue_table_input(t, bucket) for t in tables])
+        made = [ddl.run(catalog.view_ddl(name, select)) for name, select in catalog.views(survey, tables)]
+        _write_json(s3, bucket, record_key, {**wanted, "tables": [t.name for t in tables], "views": made})
+        summary["rebuilt"].append(survey)
+        summary["tables_created"] += len(outcome["created"])
+        summary["tables_updated"] += len(outcome["updated"])
+        summary["views"] += len(made)
+    summary["population"] = _update_population(settings, s3, glue, digest, in_glue)
+    summary["named_queries"] = _update_named_queries(settings, s3, athena, digest)
+    return summary
+
+
+def mirrored_surveys(s3: Any, bucket: str, mirror_root: str) -> list[str]:
+    """The folders directly under the mirror's root (bls/pr/ -> pr), one delimited listing per 1,000."""
+    found: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=mirror_root, Delimiter="/"):
+        found += [p["Prefix"][len(mirror_root):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+    return sorted(found)
+
+
+def _listed_etags(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            name = item["Key"][len(prefix):]
+            if name and "/" not in name:
+                files[name] = item["ETag"]
+    return files
+
+
+def _first_line(s3: Any, bucket: str, key: str) -> str:
+    body = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{HEADER_BYTES - 1}")["Body"].read()
+    line, newline, _ = body.partition(b"\n")
+    return line.decode("utf-8", "replace") if newline else ""
+
+
+def _glue_table_names(glue: Any, database: str) -> set[str]:
+    names: set[str] = set()
+    for page in glue.get_paginator("get_tables").paginate(DatabaseName=database):
+        names.update(t["Name"] for t in page.get("TableList", []))
+    return names
+
+
+def _update_population(settings: Settings, s3: Any, glue: Any, digest: str, in_glue: set[str]) -> str:
+    """The normalized copy of the population (JSON lines) and its table, when the population file changed."""
+    bucket = settings.bucket
+    # A listing, not a HEAD: without an unconditioned s3:ListBucket, S3 answers a HEAD of a missing key with 403,
+    # which cannot be told from a denied read (local_runner/iam.py MISSING_KEY).
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=settings.population_key, MaxKeys=1).get("Contents", [])
+    if not listed or listed[0]["Key"] != settings.population_key:
+        return "no population file yet"
+    record_key = f"{STATE_PREFIX}population.json"
+    wanted = {"etag": listed[0]["ETag"], "definitions": digest}
+    table = catalog.population_table(settings.population_key)
+    if _read_json(s3, bucket, record_key) == wanted and table.name in in_glue:
+        return "unchanged"
+    raw = s3.get_object(Bucket=bucket, Key=settings.population_key, IfMatch=wanted["etag"])["Body"].read()
+    s3.put_object(Bucket=bucket, Key=normalized_population_key(settings.population_key),
+                  Body=population_json_lines(parse_population(raw)), ContentType="application/x-ndjson")
+    catalog.apply_tables(glue, settings.catalog_database, [catalog.glue_table_input(table, bucket)])
+    _write_json(s3, bucket, record_key, wanted)
+    return "rebuilt"
+
+
+def _update_named_queries(settings: Settings, s3: Any, athena: Any, digest: str) -> str:
+    """The three reports as named queries in the workgroup: created, or updated when their SQL changed."""
+    record_key = f"{STATE_PREFIX}named-queries.json"
+    queries = {NAMED_QUERY_PREFIX + name: sql for name, sql in catalog.report_queries(settings.data_file).items()}
+    bucket = settings.bucket
+    wanted = {"definitions": digest, "data_file": settings.data_file, "database": settings.catalog_database}
+    if _read_json(s3, bucket, record_key) == wanted:
+        return "unchanged"
+    workgroup = settings.query_workgroup
+    existing = {}
+    for page in athena.get_paginator("list_named_queries").paginate(WorkGroup=workgroup):
+        for query_id in page.get("NamedQueryIds", []):
+            query = athena.get_named_query(NamedQueryId=query_id)["NamedQuery"]
+            existing[query["Name"]] = query
+    for name, sql in queries.items():
+        description = "Report of the BLS mirror (README, 'Query with SQL'); the SQL is bls_pipeline/sql/ in the code."
+        found = existing.get(name)
+        if found is None:
+            athena.create_named_query(Name=name, Description=description, Database=settings.catalog_database,
+                                      QueryString=sql, WorkGroup=workgroup)
+        elif found["QueryString"] != sql or found.get("Database") != settings.catalog_database:
+            athena.update_named_query(NamedQueryId=found["NamedQueryId"], Name=name, Description=description,
+                                      QueryString=sql)
+    _write_json(s3, bucket, record_key, wanted)
+    return "updated"
+
+
+class _AthenaDdl:
+    def __init__(self, athena: Any, workgroup: str, database: str, sleep: Callable[[float], None]):
+        self.athena, self.workgroup, self.database, self.sleep = athena, workgroup, database, sleep
+
+    def run(self, statement: str) -> str:
+        """Run one DDL statement in the workgroup and wait for it; returns the view's name."""
+        started = self.athena.start_query_execution(
+            QueryString=statement, WorkGroup=self.workgroup, QueryExecutionContext={"Database": self.database})
+        query_id, waited, pause = started["QueryExecutionId"], 0.0, 0.2
+        while True:
+            status = self.athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]
+            if status["State"] == "SUCCEEDED":
+                return statement.split(" AS", 1)[0].rsplit(" ", 1)[-1]
+            if status["State"] in ("FAILED", "CANCELLED"):
+                raise CatalogUpdateError(f"Athena {status['State'].lower()} {statement.splitlines()[0]!r}: "
+                                         f"{status.get('StateChangeReason', 'no reason given')}")
+            if waited >= DDL_TIMEOUT_SECONDS:
+                raise CatalogUpdateError(f"{statement.splitlines()[0]!r} still {status['State']} after {waited:.0f} s")
+            self.sleep(pause)
+            waited, pause = waited + pause, min(pause * 2, 5.0)
+
+
+def _read_json(s3: Any, bucket: str, key: str) -> dict | None:
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied"):
+            return None  # AccessDenied: S3 answers 403 for a missing key to a role without s3:ListBucket
+        raise
+    except ValueError:
+        log.warning("unreadable catalog record %s: rebuilding", key)
+        return None
+
+
+def _write_json(s3: Any, bucket: str, key: str, value: dict) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(value, sort_keys=True).encode(),
+                  ContentType="application/json")
