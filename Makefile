@@ -8,10 +8,10 @@ ARGS ?=
 
 STACK ?=
 
-.PHONY: install test run serve notebook lint build deploy integration bench clean
+.PHONY: install test run serve notebook sql lint build deploy integration bench clean
 
-# Three layers in one virtualenv: `make run` installs only what running needs, `make notebook` adds Jupyter's
-# kernel and matplotlib, `make test` adds the test and check tools.
+# Layers in one virtualenv: `make run` installs only what running needs, `make notebook` adds Jupyter's kernel and
+# matplotlib, `make sql` adds DuckDB, `make test` adds all of those and the test and check tools.
 $(VENV)/.run-installed: requirements-run.txt functions/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-run.txt
@@ -22,7 +22,11 @@ $(VENV)/.notebook-installed: $(VENV)/.run-installed requirements-notebook.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-notebook.txt
 	touch $@
 
-$(VENV)/.installed: $(VENV)/.notebook-installed requirements-dev.txt
+$(VENV)/.sql-installed: $(VENV)/.run-installed requirements-sql.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-sql.txt
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.notebook-installed $(VENV)/.sql-installed requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
@@ -44,6 +48,9 @@ serve: $(VENV)/.run-installed  ## a BLS-like directory and population API on 127
 
 notebook: $(VENV)/.notebook-installed  ## execute notebooks/reports.ipynb on a run's files: make notebook [ARGS="--state-dir DIR | --bucket s3://BUCKET"]
 	$(PY) -m local_runner.notebook $(ARGS)
+
+sql: $(VENV)/.sql-installed  ## query a run's mirror with the Athena SQL in DuckDB: make sql ARGS="--query best_year | --sql 'SELECT ...' [--state-dir DIR]"
+	$(PY) -m local_runner.sql $(ARGS)
 
 lint: install  ## cfn-lint, checkov and sam validate --lint; quiet when clean
 	@$(VENV)/bin/cfn-lint --include-checks I -- template.yaml && echo "cfn-lint: clean"

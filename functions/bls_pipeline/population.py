@@ -89,6 +89,25 @@ def _year_and_population(record: Any, index: int) -> tuple[int, int]:
     return year_int, int(population)
 
 
+def normalized_population_key(population_key: str) -> str:
+    """Where the query-ready copy of the population file goes: a folder of its own beside the raw JSON
+    (datausa/population.json -> datausa/population-by-year/population.jsonl), because an Athena table reads every
+    object under its location and must not read the raw JSON."""
+    folder, _, name = population_key.rpartition("/")
+    stem = name.rsplit(".", 1)[0] or name
+    return f"{folder + '/' if folder else ''}{stem}-by-year/{stem}.jsonl"
+
+
+def population_json_lines(records: list[YearPopulation]) -> bytes:
+    """The population as JSON lines, one {"year": ..., "population": ...} object per year, years ascending: the shape
+    Athena's JSON SerDe and DuckDB's read_json read as a table (the raw answer nests the years in one document, with
+    field names that differ between the two DataUSA APIs)."""
+    return b"".join(
+        json.dumps({"year": r.year, "population": r.population}, separators=(",", ":")).encode() + b"\n"
+        for r in sorted(records, key=lambda r: r.year)
+    )
+
+
 META_RUN_ID = "run-id"  # the execution that wrote the file: the S3 -> SQS reports are named after it
 
 
