@@ -96,9 +96,16 @@ def _listed_etags(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
 
 
 def _first_line(s3: Any, bucket: str, key: str) -> str:
+    """The file's header row; "" (not a table) for a file whose first line is not tab-separated text."""
     body = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{HEADER_BYTES - 1}")["Body"].read()
     line, newline, _ = body.partition(b"\n")
-    return line.decode("utf-8", "replace") if newline else ""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+    if not newline or any(ord(c) < 32 and c not in "\t\r" for c in text):
+        return ""
+    return text
 
 
 def _glue_table_names(glue: Any, database: str) -> set[str]:

@@ -1,0 +1,176 @@
+"""The catalog step through the real state machine: a first mirror of a survey gets its Glue tables (symlink manifests
+naming exactly its files), its views (Athena DDL) and the named report queries; a run that changed nothing changes
+nothing here; a changed or new file, or a table dropped out of band, is caught up; a failed DDL fails the execution
+at its end, after the mirror and the reports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bls_loopback.sample import sample_pr_files
+from bls_pipeline import catalog
+
+DATABASE = "bls_mirror"
+
+
+# The mapping files the labeled view joins besides the sample's (headers as in the real pr files).
+MORE_MAPPINGS = {
+    "pr.duration": b"duration_code\tduration_text\tdisplay_level\tselectable\tsort_sequence\r\n3\tIndex\t0\tT\t3\r\n",
+    "pr.measure": b"measure_code\tmeasure_text\tdisplay_level\tselectable\tsort_sequence\r\n"
+                  b"32\tOutput\t0\tT\t1\r\n",
+    "pr.seasonal": b"Seasonal_code\tSeasonal_text\r\nS\tSeasonal Adjusted\r\n",
+    "pr.sector": b"sector_code\tsector_name\tdisplay_level\tselectable\tsort_sequence\r\n3000\tManufacturing\t0\tT\t4\r\n",
+}
+
+
+def serve_sample(bls) -> dict[str, bytes]:
+    files = {**sample_pr_files(), **MORE_MAPPINGS}
+    for name, body in files.items():
+        bls.put(name, body)
+    return files
+
+
+def glue_tables(engine) -> dict[str, dict]:
+    glue = engine.glue_client_for("CatalogSurveysFunction")
+    return {t["Name"]: t for t in glue.get_tables(DatabaseName=DATABASE)["TableList"]}
+
+
+def athena_queries(engine) -> list[str]:
+    from moto.athena.models import athena_backends
+
+    from local_runner.lambda_emulation import ACCOUNT, REGION
+
+    return [execution.query for execution in athena_backends[ACCOUNT][REGION].executions.values()]
+
+
+def puts_under(engine, prefix: str) -> list[str]:
+    written: list[str] = []
+
+    def record(params: dict, **_: Any) -> None:
+        if params["Key"].startswith(prefix):
+            written.append(params["Key"])
+
+    engine.on_s3("provide-client-params.s3.PutObject", record)
+    return written
+
+
+def test_a_first_mirror_gets_its_tables_views_and_report_queries(bls, make_engine) -> None:
+    files = serve_sample(bls)
+    engine = make_engine(bls.url)
+
+    result = engine.execute()
+
+    assert result.status == "SUCCEEDED", result.cause
+    summary = result.output["catalog"]
+    assert summary["rebuilt"] == ["pr"] and summary["population"] == "rebuilt"
+    tables = glue_tables(engine)
+    tabular = {catalog.identifier(name) for name, body in files.items() if b"\t" in body.split(b"\n", 1)[0]}
+    assert tabular <= set(tables) and catalog.POPULATION_TABLE in tables
+    for name in tabular:
+        location = tables[name]["StorageDescriptor"]["Location"]
+        key = location.split(f"s3://{engine.bucket}/", 1)[1] + catalog.MANIFEST_NAME
+        manifest = engine.s3.get_object(Bucket=engine.bucket, Key=key)["Body"].read().decode()
+        assert manifest.splitlines() == [f"s3://{engine.bucket}/bls/pr/{original}" for original in files
+                                         if catalog.identifier(original) == name]
+        assert tables[name]["StorageDescriptor"]["InputFormat"] == catalog.SYMLINK_INPUT
+    queries = athena_queries(engine)
+    assert any(q.startswith("CREATE OR REPLACE VIEW pr_data_0_current_clean AS") for q in queries)
+    assert any(q.startswith("CREATE OR REPLACE VIEW pr_data_0_current_labeled AS") for q in queries)
+    athena = engine.athena_client_for("CatalogSurveysFunction")
+    workgroup = engine.resolver.ref("QueryWorkGroup")
+    named = {athena.get_named_query(NamedQueryId=i)["NamedQuery"]["Name"]
+             for i in athena.list_named_queries(WorkGroup=workgroup)["NamedQueryIds"]}
+    assert named == {f"bls-mirror {name}" for name in catalog.REPORT_QUERIES}
+    copy = engine.s3.get_object(Bucket=engine.bucket, Key="datausa/population-by-year/population.jsonl")
+    years = [json.loads(line)["year"] for line in copy["Body"].read().splitlines()]
+    assert years == sorted(years) and 2013 in years
+
+
+def test_a_run_that_changed_nothing_changes_nothing_in_the_catalog(bls, make_engine) -> None:
+    serve_sample(bls)
+    engine = make_engine(bls.url)
+    assert engine.execute().succeeded
+    queries_before = len(athena_queries(engine))
+    written = puts_under(engine, "catalog/")
+
+    again = engine.execute()
+
+    assert again.succeeded, again.cause
+    assert again.output["catalog"]["rebuilt"] == [] and again.output["catalog"]["population"] == "unchanged"
+    assert again.output["catalog"]["named_queries"] == "unchanged"
+    assert len(athena_queries(engine)) == queries_before and written == []
+
+
+def test_a_new_file_a_changed_file_and_a_dropped_table_are_caught_up(bls, make_engine) -> None:
+    serve_sample(bls)
+    engine = make_engine(bls.url)
+    assert engine.execute().succeeded
+    glue = engine.glue_client_for("CatalogSurveysFunction")
+    glue.get_table(DatabaseName=DATABASE, Name="pr_period")
+    from moto.glue.models import glue_backends
+
+    from local_runner.lambda_emulation import ACCOUNT, REGION
+
+    glue_backends[ACCOUNT][REGION].delete_table(DATABASE, "pr_period")  # someone drops a table out of band
+    bls.put("pr.footnote", b"footnote_code\tfootnote_text\r\nP\tPreliminary\r\n")
+
+    result = engine.execute()
+
+    assert result.succeeded, result.cause
+    assert result.output["catalog"]["rebuilt"] == ["pr"]
+    tables = glue_tables(engine)
+    assert {"pr_period", "pr_footnote"} <= set(tables)
+    assert [c["Name"] for c in tables["pr_footnote"]["StorageDescriptor"]["Columns"]] == ["footnote_code", "footnote_text"]
+
+
+def test_no_table_reads_the_pipelines_reports_or_change_log_objects(bls, make_engine) -> None:
+    serve_sample(bls)
+    engine = make_engine(bls.url)
+    assert engine.execute().succeeded
+    for table in glue_tables(engine).values():
+        location = table["StorageDescriptor"]["Location"].split(f"s3://{engine.bucket}/", 1)[1]
+        assert not location.startswith(("pipeline/", "reports/", "changes/", "bls/")), table["Name"]
+        if table["StorageDescriptor"]["InputFormat"] == catalog.SYMLINK_INPUT:
+            manifest = engine.s3.get_object(Bucket=engine.bucket, Key=location + catalog.MANIFEST_NAME)
+            for line in manifest["Body"].read().decode().splitlines():
+                assert line.startswith(f"s3://{engine.bucket}/bls/"), (table["Name"], line)
+        else:
+            listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=location)["Contents"]
+            assert [o["Key"] for o in listed] == [location + "population.jsonl"]
+
+
+def test_a_failed_view_ddl_fails_the_execution_at_its_end_after_the_mirror_and_the_reports(bls, make_engine) -> None:
+    from moto.athena.responses import AthenaResponse
+
+    serve_sample(bls)
+    engine = make_engine(bls.url)
+    original = AthenaResponse.get_query_execution
+
+    def failed(response: Any) -> str:
+        answer = json.loads(original(response))
+        answer["QueryExecution"]["Status"] = {"State": "FAILED", "StateChangeReason": "line 3:5: Column 'x' cannot be resolved"}
+        return json.dumps(answer)
+
+    from unittest import mock
+
+    with mock.patch.object(AthenaResponse, "get_query_execution", failed):
+        result = engine.execute()
+
+    assert result.status == "FAILED"
+    assert result.error == "CatalogUpdateError" and "Column 'x' cannot be resolved" in result.cause
+    assert engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix="bls/pr/")["KeyCount"] > 0
+    assert engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix="reports/latest/")["KeyCount"] > 0
+    assert engine.execute().succeeded  # the survey's record was not written: the next run builds its views
+
+
+def test_a_file_that_is_not_tab_separated_text_is_no_table_and_no_failure(bls, make_engine) -> None:
+    serve_sample(bls)
+    bls.put("pr.zip", bytes(range(256)) * 4)  # binary, with a tab and a line end in its first bytes
+    bls.put("pr.notes", "Notes\u00e9 for\tusers\r\nsee pr.txt\r\n".encode("latin-1"))  # not UTF-8
+    engine = make_engine(bls.url)
+
+    result = engine.execute()
+
+    assert result.succeeded, result.cause
+    assert not {"pr_zip", "pr_notes"} & set(glue_tables(engine))
