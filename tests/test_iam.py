@@ -92,7 +92,8 @@ EXPECTED_GRANTS = {
     "CatalogSurveysFunctionRole": {
         ("s3:GetObject", MIRROR, None),  # each mapping file's header row: the table's columns
         ("s3:GetObject", POPULATION, None),  # the population, for its normalized copy
-        ("s3:ListBucket", BUCKET_ARN, "bls/*"),  # the mirrored surveys and their files
+        ("s3:ListBucket", BUCKET_ARN, "bls/*"),  # the mirrored surveys, and their files when there is no index
+        ("s3:GetObject", INDEX, None),  # each survey's files (sync_index.py)
         ("s3:ListBucket", BUCKET_ARN, "datausa/population.json"),  # whether the population file exists yet
         ("s3:PutObject", f"{BUCKET_ARN}/datausa/population-by-year/*", None),  # its normalized copy
         ("s3:GetObject", f"{BUCKET_ARN}/catalog/*", None),  # the tables' file lists (symlink manifests)

@@ -1,9 +1,10 @@
 """The catalog step: keeps the SQL catalog over the mirror current in Glue and Athena (catalog.py defines it).
 
 For each survey mirrored under the mirror's first folder (one delimited listing finds them), the survey's tables,
-their symlink manifests and their views are rebuilt when its files changed (their names or ETags), when the catalog's
-definitions changed (the SQL files, catalog.py), or when Glue lacks one of its tables; otherwise the survey costs one
-listing and one read of its record (catalog/state/<survey>.json). The normalized population copy and its table
+their symlink manifests and their views are rebuilt when its files changed (their names or ETags, from its sync index:
+one request whatever the file count), when the catalog's definitions changed (the SQL files, catalog.py), or when
+Glue lacks one of its tables; otherwise the survey costs the index read and one read of its record
+(catalog/state/<survey>.json). The normalized population copy and its table
 follow the population file's ETag; the named report queries follow their SQL. So the step is idempotent, a first
 mirror of a survey gets its tables in the same execution, and a run that changed nothing changes nothing here.
 
@@ -22,8 +23,9 @@ from typing import Any, Callable
 from botocore.exceptions import ClientError
 
 from . import catalog
-from .config import Settings
+from .config import INDEX_PREFIX, Settings
 from .population import normalized_population_key, parse_population, population_json_lines
+from .sync_index import index_key, read_index
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def update_catalog(settings: Settings, s3: Any, glue: Any, athena: Any,
     for survey in mirrored_surveys(s3, bucket, settings.mirror_root):
         summary["surveys"] += 1
         prefix = f"{settings.mirror_root}{survey}/"
-        files = _listed_etags(s3, bucket, prefix)
+        files = _survey_files(s3, bucket, prefix)
         record_key = f"{STATE_PREFIX}{survey}.json"
         record = _read_json(s3, bucket, record_key)
         wanted = {"files": files, "definitions": digest}
@@ -85,7 +87,12 @@ def mirrored_surveys(s3: Any, bucket: str, mirror_root: str) -> list[str]:
     return sorted(found)
 
 
-def _listed_etags(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
+def _survey_files(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
+    """A survey's mirrored files -> ETags: from its sync index (one request, whatever the file count), or, without
+    a usable index, from a listing of the survey's folder."""
+    stored = read_index(s3, bucket, index_key(INDEX_PREFIX, prefix), prefix)
+    if stored.files:
+        return {name: entry["etag"] for name, entry in stored.files.items()}
     files: dict[str, str] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
