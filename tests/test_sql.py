@@ -330,3 +330,31 @@ def test_the_sql_command_runs_a_query_joining_labels_and_the_reports(tmp_path: P
     assert "error:" in capsys.readouterr().err
     assert sql_command.main(["--state-dir", str(tmp_path / "empty")]) == 2
     assert "run `make run` first" in capsys.readouterr().err
+
+
+def test_on_a_real_local_runs_state_directory_the_sql_equals_the_reports_the_lambda_stored(bls, tmp_path: Path) -> None:
+    """The whole way: the local runner mirrors the generated sample through the state machine, the Analytics Lambda
+    writes reports/latest/, and the SQL on the state directory it leaves gives the same numbers as those files."""
+    from local_runner.cli import main as run_locally
+
+    for name, body in {**sample_pr_files(), **MAPPING_FILES}.items():
+        bls.put(name, body)
+    state = tmp_path / "state"
+    assert run_locally(["--contact-email", "ops@example.com", "--source-url", bls.url, "--state-dir", str(state),
+                        "--population-url", bls.root + "/tesseract/data.jsonrecords", "--allow-private-source",
+                        "--retry-interval", "1", "--retry-attempts", "1",
+                        "--source-requests-per-second", "50", "--population-requests-per-second", "50"]) == 0
+    stored = {name: json.loads((state / "s3" / "reports" / "latest" / f"{name}.json").read_text(), parse_float=Decimal)
+              for name in catalog.REPORT_QUERIES}
+    got = sql_reports(state)
+
+    stats = got["population_stats"][0]
+    assert (Decimal(repr(stats["mean"])), Decimal(repr(stats["stddev"]))) == (
+        stored["population_stats"][0]["mean"], stored["population_stats"][0]["stddev"])
+    assert [(r["series_id"], r["year"], r["value"]) for r in got["best_year_by_series"]] == [
+        (r["series_id"], r["year"], Decimal(r["value"])) for r in stored["best_year_by_series"]]
+    assert [(r["year"], r["value"], r["population"]) for r in got["series_population"]] == [
+        (r["year"], Decimal(r["value"]), r["Population"]) for r in stored["series_population"]]
+    labeled = sql_command.connect(state).execute(
+        "SELECT DISTINCT measure_text FROM pr_data_0_current_labeled WHERE series_id = 'PRS30006032'").fetchall()
+    assert labeled == [("Hours worked",)]
