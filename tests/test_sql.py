@@ -358,3 +358,10 @@ def test_on_a_real_local_runs_state_directory_the_sql_equals_the_reports_the_lam
     labeled = sql_command.connect(state).execute(
         "SELECT DISTINCT measure_text FROM pr_data_0_current_labeled WHERE series_id = 'PRS30006032'").fetchall()
     assert labeled == [("Hours worked",)]
+
+
+def test_no_mirror_may_live_in_the_catalogs_folder() -> None:
+    from bls_pipeline.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match="catalog_prefix"):
+        Settings(bucket="b", contact_email="a@b.org", mirror_prefix="catalog/pr/").validate()
