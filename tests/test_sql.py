@@ -328,6 +328,11 @@ def test_the_sql_command_runs_a_query_joining_labels_and_the_reports(tmp_path: P
     assert re.search(r"PRS85006092  2017  Q02 +-0\.200000 +325719178\n", capsys.readouterr().out)
     assert sql_command.main(["--state-dir", str(state), "--sql", "SELECT nope FROM pr_series"]) == 1
     assert "error:" in capsys.readouterr().err
+    sample = state_dir(tmp_path / "sample", sample_pr_files(), population_json())
+    assert sql_command.main(["--state-dir", str(sample)]) == 0
+    out = capsys.readouterr().out
+    assert "pr_data_0_current_clean" in out and "pr_data_0_current_labeled" not in out
+    assert "note: no pr labels views: they read pr_duration_clean, pr_measure_clean" in out
     assert sql_command.main(["--state-dir", str(tmp_path / "empty")]) == 2
     assert "run `make run` first" in capsys.readouterr().err
 
