@@ -150,7 +150,7 @@ def test_missing_population_years_are_named_as_the_lambda_names_them(tmp_path: P
 
 
 @needs_real_data
-@pytest.mark.parametrize("snapshot", [p.name for p in REAL_SNAPSHOTS])
+@pytest.mark.parametrize("snapshot", [p.name for p in REAL_SNAPSHOTS] or ["bls_pr_2026-08-06"])  # skipped by name
 def test_the_reports_in_sql_equal_the_lambdas_on_each_real_pr_snapshot(tmp_path: Path, snapshot: str) -> None:
     files = {p.name: p.read_bytes() for p in (REAL_DATA / snapshot).glob("pr.*")}
     state = state_dir(tmp_path, files, NEW_API.read_bytes())
