@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def connect(state_dir: Path, population_key: str = DEFAULTS["population_key"]) -> Any:
-    """An in-memory DuckDB database with the catalog's tables over the state directory's files, and its views."""
+def connect(state_dir: Path, population_key: str = DEFAULTS["population_key"], notes: list[str] | None = None) -> Any:
+    """An in-memory DuckDB database with the catalog's tables over the state directory's files, and its views.
+    notes, when given, gets a line for each survey whose labels views could not be made."""
     import duckdb
 
     objects = Path(state_dir) / "s3"
@@ -67,6 +68,9 @@ def connect(state_dir: Path, population_key: str = DEFAULTS["population_key"]) -
             con.execute(f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM {_read_tsv(objects / table.keys[0], table.columns)}")
         for name, select in catalog.views(survey, tables):
             con.execute(catalog.view_ddl(name, select))
+        missing = catalog.missing_for_labels(survey, tables)
+        if missing and notes is not None:
+            notes.append(f"no {survey} labels views: they read {', '.join(missing)}, and those files are not mirrored")
     _load_population(con, objects, population_key)
     return con
 
@@ -153,8 +157,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except ImportError:
         print("error: DuckDB is not installed: `make sql` installs it (requirements-sql.txt)", file=sys.stderr)
         return 2
+    notes: list[str] = []
     try:
-        con = connect(args.state_dir)
+        con = connect(args.state_dir, notes=notes)
     except (StateError, catalog.CatalogError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -176,6 +181,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         print(f"error: {str(exc).strip()}", file=sys.stderr)
         return 1
     print_rows(columns, rows, out, args.limit)
+    for note in notes if not (args.query or args.sql) else []:
+        print(f"note: {note}", file=out)
     return 0
 
 

@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .config import CHANGES_PREFIX, REPORTS_PREFIX
+from .config import CATALOG_PREFIX, CHANGES_PREFIX, REPORTS_PREFIX
 from .population import normalized_population_key
 
 SQL_DIR = Path(__file__).with_name("sql")
-# The symlink manifests: outside the mirror's first folder (bls/), so pruning a mirror never sees them.
-CATALOG_PREFIX = "catalog/"
+# The symlink manifests: config.Settings.validate keeps every mirror out of this folder, so no prune deletes them.
 SYMLINKS_PREFIX = CATALOG_PREFIX + "symlinks/"
 MANIFEST_NAME = "manifest.txt"
 # What no table may read: the pipeline's own files (plans, the sync index, staging), the reports, the change log.

@@ -21,6 +21,8 @@ INDEX_PREFIX = "pipeline/index/"
 REPORTS_PREFIX = "reports/"
 # The lasting change log (changes/YYYY/MM/DD/<execution>.json): outside pipeline/, so no lifecycle rule expires it.
 CHANGES_PREFIX = "changes/"
+# The SQL catalog's symlink manifests (catalog.py): catalog/symlinks/<table>/manifest.txt.
+CATALOG_PREFIX = "catalog/"
 # The "mirror changed" event on the account's default EventBridge bus (changes.py); subscribers match on these two.
 EVENT_SOURCE = "bls-mirror"
 EVENT_DETAIL_TYPE = "Mirror Changed"
@@ -80,6 +82,7 @@ class Settings:
     index_prefix: ClassVar[str] = INDEX_PREFIX
     reports_prefix: ClassVar[str] = REPORTS_PREFIX
     changes_prefix: ClassVar[str] = CHANGES_PREFIX
+    catalog_prefix: ClassVar[str] = CATALOG_PREFIX
 
     def validate(self) -> "Settings":
         if not self.bucket:
@@ -114,7 +117,8 @@ class Settings:
                 f"population key {self.population_key!r} must be an object key outside the mirror's folder "
                 f"{self.mirror_root!r}, or pruning could delete it"
             )
-        for name in ("runs_prefix", "staging_prefix", "reports_prefix", "rate_prefix", "changes_prefix", "index_prefix"):
+        for name in ("runs_prefix", "staging_prefix", "reports_prefix", "rate_prefix", "changes_prefix", "index_prefix",
+                     "catalog_prefix"):
             other = getattr(self, name)
             if other.startswith(self.mirror_root) or self.mirror_root.startswith(other):
                 raise ConfigError(
