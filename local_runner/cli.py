@@ -169,6 +169,7 @@ def _run(args: argparse.Namespace, execution_input: dict, out: TextIO) -> int:
         with engine:
             try:
                 state.load_into(engine.s3, engine.bucket)
+                state.load_catalog_into(engine.glue)
                 engine.purge_queues()  # restoring yesterday's files is not a new write
                 written = _keys_written_by_the_functions(engine)
                 clock.end("engine_start")
@@ -182,12 +183,14 @@ def _run(args: argparse.Namespace, execution_input: dict, out: TextIO) -> int:
                     return 130
                 with _no_interrupts():  # the files copied so far are whole objects: keep them
                     state.save_from(engine.s3, engine.bucket, written)
+                    state.save_catalog_from(engine.glue)
                 copied = sum(1 for c in engine.invocations if c.function == "CopyFileFunction" and not c.error_type)
                 progress.interrupted(time.monotonic() - started, copied, mirror_dir)
                 return 130
             if result.status != "FAILED" or _got_past_listing(result):
                 with _no_interrupts():
                     state.save_from(engine.s3, engine.bucket, written)
+                    state.save_catalog_from(engine.glue)
             reports, vintage = _reports_of_run(engine, run_id)
             if progress.queue_handled:
                 progress.queue_outcome(None if reports else _why_no_reports(args, engine))

@@ -87,6 +87,7 @@ class LocalEngine:
 
             self.s3 = boto3.client("s3", region_name=REGION)
             self.sfn = boto3.client("stepfunctions", region_name=REGION)
+            self.glue = boto3.client("glue", region_name=REGION)  # unchecked, as self.s3: the engine's own
             self.s3.create_bucket(Bucket=self.bucket)
             self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
             self.queues.create(self.s3)
@@ -116,7 +117,7 @@ class LocalEngine:
         for resource in self.template.resources.values():
             if resource["Type"] == "AWS::Glue::Database":
                 database = self.resolver.resolve(resource["Properties"]["DatabaseInput"])
-                boto3.client("glue", region_name=REGION).create_database(DatabaseInput=database)
+                self.glue.create_database(DatabaseInput=database)
             elif resource["Type"] == "AWS::Athena::WorkGroup":
                 properties = resource["Properties"]
                 configuration = self.resolver.resolve(properties["WorkGroupConfiguration"])

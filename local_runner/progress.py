@@ -110,6 +110,16 @@ class Progress:
         change = "changed, stored; reports come through S3 -> SQS" if r["changed"] else "unchanged"
         self._step("FetchPopulation", f"{r['years']} years ({r['first_year']}-{r['last_year']}), {change}")
 
+    def _on_CatalogSurveysFunction(self, call: Invocation) -> None:
+        if call.error_type:
+            self._step("CatalogSurveys", f"failed: {_first_cause(call.error_type, call.error_message or '')}")
+            return
+        r = call.result
+        built = (f"built {', '.join(r['rebuilt'])}: {plural(r['tables_created'], 'table')} created, "
+                 f"{r['tables_updated']} updated, {plural(r['views'], 'view')}") if r["rebuilt"] else "tables unchanged"
+        self._step("CatalogSurveys", f"SQL catalog of {plural(r['surveys'], 'survey')}: {built}; population table "
+                                     f"{r['population']}, report queries {r['named_queries']}")
+
     def _on_AnalyticsFunction(self, call: Invocation) -> None:
         via = "(SQS message)" if "Records" in call.event else "(state machine)"
         if call.error_type:

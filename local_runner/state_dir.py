@@ -1,7 +1,8 @@
 """Persist the local engine's S3 bucket in a directory between runs.
 
-Layout: <state>/s3/<key> holds each object's bytes (the mirror is at <state>/s3/bls/pr/...), and
-<state>/objects.json holds each key's metadata, content type and ETag. Only objects written during the run are
+Layout: <state>/s3/<key> holds each object's bytes (the mirror is at <state>/s3/bls/pr/...),
+<state>/objects.json holds each key's metadata, content type and ETag, and <state>/glue-tables.json the SQL catalog's
+Glue tables. Only objects written during the run are
 saved again: a new ETag, or a key the functions wrote (the same bytes with new metadata: BLS re-dates files it did
 not change, and the mirror then records the new source stamp). Files get the permissions the umask gives, as any
 other file the user writes.
@@ -22,6 +23,10 @@ from pathlib import Path
 from typing import Any, Collection
 
 INDEX = "objects.json"
+CATALOG = "glue-tables.json"
+# What of a GetTable answer CreateTable takes back (AWS Glue API, TableInput).
+TABLE_INPUT_FIELDS = ("Name", "Description", "Owner", "Retention", "StorageDescriptor", "PartitionKeys",
+                      "ViewOriginalText", "ViewExpandedText", "TableType", "Parameters")
 OBJECTS = "s3"
 RUN_FOLDERS = "pipeline/runs/"
 RUN_FOLDER_DAYS = 14  # template.yaml: MirrorBucket's lifecycle rule ExpireRunPlans
@@ -111,6 +116,30 @@ class StateDir:
         if new != old:
             _atomic_write(self.index_path, json.dumps(new, indent=1, sort_keys=True).encode(), self._file_mode)
         return {"written": written, "removed": removed}
+
+    def load_catalog_into(self, glue: Any) -> int:
+        """Recreate the Glue tables a previous run made (the SQL catalog), so the catalog step sees them as in AWS,
+        where they outlive the run; returns how many."""
+        path = self.root / CATALOG
+        if not path.is_file():
+            return 0
+        tables = json.loads(path.read_text(encoding="utf-8"))
+        for database, inputs in tables.items():
+            for table_input in inputs:
+                glue.create_table(DatabaseName=database, TableInput=table_input)
+        return sum(len(inputs) for inputs in tables.values())
+
+    def save_catalog_from(self, glue: Any) -> None:
+        """Record the Glue tables of every database (as TableInputs) in <state>/glue-tables.json."""
+        tables: dict[str, list[dict]] = {}
+        for database in glue.get_databases()["DatabaseList"]:
+            for page in glue.get_paginator("get_tables").paginate(DatabaseName=database["Name"]):
+                tables.setdefault(database["Name"], []).extend(
+                    {k: v for k, v in t.items() if k in TABLE_INPUT_FIELDS} for t in page.get("TableList", []))
+        document = json.dumps(tables, indent=1, sort_keys=True, default=str).encode()
+        path = self.root / CATALOG
+        if not path.is_file() or path.read_bytes() != document:
+            _atomic_write(path, document, self._file_mode)
 
     def _path(self, key: str) -> Path:
         path = (self.objects / key).resolve()

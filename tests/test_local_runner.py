@@ -47,6 +47,7 @@ def test_runs_are_incremental_and_the_mirror_is_on_disk(bls, tmp_path, capsys):
     assert "SUCCEEDED" in first and "copied 3" in first
     assert first.startswith("Run local-")
     assert "Analytics       (SQS message) reports written" in first
+    assert "CatalogSurveys  SQL catalog of 1 survey: built pr: 1 table created" in first
     assert "  2018       1.9  327,167,439" in first and "  2020      -6.1  \n" in first
     assert (state / "s3" / "reports" / "latest" / "series_population.csv").read_text().splitlines() == [
         "series_id,year,period,value,Population", "PRS30006032,2018,Q01,1.9,327167439", "PRS30006032,2020,Q01,-6.1,",
@@ -60,6 +61,8 @@ def test_runs_are_incremental_and_the_mirror_is_on_disk(bls, tmp_path, capsys):
     assert "Analytics       (state machine) no new reports: neither input changed since the reports of run local-" in second
     assert "SQS message" not in second, "restoring the state directory must not look like a new population file"
     assert "Reports unchanged: " in second and "US population" not in second
+    assert "CatalogSurveys  SQL catalog of 1 survey: tables unchanged" in second  # Glue's tables kept in the state
+    assert "pr_data_0_current" in json.loads((state / "glue-tables.json").read_text())["bls_mirror"][0]["Name"]
     assert len(list((state / "s3" / "reports").iterdir())) == 2, "one run's folder and latest/: no folder for a no-op"
 
     bls.put("pr.class", b"changed\r\n", dt.datetime(2026, 9, 1, 8, 30))

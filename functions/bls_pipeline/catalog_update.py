@@ -66,7 +66,7 @@ def update_catalog(settings: Settings, s3: Any, glue: Any, athena: Any,
             continue
         tables = catalog.survey_tables(survey, prefix, {name: _first_line(s3, bucket, prefix + name) for name in files})
         for key, body in catalog.manifests(tables, bucket).items():
-            s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/plain")
+            _put_if_changed(s3, bucket, key, body, "text/plain")
         outcome = catalog.apply_tables(glue, database, [catalog.glue_table_input(t, bucket) for t in tables])
         made = [ddl.run(catalog.view_ddl(name, select)) for name, select in catalog.views(survey, tables)]
         _write_json(s3, bucket, record_key, {**wanted, "tables": [t.name for t in tables], "views": made})
@@ -136,8 +136,8 @@ def _update_population(settings: Settings, s3: Any, glue: Any, digest: str, in_g
     if _read_json(s3, bucket, record_key) == wanted and table.name in in_glue:
         return "unchanged"
     raw = s3.get_object(Bucket=bucket, Key=settings.population_key, IfMatch=wanted["etag"])["Body"].read()
-    s3.put_object(Bucket=bucket, Key=normalized_population_key(settings.population_key),
-                  Body=population_json_lines(parse_population(raw)), ContentType="application/x-ndjson")
+    _put_if_changed(s3, bucket, normalized_population_key(settings.population_key),
+                    population_json_lines(parse_population(raw)), "application/x-ndjson")
     catalog.apply_tables(glue, settings.catalog_database, [catalog.glue_table_input(table, bucket)])
     _write_json(s3, bucket, record_key, wanted)
     return "rebuilt"
@@ -192,18 +192,30 @@ class _AthenaDdl:
             waited, pause = waited + pause, min(pause * 2, 5.0)
 
 
-def _read_json(s3: Any, bucket: str, key: str) -> dict | None:
+def _read(s3: Any, bucket: str, key: str) -> bytes | None:
     try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied"):
             return None  # AccessDenied: S3 answers 403 for a missing key to a role without s3:ListBucket
         raise
+
+
+def _read_json(s3: Any, bucket: str, key: str) -> dict | None:
+    body = _read(s3, bucket, key)
+    try:
+        return None if body is None else json.loads(body)
     except ValueError:
         log.warning("unreadable catalog record %s: rebuilding", key)
         return None
 
 
+def _put_if_changed(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> None:
+    """Write only what differs: a rebuild because Glue lost a table (or a local run's fresh catalog) rewrites
+    nothing that is already right."""
+    if _read(s3, bucket, key) != body:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+
 def _write_json(s3: Any, bucket: str, key: str, value: dict) -> None:
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(value, sort_keys=True).encode(),
-                  ContentType="application/json")
+    _put_if_changed(s3, bucket, key, json.dumps(value, sort_keys=True).encode(), "application/json")
