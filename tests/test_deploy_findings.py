@@ -65,9 +65,9 @@ def test_every_lambda_task_retries_every_lambda_service_error() -> None:
                             .replace("${RetryIntervalSeconds}", "1").replace("${RetryMaxAttempts}", "1")
                             .replace("${RetryMaxDelaySeconds}", "1").replace("${CopyConcurrency}", "1"))
     tasks = dict(_tasks(definition))
-    # one per function (ListSource, CopyFile, PruneMirror, RecordChanges, FetchPopulation, Analytics), and
-    # RecordChanges once more on PruneMirror's failure path
-    assert len(tasks) == 7 and "RecordChangesBeforeFailing" in tasks
+    # one per function (ListSource, CopyFile, PruneMirror, RecordChanges, FetchPopulation, CatalogSurveys,
+    # Analytics), and RecordChanges once more on PruneMirror's failure path
+    assert len(tasks) == 8 and "RecordChangesBeforeFailing" in tasks
     for name, state in tasks.items():
         retried = {error for retry in state.get("Retry", []) for error in retry["ErrorEquals"]}
         assert LAMBDA_SERVICE_ERRORS <= retried, f"{name} does not retry {LAMBDA_SERVICE_ERRORS - retried}"
