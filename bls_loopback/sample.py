@@ -30,3 +30,18 @@ def sample_pr_files(seed: int = 2026) -> dict[str, bytes]:
         "pr.txt": ["A generated sample shaped like https://download.bls.gov/pub/time.series/pr/ (made-up numbers)."],
     }
     return {name: ("\r\n".join(lines) + "\r\n").encode() for name, lines in files.items()}
+
+
+def sample_survey_files(survey: str, seed: int = 2026) -> dict[str, bytes]:
+    """A tiny generated directory for any other survey (e.g. ce): a readme, a series file and a data file."""
+    rng = random.Random(f"{seed}-{survey}")
+    series = [f"{survey.upper()}U{n:08d}" for n in range(1, 4)]
+    data = ["series_id        \tyear\tperiod\t       value\tfootnote_codes"]
+    data += [f"{s:<17}\t{year}\tM{month:02d}\t{round(rng.uniform(50, 150), 1):>12}\t"
+             for s in series for year in range(2024, 2026) for month in range(1, 13)]
+    files = {
+        f"{survey}.data.0.Current": data,
+        f"{survey}.series": ["series_id        \tseries_title", *(f"{s:<17}\tgenerated series {s}" for s in series)],
+        f"{survey}.txt": [f"A generated sample standing for the BLS {survey} survey (made-up numbers)."],
+    }
+    return {name: ("\r\n".join(lines) + "\r\n").encode() for name, lines in files.items()}

@@ -494,3 +494,83 @@ def drip_then_stall(drip_seconds: float, stall_seconds: float) -> Fault:
         handler.close_connection = True
 
     return fault
+
+
+# -- a tree of directories on one host ---------------------------------------------------------------------------------
+@dataclass
+class _Directory(BlsServer):
+    """One survey directory of a BlsTree: served by the tree's HTTP server; its arrivals count against the tree's
+    (the whole host's) request rate, and its requests are also in the tree's log."""
+
+    host: "BlsTree | None" = None
+
+    @property
+    def root(self) -> str:
+        assert self.host is not None
+        return self.host.root
+
+    def _arrive(self) -> tuple[float, bool]:
+        assert self.host is not None
+        return self.host._arrive()
+
+    def _log(self, method: str, path: str, agent: str, status: int, byte_range: str = "", at: float | None = None) -> None:
+        super()._log(method, path, agent, status, byte_range, at)
+        assert self.host is not None
+        self.host._log(method, path, agent, status, byte_range, at)
+
+
+@dataclass
+class BlsTree(BlsServer):
+    """download.bls.gov's time.series tree on one loopback port: /pub/time.series/ lists each survey as a <dir> row,
+    and each survey directory below it is a BlsServer of its own (tree.survey("ce").put(...)), with its own files,
+    faults and request log. Every request to the host arrives in the tree's log and counts against the tree's
+    max_requests_per_second (BLS sees one client, whatever directory it asks for)."""
+
+    base_path: str = "/pub/time.series/"
+    surveys: dict[str, _Directory] = field(default_factory=dict)
+
+    def survey(self, name: str) -> BlsServer:
+        """The directory of survey `name`, created (empty) on first use."""
+        if name not in self.surveys:
+            self.surveys[name] = _Directory(base_path=f"{self.base_path}{name}/", latency=self.latency,
+                                            bandwidth=self.bandwidth, host=self)
+        return self.surveys[name]
+
+    def remove_survey(self, name: str) -> None:
+        del self.surveys[name]
+
+    def listing_html(self) -> str:
+        saved = self.directories
+        self.directories = sorted(set(saved) | set(self.surveys))
+        try:
+            return super().listing_html()
+        finally:
+            self.directories = saved
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return TreeHandler
+
+    def all_requests(self) -> list[Request]:
+        with self._lock:
+            return list(self.requests)
+
+    def reset_log(self) -> None:
+        super().reset_log()
+        for directory in self.surveys.values():
+            directory.reset_log()
+
+    def unblock(self) -> None:
+        super().unblock()
+
+
+class TreeHandler(BlsHandler):
+    """Answers a request with the survey directory its path is in (that directory is the owner), or the tree."""
+
+    def _answer(self, send_body: bool) -> None:
+        tree = type(self).owner
+        path = self.path.split("?", 1)[0]
+        rest = path[len(tree.base_path):] if path.startswith(tree.base_path) else ""
+        name = rest.split("/", 1)[0]
+        directory = tree.surveys.get(name) if "/" in rest else None
+        self.owner = directory if directory is not None else tree  # this request's owner
+        super()._answer(send_body)

@@ -46,13 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $BLS_CONTACT_EMAIL)",
     )
     parser.add_argument(
-        "--source-url", default=defaults["source_url"], help=f"directory to mirror (default: {defaults['source_url']})"
+        "--source-url", default=defaults["source_url"],
+        help=f"the BLS time.series tree; each survey is its directory SOURCE_URL<survey>/ (default: "
+        f"{defaults['source_url']})",
+    )
+    parser.add_argument(
+        "--surveys", default=defaults["surveys"], metavar="LIST",
+        help=f"the surveys to mirror, e.g. pr,cu,ce, or '*' for every directory the tree lists (default: "
+        f"{defaults['surveys']})",
     )
     parser.add_argument(
         "--state-dir",
         type=Path,
         default=Path(DEFAULT_STATE_DIR),
-        help=f"where the local bucket is kept between runs; the mirror lands in STATE_DIR/s3/MIRROR_PREFIX "
+        help=f"where the local bucket is kept between runs; each survey lands in STATE_DIR/s3/MIRROR_PREFIX<survey>/ "
         f"(default: {DEFAULT_STATE_DIR})",
     )
     parser.add_argument(
@@ -63,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--mirror-prefix", default=defaults["mirror_prefix"],
-        help=f"S3 prefix of the mirror (default: {defaults['mirror_prefix']})",
+        help=f"S3 prefix under which each survey is mirrored, in MIRROR_PREFIX<survey>/ (default: "
+        f"{defaults['mirror_prefix']})",
     )
     parser.add_argument("--concurrency", type=int, default=4, help="files copied at once, the Map's MaxConcurrency (default: 4)")
     parser.add_argument(
@@ -142,8 +150,9 @@ def _run(args: argparse.Namespace, execution_input: dict, out: TextIO) -> int:
 
     parameters = {
         "ContactEmail": args.contact_email,
-        "SourceUrl": args.source_url,
-        "MirrorPrefix": args.mirror_prefix,
+        "SourceTreeUrl": args.source_url,
+        "Surveys": args.surveys,
+        "MirrorRoot": args.mirror_prefix,
         "CopyConcurrency": str(args.concurrency),
         "SourceRequestsPerSecond": str(args.source_requests_per_second),
         "PopulationRequestsPerSecond": str(args.population_requests_per_second),
@@ -173,7 +182,7 @@ def _run(args: argparse.Namespace, execution_input: dict, out: TextIO) -> int:
                 engine.purge_queues()  # restoring yesterday's files is not a new write
                 written = _keys_written_by_the_functions(engine)
                 clock.end("engine_start")
-                progress.start(args.source_url, run_id)
+                progress.start(args.source_url, args.surveys, run_id)
                 running = True
                 result = engine.execute(execution_input, name=run_id)
                 clock.end("execution")
@@ -276,8 +285,9 @@ def _settings_environment(args: argparse.Namespace) -> dict[str, str]:
     return {
         "MIRROR_BUCKET": "local",
         "CONTACT_EMAIL": args.contact_email,
-        "SOURCE_URL": args.source_url,
-        "MIRROR_PREFIX": args.mirror_prefix,
+        "SOURCE_TREE_URL": args.source_url,
+        "SURVEYS": args.surveys,
+        "MIRROR_ROOT": args.mirror_prefix,
         "SOURCE_REQUESTS_PER_SECOND": str(args.source_requests_per_second),
         "POPULATION_REQUESTS_PER_SECOND": str(args.population_requests_per_second),
         **({"POPULATION_URL": args.population_url} if args.population_url else {}),
@@ -300,7 +310,8 @@ def _check_settings(args: argparse.Namespace) -> str | None:
 
 
 FLAG_OF_SETTING = {
-    "CONTACT_EMAIL": "--contact-email", "SOURCE_URL": "--source-url", "MIRROR_PREFIX": "--mirror-prefix",
+    "CONTACT_EMAIL": "--contact-email", "SOURCE_TREE_URL": "--source-url", "MIRROR_ROOT": "--mirror-prefix",
+    "SURVEYS": "--surveys",
     "SOURCE_REQUESTS_PER_SECOND": "--source-requests-per-second", "POPULATION_URL": "--population-url",
     "POPULATION_REQUESTS_PER_SECOND": "--population-requests-per-second",
 }

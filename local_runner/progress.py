@@ -47,9 +47,10 @@ class Progress:
         self._line_open = False
         self.queue_handled = False
 
-    def start(self, source_url: str, run_id: str) -> None:
+    def start(self, source_url: str, surveys: str, run_id: str) -> None:
         self._print(f"Run {run_id}")
-        self._step("ListSource", f"reading {source_url}")
+        which = "every survey the tree lists" if surveys.strip() == "*" else f"surveys {surveys}"
+        self._step("ListSource", f"reading {source_url}: {which}")
 
     def on_invocation(self, call: Invocation) -> None:
         with self._lock:
@@ -63,9 +64,12 @@ class Progress:
             return
         r = call.result
         self.total_files, self.total_bytes = r["to_copy"], r["to_copy_bytes"]
+        surveys = r.get("surveys", 1)
+        failed = f" ({r['failed_surveys']} not listed: see the error at the end)" if r.get("failed_surveys") else ""
         self._step(
             "ListSource",
-            f"{plural(r['listed'], 'file')} listed: {r['to_copy']} to copy ({human_bytes(r['to_copy_bytes'])}), "
+            (f"{plural(surveys, 'survey')}{failed}, " if surveys != 1 or failed else "")
+            + f"{plural(r['listed'], 'file')} listed: {r['to_copy']} to copy ({human_bytes(r['to_copy_bytes'])}), "
             f"{r['unchanged']} unchanged, {r['to_delete']} to delete",
         )
         for refused in r.get("refused_names", []):
@@ -74,7 +78,8 @@ class Progress:
             self._step("CopyFiles", f"copying {plural(self.total_files, 'file')}")
 
     def _on_CopyFileFunction(self, call: Invocation) -> None:
-        name = call.event.get("file", {}).get("name", "?")
+        file = call.event.get("file", {})
+        name = f"{file['survey']}/{file.get('name', '?')}" if file.get("survey") else file.get("name", "?")
         if call.error_type:
             self.failed_attempts += 1
             self._failure("CopyFiles", name, call)
@@ -202,6 +207,8 @@ class Progress:
             self._print(
                 f"{result.status} in {seconds:.1f} s: copied {mirror['copied']} ({human_bytes(mirror['copied_bytes'])}), "
                 f"unchanged {mirror['unchanged']}, deleted {mirror['deleted']}, failed {mirror['failed']}"
+                + (f"; surveys failed {mirror['failed_surveys']} of {mirror['surveys']}"
+                   if mirror.get("failed_surveys") else "")
             )
             self._print(f"Mirror on disk: {mirror_dir}/")
             return

@@ -30,12 +30,27 @@ def bls() -> Iterator[BlsServer]:
         yield server
 
 
+def tree_and_survey(url: str) -> tuple[str, str | None]:
+    """A survey directory's URL (http://host/pub/time.series/pr/) -> (the tree's URL, "pr"); a tree's URL -> (it,
+    None)."""
+    head, name = url.rstrip("/").rsplit("/", 1)
+    return (head + "/", name) if head.endswith("/time.series") else (url, None)
+
+
+def tree_url(server) -> str:
+    """The time.series tree a survey directory's server is in (its URL without the survey's folder)."""
+    return tree_and_survey(server.url)[0]
+
+
 def engine_parameters(source_url: str, **overrides: str) -> dict[str, str]:
     """Template parameters for tests: retries short enough to keep the suite fast (moto really sleeps), and a
-    request rate that the loopback source does not mind (tests/test_politeness.py runs at BLS's)."""
+    request rate that the loopback source does not mind (tests/test_politeness.py runs at BLS's). source_url: the
+    tree's URL, or one survey directory's (then that survey is the one mirrored, e.g. bls.url: pr)."""
+    tree, survey = tree_and_survey(source_url)
     return {
         "ContactEmail": CONTACT,
-        "SourceUrl": source_url,
+        "SourceTreeUrl": tree,
+        **({"Surveys": survey} if survey else {}),
         "SourceRequestsPerSecond": "1000",
         "AllowPrivateSourceAddresses": "true",  # the loopback server; the deployed default refuses it
         "PopulationRequestsPerSecond": "1000",

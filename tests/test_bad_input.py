@@ -43,18 +43,21 @@ def test_a_listing_that_swaps_every_file_for_new_ones_cannot_empty_the_mirror(bl
     assert {n: mirrored[n] for n in ORIGINAL} == ORIGINAL, "nothing of the previous mirror was deleted"
 
 
-@pytest.mark.parametrize(("prefix", "says"), [
-    ("bls/", "nests with the deployed MirrorPrefix"),
-    ("bls/pr/archive/", "nests with the deployed MirrorPrefix"),
-    ("bls/./pr/", "without empty, '.' or '..' folders"),
-    ("bls//pr/", "without empty, '.' or '..' folders"),
-    ("bls/../reports/", "without empty, '.' or '..' folders"),
+@pytest.mark.parametrize(("surveys", "says"), [
+    ("..", "not a survey name: '..'"),
+    (".", "not a survey name: '.'"),
+    ("pr/archive", "not a survey name: 'pr/archive'"),
+    ("pr,", "not a survey name: ''"),
+    ("pr,*", "not a survey name: '*'"),
 ])
-def test_an_override_prefix_that_could_prune_another_mirror_is_refused(prefix: str, says: str) -> None:
+def test_a_survey_name_that_could_reach_outside_its_own_mirror_folder_is_refused(surveys: str, says: str) -> None:
+    """Each survey is pruned under <MirrorRoot><survey>/: a name that is a path, or nests, would prune another's."""
     settings = Settings(bucket="b", contact_email="ops@example.com")
-    with pytest.raises(ConfigError, match=says.replace(".", r"\.").replace("(", r"\(")):
-        settings.with_overrides({"mirror_prefix": prefix})
-    assert settings.with_overrides({"mirror_prefix": "bls/ce/"}).mirror_prefix == "bls/ce/"
+    with pytest.raises(ConfigError, match=says.replace(".", r"\.").replace("*", r"\*")):
+        settings.with_overrides({"surveys": surveys})
+    with pytest.raises(ConfigError, match="not a BLS survey directory name"):
+        settings.for_survey("../reports")
+    assert settings.with_overrides({"surveys": "ce"}).for_survey("ce").mirror_prefix == "bls/ce/"
 
 
 @pytest.mark.parametrize("url", [
@@ -146,11 +149,12 @@ def test_unmirrorable_names_are_listed_as_refused_and_a_non_ascii_name_is_mirror
 
     assert result.succeeded, result.cause
     [listing] = [i.result for i in result.invocations if i.function == "ListSourceFunction"]
-    assert sorted(listing["refused_names"]) == sorted([f"'{'p' * 80}' is longer than 255 bytes",
-                                                       "'pr.\\\\x07bell' contains control characters"])
+    assert sorted(listing["refused_names"]) == sorted([f"pr: '{'p' * 80}' is longer than 255 bytes",
+                                                       "pr: 'pr.\\\\x07bell' contains control characters"])
     assert mirror_contents(engine.s3, engine.bucket) == {"pr.data.0.Current": bls.files["pr.data.0.Current"].body,
                                                          "pr.données": b"accented\r\n"}
-    stored = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=listing["plan"]["refused_key"])["Body"].read())
+    [pr] = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=listing["plan"]["surveys_key"])["Body"].read())["surveys"]
+    stored = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=pr["plan"]["refused_key"])["Body"].read())
     assert stored == {"pr.\x07bell": "contains control characters", "p" * 300: "is longer than 255 bytes"}
     head = engine.s3.head_object(Bucket=engine.bucket, Key="bls/pr/pr.données")
     assert head["Metadata"]["source-url"].endswith("/pr.donn%C3%A9es")

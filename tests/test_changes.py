@@ -13,13 +13,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from bls_loopback.server import status
-from bls_pipeline.manifest import EVENT_FILES_SHOWN, CopyOutcome, RunFacts, RunOutcome, build_manifest, event_detail
+from bls_pipeline.manifest import (EVENT_FILES_SHOWN, CopyOutcome, RunFacts, RunOutcome, SurveyFacts, build_manifest,
+                                   build_survey, event_detail)
 from bls_pipeline.bls_listing import SourceFile
 from bls_pipeline.request_rate import RUNS_KEPT, RequestSlots
 from local_runner.engine import LocalEngine
 from local_runner.iam import EVENTS_RULES, UnknownOperation, events_checks, put_events_entry_size
 from local_runner.template_model import Template, load_template
-from tests.conftest import engine_parameters
+from tests.conftest import engine_parameters, tree_url
 from tests.test_state_machine import FILES, serve
 
 LATER = dt.datetime(2026, 9, 3, 8, 30)
@@ -97,7 +98,8 @@ def test_a_change_run_a_no_op_run_and_a_dry_run_record_exactly_what_changed(bls,
     assert real.succeeded, real.cause
     manifest = read_json(engine, real.output["changes"]["manifest"])
     assert real.output["changes"]["manifest"] == f"s3://{engine.bucket}/pipeline/runs/{manifest['execution']}/manifest.json"
-    changed = {f["name"]: f for f in manifest["files"] if f["outcome"] != "unchanged"}
+    assert list(manifest["surveys"]) == ["pr"] and manifest["surveys"]["pr"]["mirror"] == f"s3://{engine.bucket}/bls/pr/"
+    changed = {f["name"]: f for f in manifest["surveys"]["pr"]["files"] if f["outcome"] != "unchanged"}
     assert {n: f["outcome"] for n, f in changed.items()} == {
         "pr.class": "changed", "pr.footnote": "added", "pr.period": "deleted"}
     assert changed["pr.class"]["before"] == {"size": len(FILES["pr.class"]), "sha256": sha(FILES["pr.class"]),
@@ -105,7 +107,7 @@ def test_a_change_run_a_no_op_run_and_a_dry_run_record_exactly_what_changed(bls,
     assert changed["pr.class"]["after"] == {"size": len(NEW_CLASS), "sha256": sha(NEW_CLASS), "stamp": "9/3/2026 8:30 AM"}
     assert changed["pr.footnote"]["before"] is None and changed["pr.footnote"]["after"]["sha256"] == sha(NEW_FILE)
     assert changed["pr.period"]["before"]["sha256"] == sha(FILES["pr.period"]) and changed["pr.period"]["after"] is None
-    unchanged = by_name(manifest["files"])["pr.series"]
+    unchanged = by_name(manifest["surveys"]["pr"]["files"])["pr.series"]
     assert unchanged["outcome"] == "unchanged" and unchanged["before"] == unchanged["after"]
     assert unchanged["after"]["sha256"] == sha(FILES["pr.series"])
     totals = manifest["totals"]
@@ -116,7 +118,7 @@ def test_a_change_run_a_no_op_run_and_a_dry_run_record_exactly_what_changed(bls,
     assert started <= ended
 
     # The dry run listed what the real run then did, with the same "before".
-    dry_changes = {f["name"]: f for f in dry_manifest["files"] if f["outcome"] != "unchanged"}
+    dry_changes = {f["name"]: f for f in dry_manifest["surveys"]["pr"]["files"] if f["outcome"] != "unchanged"}
     assert {n: f["outcome"] for n, f in dry_changes.items()} == {n: f["outcome"] for n, f in changed.items()}
     assert {n: f["before"] for n, f in dry_changes.items()} == {n: f["before"] for n, f in changed.items()}
     assert dry_changes["pr.class"]["after"] == {"size": len(NEW_CLASS), "sha256": None, "stamp": "9/3/2026 8:30 AM"}
@@ -126,7 +128,7 @@ def test_a_change_run_a_no_op_run_and_a_dry_run_record_exactly_what_changed(bls,
     log_key = f"changes/{day}/{manifest['execution']}.json"
     assert real.output["changes"]["change_log"] == f"s3://{engine.bucket}/{log_key}"
     entry = read_json(engine, real.output["changes"]["change_log"])
-    assert by_name(entry["files"]) == changed and entry["manifest"] == real.output["changes"]["manifest"]
+    assert by_name(entry["surveys"]["pr"]["files"]) == changed and entry["manifest"] == real.output["changes"]["manifest"]
 
     # One event, on the default bus, that a user's rule with the README's pattern receives.
     assert len(engine.events) == 2
@@ -162,7 +164,7 @@ def test_a_failed_copy_is_in_the_manifest_with_its_error_and_is_not_a_change(bls
     assert result.status == "FAILED" and result.error == "CopyFailed"
     run = result.arn.rsplit(":", 1)[-1]
     manifest = read_json(engine, f"s3://{engine.bucket}/pipeline/runs/{run}/manifest.json")
-    entry = by_name(manifest["files"])["pr.class"]
+    entry = by_name(manifest["surveys"]["pr"]["files"])["pr.class"]
     assert entry["outcome"] == "failed" and entry["error"].startswith("SourceNotFound: ")
     assert entry["after"] == entry["before"] and entry["before"]["sha256"] == sha(FILES["pr.class"])
     assert len(engine.events) == 1 and len(change_log_keys(engine)) == 1  # the first run's only
@@ -182,9 +184,12 @@ def test_a_prune_guard_stop_after_a_copy_still_writes_the_manifest_and_fails_wit
     assert "would delete 3 of the 4" in result.cause
     run = result.arn.rsplit(":", 1)[-1]
     manifest = read_json(engine, f"s3://{engine.bucket}/pipeline/runs/{run}/manifest.json")
-    outcomes = {f["name"]: f["outcome"] for f in manifest["files"] if f["outcome"] != "unchanged"}
+    section = manifest["surveys"]["pr"]
+    outcomes = {f["name"]: f["outcome"] for f in section["files"] if f["outcome"] != "unchanged"}
     assert outcomes == {"pr.footnote": "added"}, "copied before the stop; nothing deleted"
     assert manifest["failure"]["error"] == "PruneGuardError" and "would delete 3 of the 4" in manifest["failure"]["cause"]
+    assert (section["failure"]["step"], section["failure"]["error"]) == ("PruneMirror", "PruneGuardError")
+    assert manifest["failure"]["cause"] == result.cause
     assert len(change_log_keys(engine)) == 2 and len(engine.events) == 2  # the copy changed the mirror
 
 
@@ -237,9 +242,12 @@ def test_put_events_is_checked_per_entry_on_the_bus_and_other_calls_are_refused(
 
 
 def _facts(**overrides) -> RunFacts:
-    return RunFacts(**{"execution": "e", "execution_arn": "arn:e", "bucket": "b", "mirror_prefix": "bls/pr/",
-                       "source_url": "https://download.bls.gov/pub/time.series/pr/", "started_at": "2026-11-03T15:00:00Z",
+    return RunFacts(**{"execution": "e", "execution_arn": "arn:e", "bucket": "b", "mirror_prefix": "bls/",
+                       "source_url": "https://download.bls.gov/pub/time.series/", "started_at": "2026-11-03T15:00:00Z",
                        "ended_at": "2026-11-03T15:01:00Z", **overrides})
+
+
+PR = SurveyFacts("pr", "https://download.bls.gov/pub/time.series/pr/", "s3://b/bls/pr/")
 
 
 def test_a_superseded_copy_and_a_copy_without_a_result_are_not_reported_as_changes():
@@ -247,16 +255,19 @@ def test_a_superseded_copy_and_a_copy_without_a_result_are_not_reported_as_chang
     old = {"size": 4, "sha256": "0" * 64, "stamp": "s1"}
     outcome = RunOutcome(listed=["a", "b", "c"], before={"a": old, "b": old, "c": old}, to_copy=files, planned_deletions=[],
                          copies={"a": CopyOutcome("a", "1" * 64, 5), "b": CopyOutcome("b", "2" * 64, 5, superseded=True)})
-    manifest = build_manifest(_facts(), outcome)
-    assert [(f["name"], f["outcome"]) for f in manifest["files"]] == [("a", "changed"), ("b", "spared"), ("c", "failed")]
-    assert manifest["totals"]["bytes_moved"] == 5 and manifest["survey"] == "pr"
+    manifest = build_manifest(_facts(), [build_survey(PR, outcome)])
+    section = manifest["surveys"]["pr"]
+    assert [(f["name"], f["outcome"]) for f in section["files"]] == [("a", "changed"), ("b", "spared"), ("c", "failed")]
+    assert manifest["totals"]["bytes_moved"] == section["totals"]["bytes_moved"] == 5 and section["survey"] == "pr"
+    assert (manifest["totals"]["surveys"], manifest["totals"]["failed_surveys"]) == (1, 1)
 
 
 def test_the_event_detail_names_at_most_a_bounded_number_of_files_and_fits_an_entry():
     names = [f"pr.{'x' * 200}.{i}" for i in range(EVENT_FILES_SHOWN + 50)]
     outcome = RunOutcome(listed=names, before={}, to_copy=[SourceFile(n, "u", 1, "s") for n in names], planned_deletions=[],
                          copies={n: CopyOutcome(n, "f" * 64, 1) for n in names})
-    detail = event_detail(build_manifest(_facts(), outcome), "s3://b/m", "s3://b/c")
+    section = build_survey(PR, outcome)
+    detail = event_detail(build_manifest(_facts(), [section]), section, "s3://b/m", "s3://b/c")
     assert len(detail["files"]) == EVENT_FILES_SHOWN and detail["files_not_shown"] == 50
     entry = {"Source": "bls-mirror", "DetailType": "Mirror Changed", "Detail": json.dumps(detail), "Resources": ["arn:e"]}
     assert put_events_entry_size(entry) < 256 * 1024
@@ -296,7 +307,7 @@ def test_the_runner_s_dry_run_prints_what_would_change_and_changes_nothing_on_di
     state = tmp_path / "state"
 
     def run(*extra: str) -> str:
-        assert main(["--contact-email", "ops@example.com", "--source-url", bls.url, "--state-dir", str(state),
+        assert main(["--contact-email", "ops@example.com", "--source-url", tree_url(bls), "--state-dir", str(state),
                      "--population-url", bls.root + POPULATION_PATH, "--allow-private-source",
                      "--source-requests-per-second", "50", "--population-requests-per-second", "50", *extra]) == 0
         return capsys.readouterr().out
@@ -313,7 +324,7 @@ def test_the_runner_s_dry_run_prints_what_would_change_and_changes_nothing_on_di
     dry = run("--dry-run")
 
     assert "Dry run: a real run would add 0, replace 1 and delete 1 file(s); nothing was copied or deleted" in dry
-    assert "  pr.class: changed" in dry and "  pr.period: deleted" in dry and "Change log: " not in dry
+    assert "  pr/pr.class: changed" in dry and "  pr/pr.period: deleted" in dry and "Change log: " not in dry
     manifest = json.loads(Path(next(line for line in dry.splitlines() if line.startswith("Manifest: "))
                                .removeprefix("Manifest: ")).read_text())
     assert manifest["dry_run"] is True

@@ -23,7 +23,7 @@ def env(moto_s3, bls, monkeypatch):
     monkeypatch.setenv("MIRROR_BUCKET", BUCKET)
     monkeypatch.setenv("CONTACT_EMAIL", "ops@example.com")
     monkeypatch.setenv("ALLOW_PRIVATE_SOURCES", "true")  # the loopback server
-    monkeypatch.setenv("SOURCE_URL", bls.url)
+    monkeypatch.setenv("SOURCE_TREE_URL", bls.url.removesuffix("pr/"))  # the tree; Surveys is pr by default
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
     s3_client.cache_clear()
     yield moto_s3
@@ -46,7 +46,11 @@ def test_list_source_stores_the_plan_and_returns_only_counts(env, bls):
     }
     items = json.loads(env.get_object(Bucket=BUCKET, Key=result["plan"]["items_key"])["Body"].read())
     assert [i["name"] for i in items] == ["pr.series", "pr.class"], "largest first, so the longest copy starts first"
-    assert result["plan"]["items_key"].startswith("pipeline/runs/exec-1/")
+    assert {i["survey"] for i in items} == {"pr"}
+    assert result["plan"]["items_key"] == "pipeline/runs/exec-1/copy-items.json"
+    surveys = json.loads(env.get_object(Bucket=BUCKET, Key=result["plan"]["surveys_key"])["Body"].read())
+    assert [s["survey"] for s in surveys["surveys"]] == ["pr"]
+    assert surveys["surveys"][0]["plan"]["items_key"] == "pipeline/runs/exec-1/pr/copy-items.json"
     assert len(json.dumps(result)) < 1024
 
 
@@ -58,27 +62,33 @@ def test_list_source_rejects_an_unknown_override_before_any_request(env, bls):
 
 def test_copy_file_copies_one_file_and_says_what_it_wrote(env, bls):
     bls.put("pr.class", b"class\r\n")
-    event = {"file": {"name": "pr.class", "url": bls.url + "pr.class", "size": 7, "stamp": "8/6/2026 8:30 AM"}, "run": {}}
+    event = {"file": {"survey": "pr", "name": "pr.class", "url": bls.url + "pr.class", "size": 7,
+                      "stamp": "8/6/2026 8:30 AM"}, "run": {}}
 
     result = copy_file.handler(event, ctx("CopyFile"))
 
-    assert result["name"] == "pr.class" and result["bytes"] == 7 and len(result["sha256"]) == 64
+    assert (result["survey"], result["name"]) == ("pr", "pr.class") and result["bytes"] == 7 and len(result["sha256"]) == 64
     assert mirror_contents(env, BUCKET) == {"pr.class": b"class\r\n"}
 
 
 def test_prune_deletes_only_unlisted_objects_under_the_mirror_prefix_and_reports_failures(env, bls):
     for key in ("bls/pr/pr.keep", "bls/pr/pr.gone", "datausa/population.json", "bls/prx/other"):
         env.put_object(Bucket=BUCKET, Key=key, Body=b"x")
-    env.put_object(Bucket=BUCKET, Key="pipeline/runs/e/listing.json", Body=json.dumps(["pr.keep", "pr.bad"]))
-    env.put_object(Bucket=BUCKET, Key="pipeline/runs/e/copy-items.json", Body=json.dumps([
+    env.put_object(Bucket=BUCKET, Key="pipeline/runs/e/pr/listing.json", Body=json.dumps(["pr.keep", "pr.bad"]))
+    env.put_object(Bucket=BUCKET, Key="pipeline/runs/e/pr/copy-items.json", Body=json.dumps([
         {"name": "pr.bad", "url": "u", "size": 5, "stamp": "s"},
     ]))
+    env.put_object(Bucket=BUCKET, Key="pipeline/runs/e/surveys.json", Body=json.dumps({"surveys": [{
+        "survey": "pr", "failure": None,
+        "plan": {"bucket": BUCKET, "items_key": "pipeline/runs/e/pr/copy-items.json",
+                 "listing_key": "pipeline/runs/e/pr/listing.json"}}]}))
     event = {
-        "plan": {"bucket": BUCKET, "items_key": "pipeline/runs/e/copy-items.json", "listing_key": "pipeline/runs/e/listing.json"},
+        "plan": {"bucket": BUCKET, "items_key": "pipeline/runs/e/copy-items.json",
+                 "results_prefix": "pipeline/runs/e/copy-results", "surveys_key": "pipeline/runs/e/surveys.json"},
         "run": {},
         "listed": 2,
         "unchanged": 1,
-        "copy_results": [{"failed": "pr.bad", "error": "SourceNotFound", "message": "HTTP 404"}],
+        "copy_results": [{"survey": "pr", "failed": "pr.bad", "error": "SourceNotFound", "message": "HTTP 404"}],
     }
 
     result = prune_mirror.handler(event, ctx("PruneMirror"))
@@ -87,8 +97,8 @@ def test_prune_deletes_only_unlisted_objects_under_the_mirror_prefix_and_reports
     assert "bls/pr/pr.gone" not in keys
     assert {"bls/pr/pr.keep", "datausa/population.json", "bls/prx/other"} <= keys
     mirror = result["mirror"]
-    assert (mirror["deleted_files"], mirror["copied"], mirror["failed"]) == (["pr.gone"], 0, 1)
-    assert mirror["failure_cause"] == "1 file(s) could not be copied after retries: pr.bad: SourceNotFound: HTTP 404"
+    assert (mirror["deleted_files"], mirror["copied"], mirror["failed"]) == (["pr/pr.gone"], 0, 1)
+    assert (mirror["failed_files"], mirror["failed_surveys"], mirror["surveys"]) == (["pr/pr.bad"], 1, 1)
 
 
 def test_the_librarys_own_loggers_write_through_the_handlers_logger():

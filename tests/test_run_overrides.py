@@ -7,15 +7,19 @@ import pytest
 from bls_pipeline.config import ConfigError, Settings, load_settings
 from tests.conftest import CONTACT
 
-DEPLOYED = Settings(bucket="mirror", contact_email=CONTACT)  # MirrorPrefix bls/pr/
+DEPLOYED = Settings(bucket="mirror", contact_email=CONTACT)  # MirrorRoot bls/, Surveys pr
 
 BAD_INPUTS = [
-    ({"mirror_prefix": "data/ce/"}, "must stay under 'bls/'"),
-    ({"mirror_prefix": "bls/../reports/"}, "relative S3 prefix"),
-    ({"mirror_prefix": "bls/ce"}, "relative S3 prefix"),
-    ({"mirror_prefix": 7}, "must be a string"),
+    ({"mirror_prefix": "bls/ce/"}, "'mirror_prefix' is no longer accepted: each survey is mirrored under the deployed "
+                                   "MirrorRoot, in <MirrorRoot><survey>/; choose the surveys of one run with 'surveys'"),
+    ({"surveys": 7}, "must be a string"),
+    ({"surveys": "pr,,ce"}, "not a comma-separated list"),
+    ({"surveys": "PR"}, "not a survey name: 'PR'"),
+    ({"surveys": "../reports"}, "not a survey name"),
     ({"source_url": "ftp://download.bls.gov/pub/"}, "not an http"),
-    ({"source_url": "https://download.bls.gov/pub/time.series/ce"}, "end with '/'"),
+    ({"source_url": "https://download.bls.gov/pub/time.series"}, "end with '/'"),
+    ({"source_url": "https://download.bls.gov/pub/time.series/ce/"}, "names the survey directory 'ce', not the "
+                                                                      "time.series tree"),
     ({"force_prune": "yes"}, "true or false"),
     ({"sourceUrl": "https://download.bls.gov/pub/time.series/ce/"}, "unknown execution input field"),
 ]
@@ -27,12 +31,21 @@ def test_a_bad_override_is_refused_with_what_is_wrong(overrides: dict, message: 
         DEPLOYED.with_overrides(overrides)
 
 
-def test_a_run_may_mirror_another_directory_within_the_mirror_folder() -> None:
-    settings = DEPLOYED.with_overrides(
-        {"source_url": "https://download.bls.gov/pub/time.series/ce/", "mirror_prefix": "bls/ce/", "force_prune": True}
-    )
-    assert (settings.mirror_prefix, settings.force_prune) == ("bls/ce/", True)
-    assert settings.source_url.endswith("/ce/")
+def test_a_run_may_mirror_other_surveys_each_under_its_own_folder_of_the_mirror_root() -> None:
+    settings = DEPLOYED.with_overrides({"surveys": "ce, la,ce", "force_prune": True})
+    assert (settings.survey_list(), settings.force_prune) == (["ce", "la"], True)
+    ce = settings.for_survey("ce")
+    assert (ce.source_url, ce.mirror_prefix, ce.survey) == ("https://download.bls.gov/pub/time.series/ce/", "bls/ce/", "ce")
+    everything = DEPLOYED.with_overrides({"surveys": "*"})
+    assert everything.all_surveys and everything.survey_list() == []
+
+
+def test_an_old_style_source_url_names_the_settings_that_replaced_it() -> None:
+    """A saved SourceUrl (or runner flag) of one survey's directory must not silently list .../pr/pr/."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"MIRROR_BUCKET": "m", "CONTACT_EMAIL": CONTACT,
+                       "SOURCE_TREE_URL": "https://download.bls.gov/pub/time.series/pr/"})
+    assert "https://download.bls.gov/pub/time.series/" in str(raised.value) and "Surveys=pr" in str(raised.value)
 
 
 def test_the_population_file_may_not_share_the_mirror_folder() -> None:
@@ -58,13 +71,13 @@ def test_transfer_settings_outside_what_s3_and_the_copier_accept_are_refused(var
         load_settings(environ)
 
 
-def test_a_prefix_outside_the_mirror_folder_fails_the_first_state_before_any_request(bls, make_engine) -> None:
+def test_a_mirror_prefix_override_fails_the_first_state_before_any_request(bls, make_engine) -> None:
     bls.put("pr.class", b"class_code\tclass_text\r\n")
     engine = make_engine(bls.url)
 
     result = engine.execute({"mirror_prefix": "reports/pr/"})
 
     assert result.status == "FAILED" and result.error == "ConfigError"
-    assert "mirror_prefix" in result.cause and "'bls/'" in result.cause
+    assert "'mirror_prefix' is no longer accepted" in result.cause and "'surveys'" in result.cause
     assert bls.requests_for() == []
     assert engine.s3.list_objects_v2(Bucket=engine.bucket).get("KeyCount", 0) == 0

@@ -38,9 +38,10 @@ def test_first_run_copies_every_file_byte_identical_with_its_metadata(bls, make_
     assert head["Metadata"]["source-size"] == str(len(FILES["pr.class"]))
     assert result.output["mirror"] | {} == {
         "listed": 4, "unchanged": 0, "copied": 4, "copied_bytes": sum(map(len, FILES.values())),
-        "deleted": 0, "deleted_files": [], "spared_files": [], "failed": 0, "failed_files": [], "failure_cause": "", "blocked": False,
-        "index_written": True,
+        "deleted": 0, "deleted_files": [], "spared_files": [], "failed": 0, "failed_files": [], "blocked": False,
+        "indexes_written": 1, "surveys": 1, "failed_surveys": 0,
     }
+    assert (result.output["changes"]["failures"], result.output["changes"]["failure_cause"]) == (0, None)
     assert all("@" in r.user_agent for r in bls.requests_for())
 
 
@@ -79,7 +80,7 @@ def test_changed_added_and_removed_files_are_exactly_what_the_third_run_does(bls
     assert result.succeeded, result.cause
     assert sorted(r.path.rsplit("/", 1)[1] for r in bls.file_requests()) == ["pr.data.0.Current", "pr.footnote"]
     mirror = result.output["mirror"]
-    assert (mirror["copied"], mirror["unchanged"], mirror["deleted"], mirror["deleted_files"]) == (2, 2, 1, ["pr.series"])
+    assert (mirror["copied"], mirror["unchanged"], mirror["deleted"], mirror["deleted_files"]) == (2, 2, 1, ["pr/pr.series"])
     expected = {**FILES, "pr.data.0.Current": changed, "pr.footnote": bls.files["pr.footnote"].body}
     del expected["pr.series"]
     assert mirror_contents(engine.s3, engine.bucket) == expected
@@ -130,13 +131,14 @@ def test_prune_refuses_to_delete_most_of_the_mirror_unless_the_input_forces_it(b
     refused = engine.execute()
 
     assert refused.status == "FAILED" and refused.error == "PruneGuardError"
-    assert "would delete 3 of the 4" in refused.cause and '{\\"force_prune\\": true}' in refused.cause
+    assert refused.cause.startswith("1 of 1 survey(s) failed: pr: PruneGuardError: pruning would delete 3 of the 4")
+    assert '{"force_prune": true}' in refused.cause and refused.cause.endswith("/manifest.json")
     assert mirror_contents(engine.s3, engine.bucket).keys() == FILES.keys()
 
     forced = engine.execute({"force_prune": True})
 
     assert forced.succeeded, forced.cause
-    assert forced.output["mirror"]["deleted_files"] == ["pr.class", "pr.period", "pr.series"]
+    assert forced.output["mirror"]["deleted_files"] == ["pr/pr.class", "pr/pr.period", "pr/pr.series"]
     assert list(mirror_contents(engine.s3, engine.bucket)) == ["pr.data.0.Current"]
     # every deleted file is still recoverable from the bucket's versions
     versions = engine.s3.list_object_versions(Bucket=engine.bucket, Prefix="bls/pr/pr.class")

@@ -31,7 +31,7 @@ def test_excluded_files_are_never_requested_and_the_manifest_shows_the_filters(b
     assert requested == ["pr.class", "pr.data.0.Current"]
     manifest_key = result.output["changes"]["manifest"].split("/", 3)[3]
     manifest = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=manifest_key)["Body"].read())
-    assert manifest["filters"] == {"include": [], "exclude": ["*.AllData", "*.txt"]}
+    assert manifest["surveys"]["pr"]["filters"] == {"include": [], "exclude": ["*.AllData", "*.txt"]}
 
 
 def test_a_file_mirrored_before_its_filter_is_kept_and_a_run_override_changes_the_filter(bls, make_engine) -> None:

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from .config import Settings
+from .config import REPORT_SURVEY, Settings
 from .mirror import META_SHA256, META_STAMP
 from .population import META_RUN_ID, parse_population
 from .reports import AnalyticsInputError, Reports, bounded_lines, compute_reports, to_csv
@@ -26,7 +26,7 @@ def run_analytics(settings: Settings, s3: Any, run_id: str | None) -> dict:
     run_id None: the run that wrote the population file (its metadata), as on the S3 -> SQS path.
     Bad data rows are skipped, counted and logged as a warning.
     """
-    data_key = settings.mirror_prefix + settings.data_file
+    data_key = _data_key(settings)
     inputs, skipped = why_no_new_reports(settings, s3)
     if skipped is not None:
         return skipped
@@ -62,9 +62,15 @@ def run_analytics(settings: Settings, s3: Any, run_id: str | None) -> dict:
     }
 
 
+def _data_key(settings: Settings) -> str:
+    """The reports' data file, in the mirror of REPORT_SURVEY (bls/pr/pr.data.0.Current), whichever surveys the
+    run mirrors."""
+    return (settings if settings.survey else settings.for_survey(REPORT_SURVEY)).mirror_prefix + settings.data_file
+
+
 def why_no_new_reports(settings: Settings, s3: Any) -> tuple[dict, dict | None]:
     """The versions of the two inputs, and {"skipped": why, ...} when no new reports are to be made (else None)."""
-    inputs = {"data": _version(s3, settings.bucket, settings.mirror_prefix + settings.data_file),
+    inputs = {"data": _version(s3, settings.bucket, _data_key(settings)),
               "population": _version(s3, settings.bucket, settings.population_key)}
     missing = [f"s3://{settings.bucket}/{v['key']}" for v in inputs.values() if v["etag"] is None]
     if missing:

@@ -86,6 +86,24 @@ def parse_listing(page: str, base_url: str) -> list[SourceFile]:
     return list(files.values())
 
 
+def parse_directories(page: str, base_url: str) -> list[str]:
+    """Names of the sub-directories (<dir> rows) of the listing directly under base_url, in listing order: the
+    surveys of the time.series tree."""
+    base = urlsplit(base_url)
+    found: dict[str, None] = {}
+    rows = (_ROW.search(piece) for piece in _ROW_BREAK.split(page) if len(piece) <= _MAX_ROW_CHARS)
+    for match in filter(None, rows):
+        if match["size"].isdigit():
+            continue
+        parts = urlsplit(urljoin(base_url, html.unescape(match["href"])))
+        if parts.netloc != base.netloc or not parts.path.startswith(base.path):
+            continue
+        name = unquote(parts.path[len(base.path):]).rstrip("/")
+        if name and "/" not in name:
+            found[name] = None
+    return list(found)
+
+
 def _stamp(row: re.Match) -> str:
     """The row's date and time written one way ("8/6/2026 8:30 AM"), whatever the padding and spacing of the page,
     so that a listing that only changes its layout does not make every file look changed."""

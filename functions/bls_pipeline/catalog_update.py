@@ -55,9 +55,9 @@ def update_catalog(settings: Settings, s3: Any, glue: Any, athena: Any,
     in_glue = _glue_table_names(glue, database)
     ddl = _AthenaDdl(athena, settings.query_workgroup, database, sleep)
     summary = {"surveys": 0, "rebuilt": [], "tables_created": 0, "tables_updated": 0, "views": 0}
-    for survey in mirrored_surveys(s3, bucket, settings.mirror_root):
+    for survey in mirrored_surveys(s3, bucket, settings.mirror_prefix):
         summary["surveys"] += 1
-        prefix = f"{settings.mirror_root}{survey}/"
+        prefix = f"{settings.mirror_prefix}{survey}/"
         files = _survey_files(s3, bucket, prefix)
         record_key = f"{STATE_PREFIX}{survey}.json"
         record = _read_json(s3, bucket, record_key)

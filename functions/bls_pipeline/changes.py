@@ -13,11 +13,14 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from .config import EVENT_DETAIL_TYPE, EVENT_SOURCE, Settings
-from .manifest import RunFacts, RunOutcome, build_manifest, change_log_entry, change_log_key, changed, copy_outcomes, event_detail
+from .manifest import (RunFacts, RunOutcome, SurveyFacts, build_manifest, build_survey, change_log_entry,
+                       change_log_key, changed, copy_outcomes, event_detail)
 from .mirror import PlanLocation, load_copy_items, load_json
 from .request_rate import RequestSlots, slot_key
-from .sync import copy_outputs
+from .sync import RunPlan, SurveyFailure, copy_outputs, run_verdict
 
 _NAMES_SHOWN = 20
 
@@ -27,54 +30,95 @@ class ChangeEventError(Exception):
 
 
 def record_changes(
-    settings: Settings, s3: Any, events: Any, plan: PlanLocation, copy_results: Any, execution: dict[str, str],
+    settings: Settings, s3: Any, events: Any, plan: RunPlan, copy_results: Any, execution: dict[str, str],
     failure: dict | None = None,
 ) -> dict:
-    """Write the run's manifest and, if the run changed the mirror, its change-log entry and event.
+    """Write the run's manifest (one section per survey) and, if the run changed the mirror, its change-log entry
+    and one event per survey that changed; decide the execution's verdict.
 
-    failure: {"Error", "Cause"} when PruneMirror failed after the copies; the manifest records it (nothing was
-    deleted), and the execution fails after this step.
+    failure: {"Error", "Cause"} when PruneMirror as a whole failed after the copies; the manifest records it, and the
+    execution fails after this step with that error.
 
-    execution: {"name", "arn", "started_at"} of the Step Functions execution. Returns a small summary for the
-    state output: where the manifest (and change-log entry) are, the totals and the first files that changed."""
+    execution: {"name", "arn", "started_at"} of the Step Functions execution. Returns a small summary for the state
+    output: where the manifest (and change-log entry) are, the totals, the first files that changed, and the
+    verdict: failures (failed surveys and files; 0 when the run succeeded), failure_error and failure_cause."""
+    run = load_json(s3, plan.bucket, plan.surveys_key)
     facts = RunFacts(
         execution=execution["name"], execution_arn=execution["arn"], bucket=settings.bucket,
         mirror_prefix=settings.mirror_prefix, source_url=settings.source_url, started_at=execution["started_at"],
         ended_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"), dry_run=settings.dry_run,
         source_requests=RequestSlots(s3, settings.bucket, slot_key(settings.rate_prefix, settings.source_url),
                                      settings.source_requests_per_second).requests_of_run(execution["name"]),
-        filters=settings.survey_filter().to_dict(),
+        surveys=run.get("surveys_requested", settings.surveys),
     )
-    outcome = RunOutcome(
-        listed=list(load_json(s3, plan.bucket, plan.listing_key)),
-        before=dict(load_json(s3, plan.bucket, plan.before_key)) if plan.before_key else {},
-        to_copy=load_copy_items(s3, plan.bucket, plan.items_key),
-        planned_deletions=sorted(load_json(s3, plan.bucket, plan.delete_key)) if plan.delete_key else [],
-    )
-    if not settings.dry_run:
-        outputs, failures = copy_outputs(s3, copy_results)
-        outcome.copies = copy_outcomes(outputs, [(f.name, f.error, f.message) for f in failures])
-        pruned = load_json(s3, plan.bucket, plan.pruned_key) if plan.pruned_key and not failure else {}
-        outcome.deleted, outcome.spared = list(pruned.get("deleted", [])), list(pruned.get("spared", []))
-    manifest = build_manifest(facts, outcome)
+    outputs, copy_failures = ([], []) if settings.dry_run else copy_outputs(s3, copy_results)
+    sections: list[dict] = []
+    survey_failures: list[SurveyFailure] = []
+    for entry in run["surveys"]:
+        name = entry["survey"]
+        view = settings.for_survey(name)
+        survey = SurveyFacts(name, view.source_url, f"s3://{settings.bucket}/{view.mirror_prefix}", entry.get("filters"))
+        if entry["plan"] is None:
+            problem = entry["failure"]
+            survey_failures.append(SurveyFailure(name, problem["step"], problem["error"], problem["message"]))
+            sections.append(build_survey(survey, None, settings.dry_run, failure=problem))
+            continue
+        location = PlanLocation(**entry["plan"])
+        outcome = RunOutcome(
+            listed=list(load_json(s3, plan.bucket, location.listing_key)),
+            before=dict(load_json(s3, plan.bucket, location.before_key)) if location.before_key else {},
+            to_copy=load_copy_items(s3, plan.bucket, location.items_key),
+            planned_deletions=sorted(load_json(s3, plan.bucket, location.delete_key)) if location.delete_key else [],
+        )
+        problem = None
+        if not settings.dry_run:
+            outcome.copies = copy_outcomes(
+                [o for o in outputs if isinstance(o, dict) and o.get("survey") == name],
+                [(f.name, f.error, f.message) for f in copy_failures if f.survey == name])
+            # Absent when PruneMirror failed before this survey: then nothing of it was deleted.
+            pruned = _optional_json(s3, plan.bucket, location.pruned_key) if location.pruned_key else None
+            outcome.deleted, outcome.spared = list((pruned or {}).get("deleted", [])), list((pruned or {}).get("spared", []))
+            problem = (pruned or {}).get("failure")
+            if problem:
+                survey_failures.append(SurveyFailure(name, problem["step"], problem["error"], problem["message"]))
+        sections.append(build_survey(survey, outcome, settings.dry_run, failure=problem))
+    manifest = build_manifest(facts, sections)
+    manifest_key = plan.folder + "manifest.json"
+    manifest_url = f"s3://{plan.bucket}/{manifest_key}"
+    verdict = run_verdict(len(sections), survey_failures, copy_failures, manifest_url)
     if failure:
         manifest["failure"] = {"error": str(failure.get("Error")), "cause": _failure_message(failure.get("Cause"))}
-    manifest_key = plan.folder + "manifest.json"
+    elif verdict:
+        manifest["failure"] = {"error": verdict[0], "cause": verdict[1]}
     _put_json(s3, plan.bucket, manifest_key, manifest)
     summary: dict[str, Any] = {
-        "manifest": f"s3://{plan.bucket}/{manifest_key}",
+        "manifest": manifest_url,
         "dry_run": settings.dry_run,
         "totals": manifest["totals"],
-        "files": [f"{e['name']}: {e['outcome']}" for e in manifest["files"] if e["outcome"] != "unchanged"][:_NAMES_SHOWN],
+        "files": [f"{s['survey']}/{e['name']}: {e['outcome']}" for s in manifest["surveys"].values()
+                  for e in s["files"] if e["outcome"] != "unchanged"][:_NAMES_SHOWN],
         "change_log": None,
-        "event_id": None,
+        "events": 0,
+        "failures": len({f.survey for f in survey_failures}) + len(copy_failures) if verdict else 0,
+        "failure_error": verdict[0] if verdict else None,
+        "failure_cause": verdict[1] if verdict else None,
     }
     if changed(manifest):
         log_key = change_log_key(settings.changes_prefix, manifest)
         _put_json(s3, settings.bucket, log_key, change_log_entry(manifest, summary["manifest"]))
         summary["change_log"] = f"s3://{settings.bucket}/{log_key}"
-        summary["event_id"] = publish_change(events, manifest, summary["manifest"], summary["change_log"])
+        summary["events"] = publish_changes(events, manifest, summary["manifest"], summary["change_log"])
     return summary
+
+
+def _optional_json(s3: Any, bucket: str, key: str) -> Any:
+    """A run file that may not exist (RecordChanges may not list the bucket: a missing key answers 403)."""
+    try:
+        return load_json(s3, bucket, key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied", "403"):
+            return None
+        raise
 
 
 def _failure_message(cause: Any) -> str:
@@ -85,19 +129,40 @@ def _failure_message(cause: Any) -> str:
         return str(cause)[:4000]
 
 
-def publish_change(events: Any, manifest: dict, manifest_location: str, change_log_location: str) -> str:
-    """One 'mirror changed' event on the default bus; returns its id."""
-    answer = events.put_events(Entries=[{
+# PutEvents takes at most 10 entries and 256 KB in all (EventBridge User Guide, "Amazon EventBridge quotas" and
+# "Calculating PutEvents event entry size"); each detail names at most EVENT_FILES_SHOWN files.
+_EVENTS_PER_CALL = 10
+_BYTES_PER_CALL = 200_000
+
+
+def publish_changes(events: Any, manifest: dict, manifest_location: str, change_log_location: str) -> int:
+    """One 'mirror changed' event per survey that changed, on the default bus; returns how many were sent."""
+    entries = [{
         "Source": EVENT_SOURCE,
         "DetailType": EVENT_DETAIL_TYPE,
-        "Detail": json.dumps(event_detail(manifest, manifest_location, change_log_location), separators=(",", ":")),
+        "Detail": json.dumps(event_detail(manifest, section, manifest_location, change_log_location),
+                             separators=(",", ":")),
         "Resources": [manifest["execution_arn"]],
-    }])
-    entry = (answer.get("Entries") or [{}])[0]
-    if answer.get("FailedEntryCount") or "EventId" not in entry:
-        raise ChangeEventError(f"EventBridge did not accept the 'mirror changed' event: {entry.get('ErrorCode')}: "
-                               f"{entry.get('ErrorMessage')} (the manifest and change-log entry are written; retried)")
-    return entry["EventId"]
+    } for section in manifest["surveys"].values() if changed(section)]
+    batch: list[dict] = []
+    for entry in entries + [None]:
+        size = sum(len(e["Detail"]) + 200 for e in batch)
+        if batch and (entry is None or len(batch) == _EVENTS_PER_CALL or size + len(entry["Detail"]) > _BYTES_PER_CALL):
+            _put_events(events, batch)
+            batch = []
+        if entry is not None:
+            batch.append(entry)
+    return len(entries)
+
+
+def _put_events(events: Any, entries: list[dict]) -> None:
+    answer = events.put_events(Entries=entries)
+    failed = [e for e in answer.get("Entries") or [] if "EventId" not in e]
+    if answer.get("FailedEntryCount") or failed or len(answer.get("Entries") or []) != len(entries):
+        first = failed[0] if failed else {}
+        raise ChangeEventError(f"EventBridge did not accept {answer.get('FailedEntryCount') or len(failed)} 'mirror "
+                               f"changed' event(s): {first.get('ErrorCode')}: {first.get('ErrorMessage')} (the manifest "
+                               "and change-log entry are written; retried)")
 
 
 def _put_json(s3: Any, bucket: str, key: str, value: Any) -> None:

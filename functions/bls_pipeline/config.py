@@ -40,8 +40,14 @@ class ConfigError(ValueError):
 class Settings:
     bucket: str = ""
     contact_email: str = ""
-    source_url: str = "https://download.bls.gov/pub/time.series/pr/"
-    mirror_prefix: str = "bls/pr/"
+    # The BLS time.series tree (each survey is the directory <source_url><survey>/) and the mirror's root in the
+    # bucket (each survey is mirrored under <mirror_prefix><survey>/). for_survey() gives one survey's view, whose
+    # source_url and mirror_prefix are that survey's directory and prefix.
+    source_url: str = "https://download.bls.gov/pub/time.series/"
+    mirror_prefix: str = "bls/"
+    # The surveys one execution mirrors: "pr", a list "pr,cu,ce", or "*" for every directory the tree lists.
+    surveys: str = "pr"
+    survey: str = ""  # set only in a per-survey view (for_survey): the survey it mirrors
     http_connect_timeout: float = 10.0
     http_read_timeout: float = 60.0
     # A Retry-After up to this long is honoured inside the step (wait, ask once more); the state machine's Retry
@@ -97,6 +103,15 @@ class Settings:
             raise ConfigError(f"source URL {self.source_url!r} is not an http(s) URL")
         if not self.source_url.endswith("/"):
             raise ConfigError(f"source URL {self.source_url!r} must name a directory and end with '/'")
+        folders = parts.path.rstrip("/").rsplit("/", 2)
+        if not self.survey and len(folders) == 3 and folders[1] == "time.series" and _SURVEY.fullmatch(folders[2]):
+            raise ConfigError(
+                f"source URL {self.source_url!r} names the survey directory {folders[2]!r}, not the time.series "
+                f"tree: the source URL is now the tree's root ({self.source_url[: -len(folders[2]) - 1]}), and "
+                f"the surveys are chosen apart (SourceTreeUrl and Surveys={folders[2]}; the local runner's "
+                f"--source-url and --surveys {folders[2]}; an execution input's 'source_url' and 'surveys')"
+            )
+        survey_names(self.surveys)
         if urlsplit(self.population_url).scheme not in ("http", "https"):
             raise ConfigError(f"population URL {self.population_url!r} is not an http(s) URL")
         if not s3_limits.MIN_PART_SIZE <= self.part_size <= s3_limits.MAX_PART_SIZE:
@@ -110,7 +125,7 @@ class Settings:
         parse_survey_filters(self.survey_filters)
         value = self.mirror_prefix
         if not value.endswith("/") or value.startswith("/") or {"", ".", ".."} & set(value.split("/")[:-1]):
-            raise ConfigError(f"mirror_prefix {value!r} must be a relative S3 prefix ending in '/', like 'bls/pr/', "
+            raise ConfigError(f"mirror_prefix {value!r} must be a relative S3 prefix ending in '/', like 'bls/', "
                               "without empty, '.' or '..' folders")
         if self.population_key.startswith(self.mirror_root) or not self.population_key or self.population_key.endswith("/"):
             raise ConfigError(
@@ -127,14 +142,29 @@ class Settings:
                 )
         return self
 
-    @property
-    def survey(self) -> str:
-        """The BLS survey being mirrored, from the directory's name: .../time.series/pr/ -> pr."""
-        return self.source_url.rstrip("/").rsplit("/", 1)[-1]
+    def for_survey(self, name: str) -> "Settings":
+        """One survey's view of the run's settings: source_url <tree><survey>/, mirror_prefix <root><survey>/, so the
+        single-directory domain code (sync, sync_index, prune, the filters) works per survey. The name is checked."""
+        if self.survey:
+            raise ValueError(f"for_survey({name!r}) of the view of survey {self.survey!r}")
+        if not _SURVEY.fullmatch(name or ""):
+            raise ConfigError(f"survey name {name!r} is not a BLS survey directory name (lower-case letters, digits, "
+                              "'.', '_' or '-', not starting with a punctuation mark)")
+        return replace(self, source_url=f"{self.source_url}{name}/", mirror_prefix=f"{self.mirror_prefix}{name}/",
+                       surveys=name, survey=name)
 
     def survey_filter(self) -> "SurveyFilter":
-        """The include/exclude globs that apply to this survey."""
+        """The include/exclude globs that apply to this survey (of a per-survey view)."""
         return parse_survey_filters(self.survey_filters).get(self.survey, SurveyFilter())
+
+    @property
+    def all_surveys(self) -> bool:
+        """Surveys "*": every directory the tree's listing shows."""
+        return self.surveys.strip() == "*"
+
+    def survey_list(self) -> list[str]:
+        """The surveys named by `surveys` (empty for "*": the tree's listing says which)."""
+        return survey_names(self.surveys)
 
     @property
     def mirror_root(self) -> str:
@@ -143,6 +173,10 @@ class Settings:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
         """Apply the per-run overrides an execution input may carry (see RUN_OVERRIDES)."""
+        replaced = sorted(set(overrides) & set(REPLACED_OVERRIDES))
+        if replaced:
+            raise ConfigError("; ".join(f"execution input field {name!r} is no longer accepted: "
+                                        f"{REPLACED_OVERRIDES[name]}" for name in replaced))
         unknown = sorted(set(overrides) - set(RUN_OVERRIDES))
         if unknown:
             raise ConfigError(
@@ -158,20 +192,6 @@ class Settings:
             if not isinstance(value, str):
                 raise ConfigError(f"execution input field {key!r} must be a string, got {type(value).__name__}")
             changes[RUN_OVERRIDES[key]] = value
-        prefix = changes.get("mirror_prefix")
-        if prefix is not None and not prefix.startswith(self.mirror_root):
-            raise ConfigError(
-                f"execution input field 'mirror_prefix' {prefix!r} must stay under {self.mirror_root!r}, the first "
-                f"folder of the deployed MirrorPrefix {self.mirror_prefix!r}: the functions may write only there"
-            )
-        if prefix is not None and prefix != self.mirror_prefix and (
-            prefix.startswith(self.mirror_prefix) or self.mirror_prefix.startswith(prefix)
-        ):
-            raise ConfigError(
-                f"execution input field 'mirror_prefix' {prefix!r} nests with the deployed MirrorPrefix "
-                f"{self.mirror_prefix!r}: each mirror's prune would delete the other's files as unlisted. Use a "
-                "sibling folder, e.g. 'bls/ce/' beside 'bls/pr/'"
-            )
         return replace(self, **changes).validate()
 
 
@@ -193,6 +213,30 @@ class SurveyFilter:
 
 
 _SURVEY = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+MAX_SURVEYS = 200  # the BLS tree lists about 60; the run's plan and manifest hold one section per survey
+# The survey the reports are computed from (its data_file, pr.data.0.Current); other surveys are mirrored only.
+REPORT_SURVEY = "pr"
+
+
+def survey_name_ok(name: str) -> bool:
+    """Whether a name can be a survey: a BLS time.series directory name, and one S3 key folder."""
+    return bool(_SURVEY.fullmatch(name or ""))
+
+
+def survey_names(text: str) -> list[str]:
+    """"pr,cu, ce" -> ["pr", "cu", "ce"] (each checked, duplicates dropped, order kept); "*" -> [] (the tree's
+    listing decides)."""
+    if (text or "").strip() == "*":
+        return []
+    names = list(dict.fromkeys(part.strip() for part in (text or "").split(",")))
+    bad = [n for n in names if not _SURVEY.fullmatch(n)]
+    if not names or bad or len(names) > MAX_SURVEYS:
+        raise ConfigError(
+            f"surveys {text!r} is not a comma-separated list of BLS survey directory names such as 'pr,cu,ce' (lower "
+            f"case, at most {MAX_SURVEYS}), or '*' for every directory the tree lists"
+            + (f"; not a survey name: {', '.join(map(repr, bad[:5]))}" if bad else "")
+        )
+    return names
 
 
 def parse_survey_filters(text: str) -> dict[str, SurveyFilter]:
@@ -213,8 +257,13 @@ def parse_survey_filters(text: str) -> dict[str, SurveyFilter]:
 
 
 # Execution input field -> Settings attribute that a single run may override.
-RUN_OVERRIDES = {"source_url": "source_url", "mirror_prefix": "mirror_prefix", "force_prune": "force_prune",
+RUN_OVERRIDES = {"source_url": "source_url", "surveys": "surveys", "force_prune": "force_prune",
                  "dry_run": "dry_run", "survey_filters": "survey_filters"}
+# Execution input fields that were replaced, and what to use instead.
+REPLACED_OVERRIDES = {
+    "mirror_prefix": "each survey is mirrored under the deployed MirrorRoot, in <MirrorRoot><survey>/; choose the "
+                     "surveys of one run with 'surveys' (e.g. {\"surveys\": \"ce\"}, mirrored under bls/ce/)",
+}
 _FLAGS = frozenset({"force_prune", "dry_run"})
 
 
@@ -263,8 +312,9 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
 ENVIRONMENT: dict[str, tuple[str, Callable[[Mapping[str, str], str, Any], Any]]] = {
     "MIRROR_BUCKET": ("bucket", _text),
     "CONTACT_EMAIL": ("contact_email", _text),
-    "SOURCE_URL": ("source_url", _text),
-    "MIRROR_PREFIX": ("mirror_prefix", _text),
+    "SOURCE_TREE_URL": ("source_url", _text),
+    "MIRROR_ROOT": ("mirror_prefix", _text),
+    "SURVEYS": ("surveys", _text),
     "HTTP_READ_TIMEOUT": ("http_read_timeout", _number),
     "SINGLE_PUT_LIMIT_BYTES": ("single_put_limit", _byte_count),
     "PART_SIZE_BYTES": ("part_size", _byte_count),

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from .bls_listing import SourceFile
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: one section per survey ("surveys"), the run's totals and verdict at the top
 OUTCOMES = ("added", "changed", "deleted", "unchanged", "failed", "spared")
 CHANGES = ("added", "changed", "deleted")  # a run with any of these appends a change-log entry and sends the event
 EVENT_FILES_SHOWN = 100  # files named in the event's detail; EventBridge takes at most 256 KB per entry
@@ -31,23 +31,28 @@ EVENT_FILES_SHOWN = 100  # files named in the event's detail; EventBridge takes 
 
 @dataclass(frozen=True)
 class RunFacts:
-    """Who and where: the execution, the mirror and the source."""
+    """Who and where: the execution, the mirror's root and the source's tree."""
 
     execution: str  # the execution name (the run id)
     execution_arn: str
     bucket: str
-    mirror_prefix: str
-    source_url: str
+    mirror_prefix: str  # the mirror's root (each survey under <root><survey>/)
+    source_url: str  # the time.series tree
     started_at: str  # ISO 8601, the execution's start
     ended_at: str  # ISO 8601, when the manifest was made (the mirror's work was done)
     dry_run: bool = False
     source_requests: int | None = None  # requests to the source's host (request_rate.py), None: unknown
-    filters: dict | None = None  # the survey's include/exclude globs (config.SurveyFilter.to_dict)
+    surveys: str = ""  # the Surveys setting as given ("pr,ce", "*")
 
-    @property
-    def survey(self) -> str:
-        """The BLS survey, from the directory's name: .../time.series/pr/ -> pr."""
-        return self.source_url.rstrip("/").rsplit("/", 1)[-1]
+
+@dataclass(frozen=True)
+class SurveyFacts:
+    """One survey of the run: where it comes from, where it is mirrored, its filters."""
+
+    survey: str
+    source_url: str  # <tree><survey>/
+    mirror: str  # s3://<bucket>/<root><survey>/
+    filters: dict | None = None  # the survey's include/exclude globs (config.SurveyFilter.to_dict)
 
 
 @dataclass(frozen=True)
@@ -72,53 +77,74 @@ class RunOutcome:
     spared: list[str] = field(default_factory=list)
 
 
-def build_manifest(facts: RunFacts, outcome: RunOutcome) -> dict:
-    """The run manifest: one entry per file (sorted by name), the totals, and who and when."""
+def build_survey(facts: SurveyFacts, outcome: RunOutcome | None, dry_run: bool = False,
+                 failure: dict | None = None) -> dict:
+    """One survey's section of the manifest: one entry per file (sorted by name) and its totals. outcome None: its
+    listing failed, nothing of it was planned; failure: {"step", "error", "message"} of a survey that failed as a
+    whole (its listing, or its prune: then its copies are still shown and nothing of it was deleted)."""
     entries = {}
+    outcome = outcome or RunOutcome([], {}, [], [])
     for file in outcome.to_copy:
-        entries[file.name] = _copy_entry(file, outcome.before.get(file.name), outcome.copies.get(file.name), facts.dry_run)
+        entries[file.name] = _copy_entry(file, outcome.before.get(file.name), outcome.copies.get(file.name), dry_run)
     for name in outcome.listed:
         if name not in entries:
             entries[name] = _entry(name, "unchanged", outcome.before.get(name), outcome.before.get(name))
-    deleted = outcome.planned_deletions if facts.dry_run else outcome.deleted
+    deleted = outcome.planned_deletions if dry_run else outcome.deleted
     for name in deleted:
         entries[name] = _entry(name, "deleted", outcome.before.get(name), None)
-    for name in [] if facts.dry_run else outcome.spared:
+    for name in [] if dry_run else outcome.spared:
         entries[name] = _entry(name, "spared", outcome.before.get(name), None,
                                reason="another execution rewrote it after this run listed the mirror; kept")
     files = [entries[name] for name in sorted(entries)]
     counts = {o: sum(1 for e in files if e["outcome"] == o) for o in OUTCOMES}
     return {
-        "manifest_version": MANIFEST_VERSION,
-        "execution": facts.execution,
-        "execution_arn": facts.execution_arn,
-        "dry_run": facts.dry_run,
         "survey": facts.survey,
         "source_url": facts.source_url,
-        "mirror": f"s3://{facts.bucket}/{facts.mirror_prefix}",
+        "mirror": facts.mirror,
         "filters": facts.filters or {"include": [], "exclude": []},
-        "started_at": facts.started_at,
-        "ended_at": facts.ended_at,
+        "failure": failure,
         "totals": {
             **counts,
             "listed": len(outcome.listed),
             "bytes_moved": sum(e["after"]["size"] for e in files if e["outcome"] in ("added", "changed")
-                               and e["after"]["size"] is not None and not facts.dry_run),
-            "source_requests": facts.source_requests,
+                               and e["after"]["size"] is not None and not dry_run),
         },
         "files": files,
     }
 
 
-def changed(manifest: dict) -> bool:
-    """Whether the run changed the mirror (a dry run changes nothing)."""
-    return not manifest["dry_run"] and any(manifest["totals"][o] for o in CHANGES)
+def build_manifest(facts: RunFacts, surveys: list[dict]) -> dict:
+    """The run manifest: who and when, the totals over every survey, and each survey's section (build_survey)."""
+    totals = {key: sum(s["totals"][key] for s in surveys) for key in (*OUTCOMES, "listed", "bytes_moved")}
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "execution": facts.execution,
+        "execution_arn": facts.execution_arn,
+        "dry_run": facts.dry_run,
+        "source_url": facts.source_url,
+        "mirror": f"s3://{facts.bucket}/{facts.mirror_prefix}",
+        "surveys_requested": facts.surveys,
+        "started_at": facts.started_at,
+        "ended_at": facts.ended_at,
+        "totals": {**totals, "source_requests": facts.source_requests, "surveys": len(surveys),
+                   "failed_surveys": sum(1 for s in surveys if s["failure"] or s["totals"]["failed"])},
+        "failure": None,
+        "surveys": {s["survey"]: s for s in sorted(surveys, key=lambda s: s["survey"])},
+    }
+
+
+def changed(section: dict, dry_run: bool = False) -> bool:
+    """Whether the run (a manifest) or one survey (its section) changed the mirror; a dry run changes nothing."""
+    return not dry_run and not section.get("dry_run") and any(section["totals"][o] for o in CHANGES)
 
 
 def change_log_entry(manifest: dict, manifest_location: str) -> dict:
-    """The lasting record of a run that changed the mirror: the manifest without its unchanged files."""
+    """The lasting record of a run that changed the mirror: the manifest without its unchanged files, and without
+    the surveys in which nothing changed or failed."""
     return {**manifest, "manifest": manifest_location,
-            "files": [e for e in manifest["files"] if e["outcome"] != "unchanged"]}
+            "surveys": {name: {**s, "files": [e for e in s["files"] if e["outcome"] != "unchanged"]}
+                        for name, s in manifest["surveys"].items()
+                        if changed(s) or s["failure"] or s["totals"]["failed"]}}
 
 
 def change_log_key(prefix: str, manifest: dict) -> str:
@@ -127,16 +153,16 @@ def change_log_key(prefix: str, manifest: dict) -> str:
     return f"{prefix}{day.replace('-', '/')}/{manifest['execution']}.json"
 
 
-def event_detail(manifest: dict, manifest_location: str, change_log_location: str) -> dict:
-    """The 'mirror changed' event's detail: the counts, the first EVENT_FILES_SHOWN changed files with their digests
-    (the manifest and the change-log entry have them all), and where to read more."""
-    changes = [e for e in manifest["files"] if e["outcome"] in CHANGES]
+def event_detail(manifest: dict, section: dict, manifest_location: str, change_log_location: str) -> dict:
+    """The 'mirror changed' event of one survey that changed: its counts, the first EVENT_FILES_SHOWN changed files
+    with their digests (the manifest and the change-log entry have them all), and where to read more."""
+    changes = [e for e in section["files"] if e["outcome"] in CHANGES]
     return {
-        "survey": manifest["survey"],
+        "survey": section["survey"],
         "execution": manifest["execution"],
-        "source_url": manifest["source_url"],
-        "mirror": manifest["mirror"],
-        "counts": {o: manifest["totals"][o] for o in OUTCOMES if o != "unchanged"},
+        "source_url": section["source_url"],
+        "mirror": section["mirror"],
+        "counts": {o: section["totals"][o] for o in OUTCOMES if o != "unchanged"},
         "files": [
             {"name": e["name"], "outcome": e["outcome"],
              "sha256_before": (e["before"] or {}).get("sha256"), "sha256_after": (e["after"] or {}).get("sha256")}

@@ -227,10 +227,12 @@ def load_json(s3: Any, bucket: str, key: str) -> Any:
     return _get_json(s3, bucket, key)
 
 
-def store_pruned(s3: Any, plan: PlanLocation, pruned: "PruneResult") -> None:
-    """PruneMirror's outcome, whole (the state output names at most a few files), for the run manifest."""
+def store_pruned(s3: Any, plan: PlanLocation, pruned: "PruneResult", failure: dict | None = None) -> None:
+    """PruneMirror's outcome, whole (the state output names at most a few files), for the run manifest; failure:
+    {"step", "error", "message"} when this survey's prune was refused (nothing of it was deleted)."""
     if plan.pruned_key:
-        _put_json(s3, plan.bucket, plan.pruned_key, {"deleted": pruned.deleted, "spared": pruned.spared})
+        _put_json(s3, plan.bucket, plan.pruned_key,
+                  {"deleted": pruned.deleted, "spared": pruned.spared, **({"failure": failure} if failure else {})})
 
 
 def load_copy_items(s3: Any, bucket: str, key: str) -> list[SourceFile]:
@@ -251,6 +253,11 @@ def load_map_results(s3: Any, bucket: str, manifest_key: str) -> list[dict]:
 
 def _get_json(s3: Any, bucket: str, key: str) -> Any:
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def put_json(s3: Any, bucket: str, key: str, value: Any) -> None:
+    """One of the run's plan files, compact JSON."""
+    _put_json(s3, bucket, key, value)
 
 
 def _put_json(s3: Any, bucket: str, key: str, value: Any) -> None:

@@ -1,8 +1,7 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .. import aws
-from ..mirror import PlanLocation
-from ..sync import finish_run
+from ..sync import RunPlan, finish_run
 from ._prologue import logger, run_settings
 
 
@@ -12,7 +11,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     ResultWriter stored the item outputs), "run_id"}"""
     settings = run_settings(event.get("run"))
     s3 = aws.s3_client()
-    result = finish_run(settings, s3, PlanLocation(**event["plan"]), event.get("copy_results"), event.get("run_id", ""))
+    result = finish_run(settings, s3, RunPlan.from_dict(event["plan"]), event.get("copy_results"), event.get("run_id", ""))
     mirror = {"listed": event.get("listed"), "unchanged": event.get("unchanged"), **result}
     logger.info("pruned mirror", extra=mirror)
     # The result replaces the state (ResultPath "$"): the plan and the copy results' location go on to RecordChanges.

@@ -2,7 +2,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .. import aws
 from ..changes import record_changes
-from ..mirror import PlanLocation
+from ..sync import RunPlan
 from ._prologue import logger, run_settings
 
 
@@ -13,7 +13,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     "failure" ({"Error", "Cause"} of PruneMirror when it failed after the copies)}"""
     settings = run_settings(event.get("run"))
     execution = {"name": event["run_id"], "arn": event["execution"], "started_at": event["started_at"]}
-    result = record_changes(settings, aws.s3_client(), aws.events_client(), PlanLocation(**event["plan"]),
+    result = record_changes(settings, aws.s3_client(), aws.events_client(), RunPlan.from_dict(event["plan"]),
                             event.get("copy_results"), execution, failure=event.get("failure"))
     logger.info("recorded changes", extra=result)
     return result
