@@ -18,7 +18,9 @@ import pytest
 from local_runner.cloudformation import ACCOUNT, REGION, Renderer, transformed
 
 ROOT = Path(__file__).resolve().parent.parent
-POLICY_FILE = ROOT / "deploy" / "deployer-policy.json"
+# Two managed policies: one would be over IAM's 6,144-character limit for a managed policy (IAM User Guide, "IAM and
+# AWS STS quotas"); the deployer attaches both.
+POLICY_FILES = (ROOT / "deploy" / "deployer-policy.json", ROOT / "deploy" / "deployer-policy-sql.json")
 STACK = "bls-mirror"  # samconfig.toml's stack_name; README says how to use another one
 ALL_OPTIONS = {"AlarmEmail": "ops@example.com", "PublicMirror": "true", "ResourceGroupTag": "bls"}
 
@@ -66,6 +68,16 @@ RESOURCE_TYPE_ACTIONS: dict[str, tuple[str | None, str, list[str]]] = {
         "sns:SetTopicAttributes", "sns:GetTopicAttributes"]),
     "AWS::SNS::Subscription": (None, "arn:aws:sns:{region}:{account}:{topic}", [
         "sns:Subscribe", "sns:Unsubscribe", "sns:GetSubscriptionAttributes", "sns:ListSubscriptionsByTopic"]),
+    # The Glue database's name is the CatalogDatabase parameter (default bls_mirror): the policy names that default.
+    "AWS::Glue::Database": (None, "arn:aws:glue:{region}:{account}:database/bls_mirror", [
+        "glue:CreateDatabase", "glue:UpdateDatabase", "glue:DeleteDatabase", "glue:GetDatabase"]),
+    "AWS::Athena::WorkGroup": ("Name", "arn:aws:athena:{region}:{account}:workgroup/{name}", [
+        "athena:CreateWorkGroup", "athena:GetWorkGroup", "athena:UpdateWorkGroup", "athena:DeleteWorkGroup",
+        "athena:TagResource", "athena:UntagResource", "athena:ListTagsForResource",
+        "athena:ListNamedQueries", "athena:DeleteNamedQuery"]),  # RecursiveDeleteOption: its named queries go too
+    "AWS::IAM::ManagedPolicy": ("ManagedPolicyName", "arn:aws:iam::{account}:policy/{name}", [
+        "iam:CreatePolicy", "iam:DeletePolicy", "iam:GetPolicy", "iam:CreatePolicyVersion", "iam:DeletePolicyVersion",
+        "iam:ListPolicyVersions", "iam:GetPolicyVersion"]),
     "AWS::CloudWatch::Alarm": ("AlarmName", "arn:aws:cloudwatch:{region}:{account}:alarm:{name}", [
         "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms",
         "cloudwatch:TagResource", "cloudwatch:UntagResource"]),
@@ -99,7 +111,9 @@ def _as_list(value: Any) -> list:
 
 @pytest.fixture(scope="module")
 def policy() -> dict:
-    return json.loads(POLICY_FILE.read_text())
+    """Both files' statements: what the deployer holds with both attached."""
+    documents = [json.loads(path.read_text()) for path in POLICY_FILES]
+    return {"Version": documents[0]["Version"], "Statement": [s for d in documents for s in d["Statement"]]}
 
 
 def allows(policy: dict, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
@@ -196,14 +210,19 @@ def test_nothing_outside_the_stack_is_granted(policy: dict) -> None:
         ("sqs:DeleteQueue", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{other}-queue"),
         ("states:DeleteStateMachine", f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{other}"),
         ("lambda:DeleteEventSourceMapping", "*"),
+        ("iam:CreatePolicyVersion", f"arn:aws:iam::{ACCOUNT}:policy/{STACK}-deployer"),  # its own policy
+        ("glue:DeleteDatabase", f"arn:aws:glue:{REGION}:{ACCOUNT}:database/{other}"),
+        ("athena:DeleteWorkGroup", f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/{other}"),
     ]:
         context = {"lambda:FunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{other}-fn"}
         assert not allows(policy, action, arn, context), f"{action} on {arn} should not be allowed"
 
 
 def test_the_policy_is_a_managed_policy_without_wildcard_actions(policy: dict) -> None:
-    assert len(json.dumps(policy, separators=(",", ":"))) < 6144, "over the managed-policy size limit"
-    assert policy["Version"] == "2012-10-17"
+    for path in POLICY_FILES:
+        document = json.loads(path.read_text())
+        assert len(json.dumps(document, separators=(",", ":"))) < 6144, f"{path.name}: over the managed-policy size limit"
+        assert document["Version"] == "2012-10-17"
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow"
         for action in _as_list(statement["Action"]):
