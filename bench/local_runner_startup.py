@@ -90,9 +90,18 @@ class Runner:
     def command(self, source_url: str, population_url: str, state_dir: Path, rate_flags: tuple[str, ...],
                 verbose_imports: bool = False) -> list[str]:
         return [sys.executable, *(["-v"] if verbose_imports else []), "-m", "local_runner",
-                "--contact-email", CONTACT, "--source-url", source_url, "--population-url", population_url,
+                "--contact-email", CONTACT, *self.source_flags(source_url), "--population-url", population_url,
                 "--state-dir", str(state_dir), "--allow-private-source", *rate_flags,
                 *(["--timings"] if self.has_timings else [])]
+
+
+    def source_flags(self, survey_url: str) -> list[str]:
+        """A checkout with --surveys takes the tree and the survey; an older one the survey's directory."""
+        cli = (self.root / "local_runner" / "cli.py").read_text(encoding="utf-8")
+        if '"--surveys"' not in cli:
+            return ["--source-url", survey_url]
+        tree, survey = survey_url.rstrip("/").rsplit("/", 1)
+        return ["--source-url", tree + "/", "--surveys", survey]
 
 
 @dataclass

@@ -50,7 +50,9 @@ def run(settings: dict) -> dict:
 
     parameters = {
         "ContactEmail": settings["contact_email"],
-        "SourceUrl": settings["source_url"],
+        # the benchmark's source is one survey's directory, .../time.series/pr/: the tree and the survey
+        "SourceTreeUrl": settings["source_url"].rstrip("/").rsplit("/", 1)[0] + "/",
+        "Surveys": settings["source_url"].rstrip("/").rsplit("/", 1)[1],
         "PopulationUrl": settings["population_url"],
         "CopyConcurrency": str(settings["concurrency"]),
         "SourceRequestsPerSecond": str(settings.get("requests_per_second", 1000.0)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import re
 from functools import lru_cache
@@ -68,6 +69,11 @@ def _cache_dir() -> Path:
 
 def _translate(parameter_items: tuple[tuple[str, str], ...], document_json: str) -> dict:
     from samtranslator.translator.transform import transform
+
+    # The translator times itself into a metrics object that nothing here publishes; when the garbage collector
+    # drops one, it warns "There are unpublished metrics" on stderr (logging's last resort), in the middle of the
+    # runner's output. The engine has no use for those metrics.
+    logging.getLogger("samtranslator.metrics").setLevel(logging.ERROR)
 
     template = json.loads(document_json)
     template.setdefault("Globals", {}).setdefault("Function", {})["CodeUri"] = "s3://artifacts/functions.zip"

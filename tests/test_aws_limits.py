@@ -2,7 +2,7 @@
 
 - 256 KiB per state input/output: moto's engine enforces it (States.DataLimitExceeded); the first test shows it
   does so here, on the pipeline's own Map without its ResultWriter. With the ResultWriter, 2,000 failed files end
-  in CopyFailed naming the count and the first files, every payload measured and printed.
+  in CopyFailed naming the count, the first files and the manifest, every payload measured and printed.
 - 32,768 characters of a Fail state's cause (ExecutionFailedEventDetails.cause): refused by the engine; the
   pipeline's CopyFailed cause stays under it however long the messages are.
 - 80 characters per state and execution name.
@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from bls_pipeline.sync import MAX_FAILURE_CAUSE, CopyFailure, failure_cause
+from bls_pipeline.sync import MAX_FAILURE_CAUSE, CopyFailure, SurveyFailure, run_verdict
 from local_runner.engine import LocalEngine
 from local_runner.step_functions_rules import MAX_CAUSE_CHARACTERS, check_state_names
 from local_runner.template_model import PROJECT_ROOT, Template, load_template
@@ -60,8 +60,11 @@ def test_two_thousand_failed_files_end_in_copy_failed_with_every_payload_under_2
     result = engine.execute()
 
     assert result.error == "CopyFailed", (result.error, (result.cause or "")[:500])
-    assert result.cause.startswith("2000 file(s) could not be copied after retries: pr.lost.")
-    assert "SourceNotFound: HTTP 404" in result.cause and result.cause.endswith("; and 1980 more")
+    assert result.cause.startswith("1 of 1 survey(s) failed, 2000 file(s) could not be copied after retries: pr: 2000 "
+                                   "file(s) could not be copied after retries: pr.lost.")
+    run = result.arn.rsplit(":", 1)[-1]
+    assert "SourceNotFound: HTTP 404" in result.cause
+    assert result.cause.endswith(f"; and 1980 more, see s3://{engine.bucket}/pipeline/runs/{run}/manifest.json")
     assert len(result.cause) <= MAX_CAUSE_CHARACTERS
     sizes = engine.payload_sizes(result.arn)
     with capsys.disabled():
@@ -73,10 +76,13 @@ def test_two_thousand_failed_files_end_in_copy_failed_with_every_payload_under_2
 
 
 def test_the_copy_failed_cause_stays_under_the_limit_however_long_the_messages() -> None:
-    failures = [CopyFailure("pr." + "n" * 1000 + str(i), "E" * 300, "m" * 100_000) for i in range(500)]
-    cause = failure_cause(failures)
+    failures = [CopyFailure("pr." + "n" * 1000 + str(i), "E" * 300, "m" * 100_000, "pr") for i in range(500)]
+    surveys = [SurveyFailure("s" * 60 + str(i), "ListSource", "E" * 300, "m" * 100_000) for i in range(60)]
+    manifest = "s3://" + "b" * 63 + "/pipeline/runs/" + "r" * 80 + "/manifest.json"
+    _, cause = run_verdict(61, surveys, failures, manifest)
     assert len(cause) <= MAX_FAILURE_CAUSE < MAX_CAUSE_CHARACTERS
-    assert cause.startswith("500 file(s) could not be copied after retries: ") and cause.endswith("more")
+    assert cause.startswith("61 of 61 survey(s) failed, 500 file(s) could not be copied after retries: ")
+    assert cause.endswith(f"more, see {manifest}")
 
 
 def test_the_engine_refuses_a_fail_cause_longer_than_aws_keeps(bls, make_engine) -> None:

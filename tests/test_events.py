@@ -223,22 +223,27 @@ def test_copy_file_event_is_a_listing_row() -> None:
     base = file.url.rsplit("/", 1)[0] + "/"
     row = f' {file.stamp} {file.size:>12} <A HREF="{urlsplit(file.url).path}">{file.name}</A><br>'
     assert parse_listing(f"<pre>{row}</pre>", base) == [file], f"copy_file.json file does not match listing row {row}"
-    assert file.to_dict() == event["file"], "copy_file.json file has extra or mistyped fields"
+    survey, etag = event["file"]["survey"], event["file"]["mirror_etag"]
+    assert {**file.to_dict(), "survey": survey, "mirror_etag": etag} == event["file"], (
+        "copy_file.json file has extra or mistyped fields")
+    assert base.endswith(f"/{survey}/") and etag is None  # a new file: written only if still absent
     _settings().with_overrides(event["run"])
 
 
 def test_prune_mirror_event() -> None:
-    from bls_pipeline.mirror import PlanLocation
+    from bls_pipeline.sync import RunPlan
 
     event = load_event(EVENTS / "prune_mirror.json")
-    plan = PlanLocation(**event["plan"])
-    assert plan.items_key.endswith("/copy-items.json") and plan.listing_key.endswith("/listing.json")
+    plan = RunPlan.from_dict(event["plan"])
+    assert plan.items_key.endswith("/copy-items.json") and plan.surveys_key.endswith("/surveys.json")
     _settings().with_overrides(event["run"])
     results = event["copy_results"]
-    assert {} in results, "copy_results should show a good copy ({})"
-    failures = [r for r in results if r]
-    assert failures and all(set(r) == {"failed", "error", "message"} for r in failures), (
-        "a failed copy in copy_results is {failed, error, message} (RecordFunctionFailure/RecordServiceFailure)"
+    good = [r for r in results if "failed" not in r]
+    assert good and all(set(r) == {"survey", "name", "sha256", "bytes", "superseded", "etag"} for r in good), (
+        "a good copy in copy_results is what CopyFile's ResultSelector keeps")
+    failures = [r for r in results if "failed" in r]
+    assert failures and all(set(r) == {"survey", "failed", "error", "message"} for r in failures), (
+        "a failed copy in copy_results is {survey, failed, error, message} (RecordFunctionFailure/RecordOtherFailure)"
     )
     assert isinstance(event["listed"], int) and isinstance(event["unchanged"], int)
 
@@ -273,8 +278,12 @@ def test_prune_mirror_event_runs_the_handler(monkeypatch: pytest.MonkeyPatch) ->
 
             s3 = boto3.client("s3", region_name="us-east-1")
             s3.create_bucket(Bucket=plan["bucket"])
-            s3.put_object(Bucket=plan["bucket"], Key=plan["items_key"], Body=json.dumps(items).encode())
-            s3.put_object(Bucket=plan["bucket"], Key=plan["listing_key"], Body=json.dumps(listed).encode())
+            folder = plan["items_key"].rsplit("/", 1)[0] + "/pr/"
+            pr_plan = {"bucket": plan["bucket"], "items_key": folder + "copy-items.json", "listing_key": folder + "listing.json"}
+            s3.put_object(Bucket=plan["bucket"], Key=plan["surveys_key"], Body=json.dumps(
+                {"surveys": [{"survey": "pr", "plan": pr_plan, "failure": None}]}).encode())
+            s3.put_object(Bucket=plan["bucket"], Key=pr_plan["items_key"], Body=json.dumps(items).encode())
+            s3.put_object(Bucket=plan["bucket"], Key=pr_plan["listing_key"], Body=json.dumps(listed).encode())
             s3.put_object(Bucket=plan["bucket"], Key="bls/pr/pr.removed", Body=b"gone from the listing")
             s3.put_object(Bucket=plan["bucket"], Key="bls/pr/pr.class", Body=b"x" * 102)
             context = SimpleNamespace(
@@ -289,9 +298,9 @@ def test_prune_mirror_event_runs_the_handler(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         aws.s3_client.cache_clear()
     mirror = result["mirror"]
-    assert mirror["failed"] == 1 and mirror["failed_files"] == ["pr.txt"], mirror
-    assert "pr.txt: SourceNotFound" in mirror["failure_cause"], mirror
-    assert mirror["copied"] == 1 and mirror["deleted_files"] == ["pr.removed"], mirror
+    assert mirror["failed"] == 1 and mirror["failed_files"] == ["pr/pr.txt"], mirror
+    assert (mirror["failed_surveys"], mirror["surveys"]) == (1, 1), mirror
+    assert mirror["copied"] == 1 and mirror["deleted_files"] == ["pr/pr.removed"], mirror
     assert remaining == ["bls/pr/pr.class"]
 
 
@@ -346,10 +355,11 @@ def test_execution_input_is_accepted(path: Path) -> None:
     _settings().with_overrides(load_event(path))
 
 
-def test_override_input_mirrors_ce() -> None:
+def test_override_input_mirrors_ce_and_la() -> None:
     settings = _settings().with_overrides(load_event(EVENTS / "state_machine_input_override.json"))
-    assert settings.source_url == "https://download.bls.gov/pub/time.series/ce/"
-    assert settings.mirror_prefix == "bls/ce/"
+    assert settings.source_url == "https://download.bls.gov/pub/time.series/"
+    assert settings.survey_list() == ["ce", "la"]
+    assert [settings.for_survey(s).mirror_prefix for s in settings.survey_list()] == ["bls/ce/", "bls/la/"]
 
 
 def test_normal_input_is_what_the_schedule_sends() -> None:

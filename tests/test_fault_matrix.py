@@ -679,5 +679,5 @@ def test_an_execution_that_listed_earlier_never_undoes_what_a_later_one_copied(s
     result = engine.wait(older)
 
     assert newer.succeeded and result.succeeded, (newer.cause, result.cause)
-    assert result.output["mirror"]["spared_files"] == ["pr.new"]
+    assert result.output["mirror"]["spared_files"] == ["pr/pr.new"]
     assert_mirror_equals_source(engine, bls)

@@ -184,9 +184,9 @@ def test_each_role_has_exactly_the_s3_and_sqs_grants_of_the_table(statements: di
     assert actual == EXPECTED_GRANTS
 
 
-def test_an_overridden_mirror_prefix_moves_every_mirror_grant_with_it() -> None:
-    template = transformed({"MirrorPrefix": "data/bls/ce/"})
-    statements = role_statements(template, Renderer(template, {"MirrorPrefix": "data/bls/ce/"}))
+def test_another_mirror_root_moves_every_mirror_grant_with_it() -> None:
+    template = transformed({"MirrorRoot": "data/bls/"})
+    statements = role_statements(template, Renderer(template, {"MirrorRoot": "data/bls/"}))
     copy_grants = {g for s in statements["CopyFileFunctionRole"] for g in grants(s)}
     assert ("s3:PutObject", f"{BUCKET_ARN}/data/*", None) in copy_grants
     list_grants = {g for s in statements["PruneMirrorFunctionRole"] for g in grants(s)}
@@ -349,7 +349,7 @@ def test_every_path_of_the_pipeline_runs_under_its_roles(bls, counted_engine) ->
     bls.remove("pr.old")
     second = engine.execute({"force_prune": True})
     assert second.succeeded, second.cause
-    assert second.output["mirror"]["copied"] == 2 and second.output["mirror"]["deleted_files"] == ["pr.old"]
+    assert second.output["mirror"]["copied"] == 2 and second.output["mirror"]["deleted_files"] == ["pr/pr.old"]
     stored = engine.s3.get_object(Bucket=engine.bucket, Key="bls/pr/pr.big")
     assert stored["Body"].read() == bls.files["pr.big"].body
     assert {"CreateMultipartUpload", "CopyObject", "PutObject", "DeleteObject"} <= operations["CopyFileFunction"]
@@ -418,7 +418,7 @@ def test_prune_spares_an_object_rewritten_between_its_listing_and_its_delete(bls
         undo()
     assert result.succeeded, result.cause
     assert rewritten.is_set()
-    assert result.output["mirror"]["spared_files"] == ["pr.old"] and result.output["mirror"]["deleted"] == 0
+    assert result.output["mirror"]["spared_files"] == ["pr/pr.old"] and result.output["mirror"]["deleted"] == 0
     body = engine.s3.get_object(Bucket=engine.bucket, Key="bls/pr/pr.old")["Body"].read()
     assert body == b"written by another execution\r\n"
 

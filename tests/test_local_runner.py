@@ -14,7 +14,9 @@ from pathlib import Path
 from local_runner.cli import main
 from bls_loopback.population import POPULATION_PATH
 from bls_loopback.server import drip_then_stall
-from tests.conftest import ROOT
+from bls_loopback.population import population_json
+from bls_loopback.server import BlsTree
+from tests.conftest import ROOT, tree_url
 
 FILES = {
     "pr.class": b"class\r\n" * 3,
@@ -25,7 +27,7 @@ FILES = {
 
 
 def run(bls, state: Path, *extra: str) -> int:
-    return main(["--contact-email", "ops@example.com", "--source-url", bls.url, "--state-dir", str(state),
+    return main(["--contact-email", "ops@example.com", "--source-url", tree_url(bls), "--state-dir", str(state),
                  "--population-url", bls.root + POPULATION_PATH,
                  "--retry-interval", "1", "--retry-attempts", "1", "--allow-private-source",
                  "--source-requests-per-second", "50", "--population-requests-per-second", "50", *extra])
@@ -83,7 +85,7 @@ def test_an_unreachable_source_is_one_clear_line_a_non_zero_exit_and_no_change_t
     before = snapshot(state)
     capsys.readouterr()
 
-    code = main(["--contact-email", "ops@example.com", "--source-url", "http://127.0.0.1:9/pub/time.series/pr/",
+    code = main(["--contact-email", "ops@example.com", "--source-url", "http://127.0.0.1:9/pub/time.series/",
                  "--state-dir", str(state), "--retry-interval", "1", "--retry-attempts", "1", "--allow-private-source"])
 
     err = capsys.readouterr().err.strip().splitlines()
@@ -119,6 +121,11 @@ def test_bad_flags_are_refused_before_anything_runs(tmp_path, capsys):
     assert "is not an e-mail address" in capsys.readouterr().err
     assert main(["--contact-email", "a@b.org", "--source-url", "ftp://x/", "--state-dir", str(tmp_path / "s")]) == 2
     assert "not an http(s) URL" in capsys.readouterr().err
+    assert main(["--contact-email", "a@b.org", "--surveys", "pr,PR", "--state-dir", str(tmp_path / "s")]) == 2
+    assert "not a survey name: 'PR'" in capsys.readouterr().err
+    old_style = "https://download.bls.gov/pub/time.series/ce/"  # the flag's meaning before --surveys
+    assert main(["--contact-email", "a@b.org", "--source-url", old_style, "--state-dir", str(tmp_path / "s")]) == 2
+    assert "--source-url and --surveys ce" in capsys.readouterr().err
     assert main(["--contact-email", "a@b.org", "--function-timeout", "0", "--state-dir", str(tmp_path / "s")]) == 2
     assert "--function-timeout must be more than 0" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
@@ -164,27 +171,32 @@ def test_a_file_bls_re_dates_without_changing_it_is_downloaded_once_not_on_every
 CE_FILES = {"ce.series": b"series_id\tsupersector_code\r\n", "ce.data.0.AllCESSeries": b"series_id\tyear\r\n"}
 
 
-def test_another_survey_is_mirrored_and_the_pr_reports_say_in_one_line_why_they_are_not_made(bls, tmp_path, capsys):
-    for name, body in CE_FILES.items():
-        bls.put(name, body)
-    for state in (tmp_path / "fresh", tmp_path / "with-pr"):
-        if state.name == "with-pr":
-            for name, body in FILES.items():
-                bls.put(name, body)
-            assert run(bls, state) == 0
-            for name in FILES:
-                bls.remove(name)
-            capsys.readouterr()
+def test_another_survey_is_mirrored_and_the_pr_reports_say_in_one_line_why_they_are_not_made(tmp_path, capsys):
+    with BlsTree() as tree:
+        tree.route(POPULATION_PATH, population_json())
+        for name, body in CE_FILES.items():
+            tree.survey("ce").put(name, body)
+        for state in (tmp_path / "fresh", tmp_path / "with-pr"):
+            if state.name == "with-pr":
+                for name, body in FILES.items():
+                    tree.survey("pr").put(name, body)
+                assert run(tree.survey("pr"), state) == 0
+                capsys.readouterr()
 
-        code = run(bls, state, "--mirror-prefix", "bls/ce/")
+            code = run(tree.survey("ce"), state, "--surveys", "ce")
 
-        captured = capsys.readouterr()
-        assert code == 0, captured.err
-        assert captured.err == ""
-        assert "Traceback" not in captured.out and "US population" not in captured.out
-        skipped = [line for line in captured.out.splitlines() if line.startswith("Analytics")]
-        assert len(skipped) == 1 and "no new reports: no s3://" in skipped[0] and "bls/ce/pr.data.0.Current" in skipped[0]
-        assert {p.name: p.read_bytes() for p in (state / "s3" / "bls" / "ce").iterdir()} == CE_FILES
+            captured = capsys.readouterr()
+            assert code == 0, captured.err
+            assert captured.err == ""
+            assert "Traceback" not in captured.out and "US population" not in captured.out
+            skipped = [line for line in captured.out.splitlines() if line.startswith("Analytics")]
+            assert len(skipped) == 1, skipped
+            if state.name == "fresh":
+                assert "no new reports: no s3://" in skipped[0] and "bls/pr/pr.data.0.Current" in skipped[0]
+            else:  # pr's mirror is still there, unchanged: so are the reports
+                assert "no new reports: neither input changed since the reports of run " in skipped[0]
+                assert {p.name for p in (state / "s3" / "bls" / "pr").iterdir()} == set(FILES)
+            assert {p.name: p.read_bytes() for p in (state / "s3" / "bls" / "ce").iterdir()} == CE_FILES
 
 
 def test_analytics_failing_on_the_queue_path_is_a_non_zero_exit(bls, tmp_path, capsys):
@@ -214,7 +226,9 @@ def test_a_failed_run_shows_what_it_copied_and_no_earlier_reports(bls, tmp_path,
 
     captured = capsys.readouterr()
     assert code == 1 and "PruneGuardError" in captured.err
-    assert "FAILED after" in captured.out and "copied 1 (5 B) before it failed; nothing was deleted" in captured.out
+    # The guard refused pr's deletions; its copy stands, and the run went on to the end before failing.
+    assert "FAILED in " in captured.out and "copied 1 (5 B), unchanged 2, deleted 0, failed 0" in captured.out
+    assert "surveys failed 1 of 1" in captured.out
     assert "nothing was changed" not in captured.out
     assert "US population" not in captured.out and "Reports" not in captured.out
     assert (state / "s3" / "bls" / "pr" / "pr.file.9").read_bytes() == b"new\r\n"
@@ -232,9 +246,9 @@ def test_retries_are_short_lines_that_say_retrying_and_bad_rows_are_one_summary_
 
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if "pr.class" in line]
-    assert lines[0].startswith("CopyFiles       pr.class: attempt 1 of 3 failed (TransientSourceError: ")
+    assert lines[0].startswith("CopyFiles       pr/pr.class: attempt 1 of 3 failed (TransientSourceError: ")
     assert lines[0].endswith("; retrying") and len(lines[0]) < 180
-    assert lines[1] == "CopyFiles       pr.class: attempt 2 of 3 failed (the same error); retrying"
+    assert lines[1] == "CopyFiles       pr/pr.class: attempt 2 of 3 failed (the same error); retrying"
     assert "Skipped 1 bad row of the data file (lines 4)" in out
     assert '"level"' not in out and "{" not in out
 
@@ -269,7 +283,7 @@ def test_ctrl_c_keeps_the_files_already_copied_without_a_traceback(bls, tmp_path
     state = tmp_path / "state"
     project = Path(__file__).resolve().parents[1]
     runner = subprocess.Popen(
-        [sys.executable, "-m", "local_runner", "--contact-email", "ops@example.com", "--source-url", bls.url,
+        [sys.executable, "-m", "local_runner", "--contact-email", "ops@example.com", "--source-url", tree_url(bls),
          "--state-dir", str(state), "--population-url", bls.root + POPULATION_PATH, "--allow-private-source",
          "--source-requests-per-second", "4", "--concurrency", "1"],
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible,
@@ -319,7 +333,7 @@ def test_the_process_ends_with_main_s_status_after_its_output_and_prints_its_tim
     # __main__ ends the process with os._exit once everything is written: the status and every line must survive it.
     done = subprocess.run(
         [sys.executable, "-m", "local_runner", "--contact-email", "ops@example.com", "--source-url",
-         "http://127.0.0.1:9/pub/time.series/pr/", "--state-dir", str(tmp_path / "state"), "--retry-interval", "1",
+         "http://127.0.0.1:9/pub/time.series/", "--state-dir", str(tmp_path / "state"), "--retry-interval", "1",
          "--retry-attempts", "1", "--allow-private-source", "--timings"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )

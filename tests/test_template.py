@@ -492,7 +492,7 @@ def test_the_functions_environment_is_what_the_settings_loader_reads_and_paramet
         loaded = load_settings({"MIRROR_BUCKET": "b", "CONTACT_EMAIL": "ops@example.com", variable: str(default)})
         assert getattr(loaded, field) == getattr(Settings(), field), f"{value['Ref']} Default {default!r}"
         compared.append(variable)
-    assert {"SOURCE_URL", "MIRROR_PREFIX", "POPULATION_URL", "MAX_PRUNE_PERCENT", "RANGE_STREAMS"} <= set(compared)
+    assert {"SOURCE_TREE_URL", "SURVEYS", "MIRROR_ROOT", "POPULATION_URL", "MAX_PRUNE_PERCENT", "RANGE_STREAMS"} <= set(compared)
 
 
 # --- the ASL's error names are the code's exceptions ------------------------------------------------------------

@@ -150,8 +150,9 @@ def read_listing(source: SourceClient, url: str, retry: ListingRetry, sleep: Cal
 def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str,
                 retry: ListingRetry | None = None) -> dict:
     """List each survey, compare it with its mirror, store its plan; then the run's combined copy items and
-    surveys.json. A survey whose listing fails (after retries), or has no file rows, is recorded as failed and the
-    others go on; a block (403) or a refused address stops the run here. Returns totals and the plan's location."""
+    surveys.json. Of several surveys (or '*'), one whose listing fails (after retries), or has no file rows, is
+    recorded as failed and the others go on; a block (403) or a refused address stops the run here, and so does any
+    listing failure of a run of one survey. Returns totals and the plan's location."""
     retry = retry or ListingRetry()
     names = run_surveys(settings, source)
     folder = f"{settings.runs_prefix}{run_id}/"
@@ -160,17 +161,22 @@ def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str,
     totals = {"mirror_heads": 0, "listed": 0, "to_copy": 0, "unchanged": 0, "to_delete": 0, "to_copy_bytes": 0,
               "filtered_out": 0}
     refused_shown: list[str] = []
+    # One survey alone (the default, pr) has no others to go on with: its listing's failure fails this step, which
+    # the state machine retries when it is transient, and nothing else runs (as before there were surveys).
+    alone = len(names) == 1 and not settings.all_surveys
     for name in names:
         view = settings.for_survey(name)
         entry = {"survey": name, "source_url": view.source_url, "mirror_prefix": view.mirror_prefix,
                  "filters": view.survey_filter().to_dict(), "plan": None, "failure": None}
         entries.append(entry)
         try:
-            page = read_listing(source, view.source_url, retry)
+            page = source.get_text(view.source_url) if alone else read_listing(source, view.source_url, retry)
             listed = require_files(parse_listing(page, view.source_url), page, view.source_url)
         except (SourceBlocked, SourceAddressError):
             raise  # the whole run: asking again deepens a block; an address refused is refused for every survey
         except (ListingError, SourceError) as exc:
+            if alone:
+                raise
             entry["failure"] = {"step": "ListSource", "error": type(exc).__name__, "message": str(exc)}
             logger.warning("survey %s not listed: %s: %s", name, type(exc).__name__, exc)
             continue

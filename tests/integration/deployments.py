@@ -64,7 +64,7 @@ class AwsDeployment:
         parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
         self.bucket = outputs["MirrorBucketName"]
         self.state_machine_arn = outputs["StateMachineArn"]
-        self.mirror_prefix = parameters.get("MirrorPrefix", "bls/pr/")
+        self.mirror_prefix = parameters.get("MirrorRoot", "bls/") + "pr/"  # the survey the checks read: pr
         self.s3 = boto3.client("s3")
         self.sfn = boto3.client("stepfunctions")
 
@@ -93,7 +93,7 @@ class LocalDeployment:
         self.engine = engine
         self.s3 = engine.s3
         self.bucket = engine.bucket
-        self.mirror_prefix = engine.parameters["MirrorPrefix"]
+        self.mirror_prefix = engine.parameters.get("MirrorRoot", "bls/") + "pr/"
 
     def execute(self, execution_input: dict | None = None) -> Run:
         started = time.time()

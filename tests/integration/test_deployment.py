@@ -72,7 +72,7 @@ def mirror(deployment: Deployment) -> dict[str, dict]:
 
 
 def listing(deployment: Deployment, result: Run) -> list[str]:
-    key = f"pipeline/runs/{result.name}/listing.json"  # the run's plan, as ListSource stored it
+    key = f"pipeline/runs/{result.name}/pr/listing.json"  # the run's plan of pr, as ListSource stored it
     return json.loads(deployment.s3.get_object(Bucket=deployment.bucket, Key=key)["Body"].read())
 
 
