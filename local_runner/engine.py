@@ -23,7 +23,7 @@ from .mocked_aws import (
 )
 from .s3_clients import RoleCheckedS3Clients
 from .sqs_event_sources import QueueEventSources
-from .startup import paused_gc
+from .startup import paused_gc, thaw_gc
 from .step_functions_rules import MAX_EXECUTION_INPUT_BYTES, check_execution_name, check_state_names, patches
 from .template_model import FunctionSpec, StackResolver, Template
 
@@ -60,8 +60,12 @@ class LocalEngine:
         self.state_machine_arn = ""
 
     def __enter__(self) -> "LocalEngine":
-        with paused_gc():
-            self._start()
+        try:
+            with paused_gc():
+                self._start()
+        except BaseException:
+            thaw_gc()
+            raise
         return self
 
     def _start(self) -> None:
@@ -95,7 +99,10 @@ class LocalEngine:
             raise
 
     def __exit__(self, *exc: Any) -> None:
-        self._exit_stack.close()
+        try:
+            self._exit_stack.close()
+        finally:
+            thaw_gc()
 
     def _create_state_machine(self, role: str) -> None:
         logical_id, _ = self.template.state_machine()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import pickle
 
 import pytest
@@ -85,3 +86,18 @@ def test_a_definition_moto_refuses_is_still_refused_with_moto_s_own_error_and_ne
             engine.sfn.create_state_machine(name="refused", definition=definition, roleArn=role)
     assert len(list(tmp_path.glob("asl-program-*.pickle"))) == 1, "only the template's own definition is cached"
     assert parses.count(definition) == 4, "each refusal is moto's parse (ours, then moto's own for its message)"
+
+
+def test_what_the_start_froze_for_the_collector_is_given_back_when_the_engine_stops(monkeypatch):
+    gc.unfreeze()
+    with LocalEngine({"ContactEmail": "ops@example.com"}):
+        assert gc.get_freeze_count() > 100_000, "moto's tables and the engine are not walked by every collection"
+    assert gc.get_freeze_count() == 0, "a test suite's engines are still collected"
+
+    def fails(*_):
+        raise RuntimeError("the start fails")
+
+    monkeypatch.setattr(LocalEngine, "_create_state_machine", fails)
+    with pytest.raises(RuntimeError, match="the start fails"):
+        LocalEngine({"ContactEmail": "ops@example.com"}).__enter__()
+    assert gc.get_freeze_count() == 0
