@@ -19,7 +19,7 @@ from .event_bus import RoleCheckedEventBus
 from .executions import ExecutionEnds, ExecutionResult, history, payload_sizes
 from .lambda_emulation import ACCOUNT, REGION, Invocation, LambdaEmulator, LocalContext
 from .mocked_aws import (
-    PARSED_DEFINITIONS, atomic_conditional_puts, aws_environment, deep_map_workers, mocked_aws, one_moto_model_loader,
+    PARSED_DEFINITIONS, atomic_conditional_puts, aws_environment, deep_map_workers, mocked_aws, models_loaded_once,
 )
 from .s3_clients import RoleCheckedS3Clients
 from .sqs_event_sources import QueueEventSources
@@ -74,7 +74,7 @@ class LocalEngine:
             setup.enter_context(aws_environment({**self.resolver.handler_environment(), **self.extra_env}))
             setup.enter_context(deep_map_workers())
             setup.enter_context(mocked_aws())
-            setup.enter_context(one_moto_model_loader())
+            setup.enter_context(models_loaded_once())
             setup.enter_context(atomic_conditional_puts())
             setup.enter_context(PARSED_DEFINITIONS.given_to_moto())
             setup.enter_context(self.lambdas.patch_moto())

@@ -71,16 +71,31 @@ def atomic_conditional_puts() -> Iterator[None]:
 
 
 @contextmanager
-def one_moto_model_loader() -> Iterator[None]:
-    """moto reads each service's model (botocore's, with moto's extras) through a new botocore Loader
+def models_loaded_once() -> Iterator[None]:
+    """botocore's service models (JSON files of up to a few MB) read once where moto read them up to three times.
+
+    moto reads each service's model (botocore's, with moto's extras) through a new botocore Loader
     (moto.core.utils.create_loader) per model, and a new Loader lists every service directory on disk again before
     it loads anything (Loader.list_available_services: some 400 directories, 20 to 30 ms, five times a run). One
     loader, made by moto's create_loader, serves them all while the engine runs: the same search paths, the same
-    extras, the same models (moto caches each model for the process anyway)."""
+    extras, the same models (moto caches each model for the process anyway).
+
+    moto also asks a boto3 Session of its own which regions each service has, when it creates the service's backend
+    (AccountSpecificBackend.get_session), and that session loads the whole service model again for it. The engine's
+    clients come from boto3's default session, which has loaded those models already (the engine creates a client
+    before any backend exists), so moto asks that one: the same botocore data files, the same regions."""
+    import boto3
     import moto.core.utils as moto_utils
+    from moto.core.base_backend import AccountSpecificBackend
 
     loader = moto_utils.create_loader()
-    with mock.patch.object(moto_utils, "create_loader", lambda: loader):
+    own_session = AccountSpecificBackend.get_session
+
+    def session(cls: type) -> Any:
+        return boto3.DEFAULT_SESSION or own_session()
+
+    with mock.patch.object(moto_utils, "create_loader", lambda: loader), \
+            mock.patch.object(AccountSpecificBackend, "get_session", classmethod(session)):
         yield
 
 
