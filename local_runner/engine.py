@@ -78,6 +78,7 @@ class LocalEngine:
             setup.enter_context(atomic_conditional_puts())
             setup.enter_context(PARSED_DEFINITIONS.given_to_moto())
             setup.enter_context(self.lambdas.patch_moto())
+            setup.enter_context(self.lambdas.one_invoking_client())
             setup.enter_context(self._ends.patch_moto())
             setup.enter_context(patches(self._state_machine_s3))
             setup.enter_context(self.s3_clients.given_to_handlers())

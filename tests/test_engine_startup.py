@@ -101,3 +101,31 @@ def test_what_the_start_froze_for_the_collector_is_given_back_when_the_engine_st
     with pytest.raises(RuntimeError, match="the start fails"):
         LocalEngine({"ContactEmail": "ops@example.com"}).__enter__()
     assert gc.get_freeze_count() == 0
+
+
+def test_moto_s_backends_learn_the_same_regions_and_its_invokes_share_one_client(bls, monkeypatch):
+    import boto3
+    from moto.core.base_backend import AccountSpecificBackend
+
+    serve(bls)
+    made: list[str] = []
+    original = boto3.client
+
+    def counting(*args, **kwargs):
+        made.append(kwargs.get("service_name") or args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(boto3, "client", counting)
+    with new_engine(bls) as started:
+        result = started.execute()
+        asked, default = AccountSpecificBackend.get_session(), boto3.DEFAULT_SESSION
+    assert result.succeeded
+    assert len([i for i in result.invocations if i.function == "CopyFileFunction"]) == len(FILES)
+    assert made.count("lambda") == 3, "creating the functions, the queue's delivery, one for every Task's invoke"
+
+    own = AccountSpecificBackend.get_session()  # the session moto asks when the engine does not run
+    assert asked is default and own is not asked
+    assert asked.get_available_partitions() == own.get_available_partitions()
+    for service in ("s3", "lambda", "stepfunctions", "sqs", "iam", "events", "sts"):
+        for partition in own.get_available_partitions():
+            assert asked.get_available_regions(service, partition) == own.get_available_regions(service, partition)
