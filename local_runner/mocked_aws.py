@@ -160,7 +160,7 @@ class ParsedDefinitions:
 
     @staticmethod
     def key(definition: str) -> str:
-        return hashlib.sha256(json.dumps([*_parser_versions(), definition]).encode()).hexdigest()
+        return hashlib.sha256(json.dumps([_parser_versions(), definition]).encode()).hexdigest()
 
     def pickled_program(self, definition: str) -> bytes | None:
         """The definition's program as moto's parser makes it, pickled; None if it cannot be pickled (then moto
@@ -190,6 +190,8 @@ class ParsedDefinitions:
         return _cache_dir() / f"asl-program-{key}.pickle"
 
     def _read(self, key: str) -> bytes | None:
+        if _parser_versions() is None:
+            return None
         try:
             data = self._path(key).read_bytes()
             pickle.loads(data)  # a damaged file is parsed again and rewritten
@@ -198,6 +200,8 @@ class ParsedDefinitions:
             return None
 
     def _write(self, key: str, data: bytes) -> None:
+        if _parser_versions() is None:
+            return
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,11 +241,15 @@ class ParsedDefinitions:
 
 
 @lru_cache(maxsize=None)
-def _parser_versions() -> tuple[str, ...]:
-    """What a pickled program depends on besides its definition: moto's components, the parser runtime, Python."""
-    from importlib.metadata import version
+def _parser_versions() -> tuple[str, ...] | None:
+    """What a pickled program depends on besides its definition: moto's components, the parser runtime, Python;
+    None where the installed versions cannot be told (then nothing is kept on disk)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return version("moto"), version("antlr4-python3-runtime"), sys.version, str(pickle.HIGHEST_PROTOCOL)
+    try:
+        return version("moto"), version("antlr4-python3-runtime"), sys.version, str(pickle.HIGHEST_PROTOCOL)
+    except PackageNotFoundError:
+        return None
 
 
 PARSED_DEFINITIONS = ParsedDefinitions()
