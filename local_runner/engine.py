@@ -19,11 +19,13 @@ from .cloudformation import rendered_roles
 from .event_bus import RoleCheckedEventBus
 from .executions import ExecutionEnds, ExecutionResult, history, payload_sizes
 from .lambda_emulation import ACCOUNT, REGION, Invocation, LambdaEmulator, LocalContext
-from .mocked_aws import atomic_conditional_puts, aws_environment, deep_map_workers, mocked_aws
+from .mocked_aws import (
+    PARSED_DEFINITIONS, atomic_conditional_puts, aws_environment, deep_map_workers, mocked_aws, models_loaded_once,
+)
 from .s3_clients import RoleCheckedS3Clients
 from .service_clients import RoleCheckedServiceClients, named_query_updates
 from .sqs_event_sources import QueueEventSources
-from .startup import paused_gc
+from .startup import paused_gc, thaw_gc
 from .step_functions_rules import MAX_EXECUTION_INPUT_BYTES, check_execution_name, check_state_names, patches
 from .template_model import FunctionSpec, StackResolver, Template
 
@@ -62,8 +64,12 @@ class LocalEngine:
         self.state_machine_arn = ""
 
     def __enter__(self) -> "LocalEngine":
-        with paused_gc():
-            self._start()
+        try:
+            with paused_gc():
+                self._start()
+        except BaseException:
+            thaw_gc()
+            raise
         return self
 
     def _start(self) -> None:
@@ -72,8 +78,11 @@ class LocalEngine:
             setup.enter_context(aws_environment({**self.resolver.handler_environment(), **self.extra_env}))
             setup.enter_context(deep_map_workers())
             setup.enter_context(mocked_aws())
+            setup.enter_context(models_loaded_once())
             setup.enter_context(atomic_conditional_puts())
+            setup.enter_context(PARSED_DEFINITIONS.given_to_moto())
             setup.enter_context(self.lambdas.patch_moto())
+            setup.enter_context(self.lambdas.one_invoking_client())
             setup.enter_context(self._ends.patch_moto())
             setup.enter_context(patches(self._state_machine_s3))
             setup.enter_context(self.s3_clients.given_to_handlers())
@@ -100,7 +109,10 @@ class LocalEngine:
             raise
 
     def __exit__(self, *exc: Any) -> None:
-        self._exit_stack.close()
+        try:
+            self._exit_stack.close()
+        finally:
+            thaw_gc()
 
     def _create_state_machine(self, role: str) -> None:
         logical_id, _ = self.template.state_machine()

@@ -27,6 +27,8 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 # moto's LambdaSimpleBackend.invoke, as this module replaces it; a moto that changes it must fail loudly here.
 _INVOKE_SIGNATURE = ["self", "function_name", "qualifier", "body", "headers", "response_headers"]
+_LAMBDA_EVAL_UTILS = "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils"
+_CLIENT_FOR_SIGNATURE = ["region", "service", "state_credentials"]  # moto's boto_client_for, as cached here
 
 _current = threading.local()
 
@@ -132,6 +134,33 @@ class LambdaEmulator:
             return emulator.run(backend.get_function(function_name, qualifier).function_name, body, response_headers)
 
         return mock.patch.object(LambdaSimpleBackend, "invoke", invoke)
+
+    @staticmethod
+    def one_invoking_client() -> Any:
+        """The context manager that gives moto's Step Functions engine one Lambda client per region to invoke with.
+
+        moto creates a new boto3 Lambda client for every Task state it runs (lambda_eval_utils.boto_client_for:
+        5 to 10 ms each, one per file copied). boto_client_for builds every client alike: moto's fixed test
+        credentials (it ignores the state's credentials), its fixed Config, the region and moto's endpoint; and
+        botocore clients are thread-safe. So one per (region, endpoint) serves every invocation; what it calls is
+        unchanged: moto's Invoke, then the handler (run)."""
+        from moto.stepfunctions.parser.asl.utils import boto_client
+
+        module = importlib.import_module(_LAMBDA_EVAL_UTILS)
+        original = module.boto_client_for
+        if original is not boto_client.boto_client_for or list(inspect.signature(original).parameters) != _CLIENT_FOR_SIGNATURE:
+            raise RuntimeError("moto's boto_client_for changed: update LambdaEmulator.one_invoking_client")
+        clients: dict[tuple, Any] = {}
+        lock = threading.Lock()
+
+        def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+            key = (region, service, boto_client.botocore_stubber.enabled)
+            with lock:
+                if key not in clients:
+                    clients[key] = original(region=region, service=service, state_credentials=state_credentials)
+                return clients[key]
+
+        return mock.patch.object(module, "boto_client_for", client_for)
 
     @property
     def count(self) -> int:

@@ -1,5 +1,6 @@
 """moto as the local engine starts it: the AWS environment its clients see, its configuration, stacks deep enough
-for moto's Map workers, and without the import of EC2's backend that moto's Step Functions parser would pay for.
+for moto's Map workers, without the import of EC2's backend that moto's Step Functions parser would pay for, and
+with the state machine definition parsed once (ParsedDefinitions).
 
 moto's Step Functions parser imports moto.batch.utils for its Batch task, and moto/batch/__init__.py imports Batch's
 backend, which imports EC2's (1 to 2 s, most of the engine's start). The pipeline runs no Batch task, so moto.batch
@@ -9,11 +10,16 @@ anything else in moto.batch (e.g. moto loading the Batch backend) runs the real 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import inspect
+import json
 import os
+import pickle
 import sys
 import threading
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 from unittest import mock
@@ -47,8 +53,6 @@ def atomic_conditional_puts() -> Iterator[None]:
     conditional writes occur for the same object name, the first write operation to finish succeeds" (S3 User
     Guide, "How to prevent object overwrites with conditional writes"). The request-rate slots rely on that, so
     conditional PutObjects are served one at a time here."""
-    import inspect
-
     from moto.s3.responses import S3Response
 
     original = S3Response.put_object
@@ -63,6 +67,35 @@ def atomic_conditional_puts() -> Iterator[None]:
         return original(response)
 
     with mock.patch.object(S3Response, "put_object", put_object):
+        yield
+
+
+@contextmanager
+def models_loaded_once() -> Iterator[None]:
+    """botocore's service models (JSON files of up to a few MB) read once where moto read them up to three times.
+
+    moto reads each service's model (botocore's, with moto's extras) through a new botocore Loader
+    (moto.core.utils.create_loader) per model, and a new Loader lists every service directory on disk again before
+    it loads anything (Loader.list_available_services: some 400 directories, 20 to 30 ms, five times a run). One
+    loader, made by moto's create_loader, serves them all while the engine runs: the same search paths, the same
+    extras, the same models (moto caches each model for the process anyway).
+
+    moto also asks a boto3 Session of its own which regions each service has, when it creates the service's backend
+    (AccountSpecificBackend.get_session), and that session loads the whole service model again for it. The engine's
+    clients come from boto3's default session, which has loaded those models already (the engine creates a client
+    before any backend exists), so moto asks that one: the same botocore data files, the same regions."""
+    import boto3
+    import moto.core.utils as moto_utils
+    from moto.core.base_backend import AccountSpecificBackend
+
+    loader = moto_utils.create_loader()
+    own_session = AccountSpecificBackend.get_session
+
+    def session(cls: type) -> Any:
+        return boto3.DEFAULT_SESSION or own_session()
+
+    with mock.patch.object(moto_utils, "create_loader", lambda: loader), \
+            mock.patch.object(AccountSpecificBackend, "get_session", classmethod(session)):
         yield
 
 
@@ -106,3 +139,117 @@ def deep_map_workers() -> Iterator[None]:
     finally:
         threading.stack_size(stack)
         sys.setrecursionlimit(limit)
+
+
+class ParsedDefinitions:
+    """moto's Step Functions engine parses a definition with its ANTLR grammar twice per run: when the state machine
+    is created (to validate it) and again when each execution starts, into a fresh tree of its evaluation
+    components (the "program"). Parsing this project's definition costs 0.1 to 0.2 s each time. Here each
+    definition is parsed once by moto's own parser, and its program kept pickled: in memory, and on disk between
+    processes (next to the SAM transform's cache), under a key of the definition and the versions of moto, the
+    ANTLR runtime and Python. Every execution still gets its own fresh program (unpickled, as a new parse would
+    make it) and runs it on moto's engine; a definition is still refused exactly when moto's parser refuses it
+    (a refused one is never cached, so moto parses it and raises its own InvalidDefinition).
+
+    The program is pickled straight after the parse, before anything evaluates it: components keep per-evaluation
+    state (EvalComponent.heap_key) that must not be shared between executions."""
+
+    def __init__(self) -> None:
+        self._pickled: dict[str, bytes] = {}  # key -> pickled program, for every engine of this process
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(definition: str) -> str:
+        return hashlib.sha256(json.dumps([_parser_versions(), definition]).encode()).hexdigest()
+
+    def pickled_program(self, definition: str) -> bytes | None:
+        """The definition's program as moto's parser makes it, pickled; None if it cannot be pickled (then moto
+        parses it itself every time). Raises what moto's parser raises for a definition it refuses."""
+        key = self.key(definition)
+        with self._lock:
+            found = self._pickled.get(key)
+        if found is None:
+            found = self._read(key)
+        if found is None:
+            from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+            program, _ = AmazonStateLanguageParser.parse(definition)
+            try:
+                found = pickle.dumps(program, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:  # noqa: BLE001 - a moto whose components do not pickle: no cache, same results
+                return None
+            self._write(key, found)
+        with self._lock:
+            self._pickled[key] = found
+        return found
+
+    @staticmethod
+    def _path(key: str) -> Path:
+        from .cloudformation import _cache_dir
+
+        return _cache_dir() / f"asl-program-{key}.pickle"
+
+    def _read(self, key: str) -> bytes | None:
+        if _parser_versions() is None:
+            return None
+        try:
+            data = self._path(key).read_bytes()
+            pickle.loads(data)  # a damaged file is parsed again and rewritten
+            return data
+        except Exception:  # noqa: BLE001 - missing, unreadable or from another layout: parse again
+            return None
+
+    def _write(self, key: str, data: bytes) -> None:
+        if _parser_versions() is None:
+            return
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            partial.write_bytes(data)
+            os.replace(partial, path)
+        except OSError:
+            pass  # no cache: the next process parses again
+
+    @contextmanager
+    def given_to_moto(self) -> Iterator[None]:
+        """While open, moto's state machine validation and its executions use the parsed programs."""
+        from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+        from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+        validate = StepFunctionsParserBackend._validate_definition
+        entrypoint = ExecutionWorker._get_evaluation_entrypoint
+        for found, expected in ((validate, ["definition"]), (entrypoint, ["self"])):
+            if list(inspect.signature(found).parameters) != expected:
+                raise RuntimeError(f"moto's {found.__qualname__} changed its signature: update local_runner/mocked_aws.py")
+        definitions = self
+
+        def validate_once(definition: str) -> None:
+            try:
+                definitions.pickled_program(definition)
+            except Exception:
+                validate(definition)  # moto's own InvalidDefinition for what its parser refuses
+                raise
+
+        def fresh_program(worker: Any) -> Any:
+            pickled = definitions.pickled_program(worker._evaluation_details.state_machine_details.definition)
+            return entrypoint(worker) if pickled is None else pickle.loads(pickled)
+
+        with mock.patch.object(StepFunctionsParserBackend, "_validate_definition", staticmethod(validate_once)), \
+                mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", fresh_program):
+            yield
+
+
+@lru_cache(maxsize=None)
+def _parser_versions() -> tuple[str, ...] | None:
+    """What a pickled program depends on besides its definition: moto's components, the parser runtime, Python;
+    None where the installed versions cannot be told (then nothing is kept on disk)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("moto"), version("antlr4-python3-runtime"), sys.version, str(pickle.HIGHEST_PROTOCOL)
+    except PackageNotFoundError:
+        return None
+
+
+PARSED_DEFINITIONS = ParsedDefinitions()
