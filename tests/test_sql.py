@@ -341,11 +341,14 @@ def test_on_a_real_local_runs_state_directory_the_sql_equals_the_reports_the_lam
     """The whole way: the local runner mirrors the generated sample through the state machine, the Analytics Lambda
     writes reports/latest/, and the SQL on the state directory it leaves gives the same numbers as those files."""
     from local_runner.cli import main as run_locally
+    from tests.conftest import tree_and_survey
 
     for name, body in {**sample_pr_files(), **MAPPING_FILES}.items():
         bls.put(name, body)
     state = tmp_path / "state"
-    assert run_locally(["--contact-email", "ops@example.com", "--source-url", bls.url, "--state-dir", str(state),
+    tree, survey = tree_and_survey(bls.url)
+    assert run_locally(["--contact-email", "ops@example.com", "--source-url", tree, "--surveys", survey,
+                        "--state-dir", str(state),
                         "--population-url", bls.root + "/tesseract/data.jsonrecords", "--allow-private-source",
                         "--retry-interval", "1", "--retry-attempts", "1",
                         "--source-requests-per-second", "50", "--population-requests-per-second", "50"]) == 0
