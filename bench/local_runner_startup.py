@@ -33,7 +33,7 @@ from bls_loopback.population import POPULATION_PATH
 from bls_loopback.server import BlsServer, peak_requests_per_second
 
 from .processes import kill_with_parent
-from .source import CONTACT, PR_SMALL_FILES, REAL_DATA, BenchSource
+from .source import CONTACT, PR_SMALL_FILES, REAL_DATA, BenchSource, tree_and_survey
 
 PROJECT = Path(__file__).resolve().parent.parent
 BASELINE_COMMIT = "24892e7"
@@ -86,11 +86,16 @@ class Runner:
     name: str
     root: Path
     has_timings: bool
+    # Since the Surveys feature, --source-url is the time.series tree and --surveys picks the directories; the
+    # baseline takes the survey directory's URL itself.
+    surveys_apart: bool = False
 
     def command(self, source_url: str, population_url: str, state_dir: Path, rate_flags: tuple[str, ...],
                 verbose_imports: bool = False) -> list[str]:
+        tree, survey = tree_and_survey(source_url)
+        where = ["--source-url", tree, "--surveys", survey or "pr"] if self.surveys_apart else ["--source-url", source_url]
         return [sys.executable, *(["-v"] if verbose_imports else []), "-m", "local_runner",
-                "--contact-email", CONTACT, "--source-url", source_url, "--population-url", population_url,
+                "--contact-email", CONTACT, *where, "--population-url", population_url,
                 "--state-dir", str(state_dir), "--allow-private-source", *rate_flags,
                 *(["--timings"] if self.has_timings else [])]
 
@@ -238,7 +243,7 @@ def measure(scratch: Path, repeat: int, latency: float, bandwidth: float | None,
     runs = 0
     try:
         with baseline_checkout(scratch) as baseline_root:
-            runners = [Runner(BASELINE, baseline_root, has_timings=False), Runner(THIS, PROJECT, has_timings=True)]
+            runners = [Runner(BASELINE, baseline_root, has_timings=False), Runner(THIS, PROJECT, has_timings=True, surveys_apart=True)]
             for runner in runners:
                 state_dir = scratch / "warm-up" / runner.name.split()[0]
                 _, done = _run(runner, runner.command(source.url, population_url, state_dir, RATES[1][1],
