@@ -34,7 +34,7 @@ DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "tree")
 # The tree section's sizes: the 60-survey, 3,000-file tree, its large files at 1/16 of their size in quick mode.
 TREE = {"quick": {"scale": 1 / 16, "repeat": 1}, "full": {"scale": 1.0, "repeat": 3}}
 # Sections that rewrite only their own part of RESULTS.md when run alone (or together).
-SPLICED = {"local-runner": report.LOCAL_RUNNER_HEADING, "tree": report.TREE_HEADING}
+SPLICED = {"local-runner": report.LOCAL_RUNNER_HEADING, "tree": None}  # tree: report.tree_heading(mode)
 # The sections that use the benchmark's source and SeaweedFS (the others start what they need themselves).
 NEEDS_SERVERS = ("sync", "many", "copy", "tree")
 
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         # A run of these sections alone rewrites only their sections; the others' results stay as they were.
         text = args.output.read_text(encoding="utf-8")
         for name in args.only:
-            heading = SPLICED[name]
+            heading = SPLICED[name] or report.tree_heading(results.mode)
             failed = [heading, "", f"`{command} --only {name}` on {results.machine['date']}: **failed**: "
                       f"{results.section_errors.get(name, '?')}"]
             if name == "local-runner":
