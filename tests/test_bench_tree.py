@@ -4,6 +4,7 @@ rclone runs too when it is installed. Checks what the section counts, not how fa
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.source import USER_AGENT, GeneratedBody
-from bench.tree import TreeSource, start_tree
+from bench.tree import start_tree
 from bench.tree_layout import tree_layout
 
 BENCH_BIN = Path(__file__).resolve().parent.parent / "bench" / ".venv" / "bin"
@@ -59,7 +60,7 @@ def test_the_tree_streams_generated_bodies_and_counts_each_kind_of_request():
 
 @pytest.mark.skipif(_found("weed") is None, reason="SeaweedFS (bench/requirements.txt) is not installed")
 def test_the_harness_reports_the_counts_of_a_tiny_tree(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", f"{BENCH_BIN}:{Path(_found('weed')).parent}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{BENCH_BIN}:{Path(_found('weed')).parent}:{os.environ['PATH']}")
     from bench.report import tree_lines
     from bench.s3_endpoint import Destination, without_ca_bundle
     from bench.tree import measure
