@@ -16,7 +16,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 
-from . import analytics, imports, local_runner_startup, profiles, report  # noqa: E402
+from . import analytics, imports, local_runner_startup, profiles, report, tree  # noqa: E402
 from .contenders import Rclone, RcloneRanged, rclone_version  # noqa: E402
 from .copy_memory import measure_copy_memory  # noqa: E402
 from .report import MiB, Results  # noqa: E402
@@ -28,15 +28,22 @@ QUICK = {"repeat": 2, "large_mib": 16, "many_files": 1000, "copy_mib": 128, "ana
          "analytics_scale": 10, "import_runs": 3}
 FULL = {"repeat": 5, "large_mib": 128, "many_files": 10000, "copy_mib": 1024, "analytics_repeat": 5,
         "analytics_scale": 50, "import_runs": 7}
-SECTIONS = ("sync", "many", "copy", "analytics", "imports", "local-runner")
+SECTIONS = ("sync", "many", "copy", "analytics", "imports", "local-runner", "tree")
+# Run only when asked for (--only tree): a full run of it takes about as long as all the others together.
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "tree")
+# The tree section's sizes: the 60-survey, 3,000-file tree, its large files at 1/16 of their size in quick mode.
+TREE = {"quick": {"scale": 1 / 16, "repeat": 1}, "full": {"scale": 1.0, "repeat": 3}}
+# Sections that rewrite only their own part of RESULTS.md when run alone (or together).
+SPLICED = {"local-runner": report.LOCAL_RUNNER_HEADING, "tree": None}  # tree: report.tree_heading(mode)
 # The sections that use the benchmark's source and SeaweedFS (the others start what they need themselves).
-NEEDS_SERVERS = ("sync", "many", "copy")
+NEEDS_SERVERS = ("sync", "many", "copy", "tree")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, two repetitions (a few minutes)")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these sections")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(DEFAULT_SECTIONS),
+                        help="run only these sections (default: all but tree)")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every source answer (0.05)")
     parser.add_argument("--bandwidth", type=float, default=25, help="source MiB/s per response, 0 for unlimited (25)")
     parser.add_argument("--concurrency", type=int, default=4, help="Map MaxConcurrency and rclone --transfers (4)")
@@ -48,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--many-latency", type=float, default=0.0, help="source latency in the large-listing run (0)")
     parser.add_argument("--copy-mib", type=int, help="file size for the copy-memory measurement (128 / 1024)")
     parser.add_argument("--profile", action="store_true", help="also profile the pipeline's cold sync (py-spy) and analytics (cProfile)")
+    parser.add_argument("--tree-rate", type=float, default=50.0,
+                        help="tree section: source requests per second for both contenders (50)")
+    parser.add_argument("--tree-repeat", type=int, help="tree section: repetitions (quick 1, full 3)")
     parser.add_argument("--output", type=Path, default=PROJECT / "bench" / "RESULTS.md", help="markdown report path")
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temporary one, removed at the end)")
     parser.add_argument("--deadline-minutes", type=float, default=60, help="abort the whole run after this long (60)")
@@ -115,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bls-bench-"))
     bandwidth = args.bandwidth * MiB if args.bandwidth else None
     command = "python -m bench" + (" --quick" if args.quick else "")
-    only_some = set(args.only) != set(SECTIONS)
+    only_some = set(args.only) != set(DEFAULT_SECTIONS)
     setup = {
         "command": command, "latency": args.latency, "bandwidth": bandwidth, "concurrency": args.concurrency,
         "repeat": sizes["repeat"], "large_bytes": sizes["large_mib"] * MiB, "large_name": LARGE_FILE,
@@ -166,6 +176,17 @@ def main(argv: list[str] | None = None) -> int:
         results.imports = imports.measure_handlers(sizes["import_runs"])
         results.import_references = imports.measure_references(sizes["import_runs"])
 
+    def tree_section() -> None:
+        mode = "quick" if args.quick else "full"
+        started_tree = time.monotonic()
+        results.tree = tree.measure(destination, mode, args.tree_rate, args.tree_repeat or TREE[mode]["repeat"],
+                                    TREE[mode]["scale"], args.latency, bandwidth, args.concurrency, args.timeout, log)
+        results.tree.command = command + f" --only tree --tree-rate {args.tree_rate:g}" + (
+            f" --tree-repeat {args.tree_repeat}" if args.tree_repeat else "")
+        results.tree.machine = {**{k: results.machine[k] for k in ("cpu", "memory", "python", "rclone", "seaweedfs",
+                                                                   "project revision")}, **results.tree.machine}
+        results.tree.elapsed = time.monotonic() - started_tree
+
     def local_runner() -> None:
         results.local_runner = local_runner_startup.measure(workdir, sizes["repeat"], args.latency, bandwidth,
                                                             args.timeout, log)
@@ -178,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         section("analytics", reports)
         section("imports", handler_imports)
         section("local-runner", local_runner)
+        section("tree", tree_section)
         if args.profile:
             section("profiles", lambda: results.profiles.update(profiles.collect(source, destination, workdir, sizes, args)))
     finally:
@@ -192,13 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     results.machine["load average at end (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     results.machine["project revision at end"] = project_revision()  # differs when the code changed mid-run
     log(report.render_console(results))
-    if set(args.only) == {"local-runner"} and not args.profile and args.output.exists():
-        # A run of this section alone rewrites only its section; the other sections' results stay as they were.
-        section_lines = (report.local_runner_lines(results.local_runner) if results.local_runner else
-                         [report.LOCAL_RUNNER_HEADING, "", f"**Failed**: {results.section_errors.get('local-runner', '?')}"])
-        text = report.splice_section(args.output.read_text(encoding="utf-8"), section_lines)
+    if set(args.only) <= set(SPLICED) and not args.profile and args.output.exists():
+        # A run of these sections alone rewrites only their sections; the others' results stay as they were.
+        text = args.output.read_text(encoding="utf-8")
+        for name in args.only:
+            heading = SPLICED[name] or report.tree_heading(results.mode)
+            failed = [heading, "", f"`{command} --only {name}` on {results.machine['date']}: **failed**: "
+                      f"{results.section_errors.get(name, '?')}"]
+            if name == "local-runner":
+                section_lines = report.local_runner_lines(results.local_runner) if results.local_runner else failed
+            else:
+                section_lines = (report.tree_lines(results.tree, results.section_errors.get(name, ""))
+                                 if results.tree else failed)
+            text = report.splice_section(text, section_lines, heading)
+            log(f"\nwrote the {heading[3:]} section of {args.output} ({results.elapsed / 60:.1f} min)")
         args.output.write_text(text, encoding="utf-8")
-        log(f"\nwrote the {report.LOCAL_RUNNER_HEADING[3:]} section of {args.output} ({results.elapsed / 60:.1f} min)")
         return 0
     args.output.write_text(report.render_markdown(results), encoding="utf-8")
     log(f"\nwrote {args.output} ({results.elapsed / 60:.1f} min)")

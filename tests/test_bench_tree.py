@@ -1,0 +1,95 @@
+"""The bench's tree section (issue 17) on a tiny tree: 3 surveys, 12 files of a few hundred bytes to a few hundred
+KB. It needs the bench's S3 server (SeaweedFS's `weed`, from bench/requirements.txt) and is skipped without it;
+rclone runs too when it is installed. Checks what the section counts, not how fast anything is."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bench.source import USER_AGENT, GeneratedBody
+from bench.tree import start_tree
+from bench.tree_layout import tree_layout
+
+BENCH_BIN = Path(__file__).resolve().parent.parent / "bench" / ".venv" / "bin"
+
+
+def _found(name: str) -> str | None:
+    for candidate in (Path(sys.executable).with_name(name), BENCH_BIN / name):
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which(name)
+
+
+def _get(url: str, method: str = "GET") -> bytes:
+    request = urllib.request.Request(url, method=method, headers={"User-Agent": USER_AGENT})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.read()
+
+
+def test_the_tree_streams_generated_bodies_and_counts_each_kind_of_request():
+    layout = tree_layout(surveys=3, files=12, scale=0.001)
+    tree, population = start_tree(layout, latency=0.0, bandwidth=None)
+    try:
+        first = layout[0]
+        body = tree.surveys[first.survey].files[first.name].body
+        assert isinstance(body, GeneratedBody) and len(body) == first.size
+        assert f'HREF="/pub/time.series/{first.survey}/"' in _get(tree.url).decode()
+        assert first.name in _get(f"{tree.url}{first.survey}/").decode()
+        assert _get(f"{tree.url}{first.survey}/{first.name}", "HEAD") == b""
+        assert _get(f"{tree.url}{first.survey}/{first.name}") == b"".join(body.chunks())
+        deadline = time.monotonic() + 2  # the server counts a chunk once its write returns, maybe after we read it
+        while tree.request_counts()["bytes"] < first.size and time.monotonic() < deadline:
+            time.sleep(0.01)
+        counts = tree.request_counts()
+        assert counts == {"tree_listing": 1, "survey_listing": 1, "head": 1, "get": 1, "other": 0,
+                          "bytes": first.size, "refused": 0}
+        changed = tree.change_one_file()
+        survey, name = changed.split("/")
+        assert tree.expected()[changed].size == len(tree.surveys[survey].files[name].body)
+    finally:
+        tree.stop()
+        population.stop()
+
+
+@pytest.mark.skipif(_found("weed") is None, reason="SeaweedFS (bench/requirements.txt) is not installed")
+def test_the_harness_reports_the_counts_of_a_tiny_tree(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{BENCH_BIN}:{Path(_found('weed')).parent}:{os.environ['PATH']}")
+    from bench.report import tree_lines
+    from bench.s3_endpoint import Destination, without_ca_bundle
+    from bench.tree import measure
+
+    without_ca_bundle()
+    contenders = ("pipeline", "rclone") if _found("rclone") else ("pipeline",)
+    destination = Destination(tmp_path / "seaweedfs").start()
+    try:
+        result = measure(destination, "quick", rate=1000.0, repeat=1, scale=0.001, latency=0.0, bandwidth=None,
+                         concurrency=4, timeout=300, log=print, surveys=3, files=12, contenders=contenders)
+    finally:
+        destination.stop()
+    assert (result.surveys, result.files) == (3, 12)
+    for run in result.runs:
+        assert not run.failure and run.correct, (run.contender, run.scenario, run.failure, run.checked)
+        assert run.source["tree_listing"] == 1 and run.source["survey_listing"] == 3
+        assert run.source["refused"] == 0
+    pipeline = {r.scenario: r for r in result.runs if r.contender == "pipeline"}
+    assert pipeline["cold"].source["get"] == 12 and pipeline["cold"].source["bytes"] == result.total_bytes
+    # The no-op: the tree listing and one listing per survey, nothing else.
+    assert pipeline["noop"].source == {"tree_listing": 1, "survey_listing": 3, "head": 0, "get": 0, "other": 0,
+                                       "bytes": 0, "refused": 0}
+    assert pipeline["changed"].source["get"] == 1
+    for run in pipeline.values():
+        assert run.s3["requests"] > 0
+        largest = max(run.detail["payloads"]["largest_bytes"], run.detail["map_item_payloads"]["largest_output_bytes"])
+        assert 0 < largest < 16 * 1024
+    if "rclone" in contenders:
+        rclone = {r.scenario: r for r in result.runs if r.contender == "rclone"}
+        assert rclone["noop"].source["head"] == 12 and rclone["noop"].source["get"] == 0
+    text = "\n".join(tree_lines(result))
+    assert "| noop | pipeline |" in text and "largest state payload" in text
