@@ -122,8 +122,9 @@ class Progress:
         r = call.result
         built = (f"built {', '.join(r['rebuilt'])}: {plural(r['tables_created'], 'table')} created, "
                  f"{r['tables_updated']} updated, {plural(r['views'], 'view')}") if r["rebuilt"] else "tables unchanged"
+        left = f"; {plural(r['remaining'], 'survey')} left for its next call" if r.get("remaining") else ""
         self._step("CatalogSurveys", f"SQL catalog of {plural(r['surveys'], 'survey')}: {built}; population table "
-                                     f"{r['population']}, report queries {r['named_queries']}")
+                                     f"{r['population']}, report queries {r['named_queries']}{left}")
 
     def _on_AnalyticsFunction(self, call: Invocation) -> None:
         via = "(SQS message)" if "Records" in call.event else "(state machine)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bls_loopback.population import POPULATION_PATH, population_json
 from bls_loopback.sample import sample_pr_files
 from bls_pipeline import catalog
 
@@ -174,3 +175,59 @@ def test_a_file_that_is_not_tab_separated_text_is_no_table_and_no_failure(bls, m
 
     assert result.succeeded, result.cause
     assert not {"pr_zip", "pr_notes"} & set(glue_tables(engine))
+
+
+def test_a_catalog_step_short_of_time_leaves_surveys_for_its_next_call_and_each_call_does_one(make_engine, monkeypatch) -> None:
+    """The first catalog of a whole tree (thousands of tables and views) does not fit one Lambda invocation: with
+    less than SURVEY_TIME_RESERVE left, CatalogSurveys stops between surveys and the state machine calls it again."""
+    from bls_loopback.server import BlsTree
+    from bls_pipeline import catalog_update
+
+    monkeypatch.setattr(catalog_update, "SURVEY_TIME_RESERVE", 10_000.0)  # more than any timeout: one survey a call
+    with BlsTree() as tree:
+        tree.route(POPULATION_PATH, population_json())
+        for survey in ("ce", "cu", "pr"):
+            tree.survey(survey).put(f"{survey}.series", b"series_id\tseries_title\r\nX1\tOne\r\n")
+            tree.survey(survey).put(f"{survey}.footnote", b"footnote_code\tfootnote_text\r\nP\tPreliminary\r\n")
+        engine = make_engine(tree.url, Surveys="ce,cu,pr")
+
+        result = engine.execute()
+
+    assert result.succeeded, result.cause
+    calls = [c for c in result.invocations if c.function == "CatalogSurveysFunction"]
+    assert [c.result["rebuilt"] for c in calls] == [["ce"], ["cu"], ["pr"]]
+    assert [c.result["remaining"] for c in calls] == [2, 1, 0]
+    assert {"ce_series", "cu_footnote", "pr_series"} <= set(glue_tables(engine))
+
+
+class _RecordingAthena:
+    """Athena's two DDL calls, recording how many queries were running when each started."""
+
+    def __init__(self) -> None:
+        self.running: set[str] = set()
+        self.started: list[tuple[str, int]] = []  # (statement's first line, queries running before it)
+
+    def start_query_execution(self, QueryString: str, **_: Any) -> dict:  # noqa: N803 - boto3's names
+        query_id = f"q{len(self.started)}"
+        self.started.append((QueryString.splitlines()[0], len(self.running)))
+        self.running.add(query_id)
+        return {"QueryExecutionId": query_id}
+
+    def get_query_execution(self, QueryExecutionId: str) -> dict:  # noqa: N803
+        self.running.discard(QueryExecutionId)
+        return {"QueryExecution": {"Status": {"State": "SUCCEEDED"}}}
+
+
+def test_view_ddl_runs_at_most_athenas_active_ddl_quota_at_once_and_a_view_after_those_it_reads() -> None:
+    from bls_pipeline.catalog_update import MAX_ACTIVE_DDL, _AthenaDdl
+
+    athena = _RecordingAthena()
+    views = [(f"t{i}_clean", f"SELECT * FROM t{i}") for i in range(45)]
+    views.append(("t0_labeled", "SELECT * FROM t0_clean AS d LEFT JOIN t44_clean AS s ON s.x = d.x"))
+
+    made = _AthenaDdl(athena, "wg", DATABASE, sleep=lambda _: None).run_all(views)
+
+    assert sorted(made) == sorted(name for name, _ in views)
+    assert max(running for _, running in athena.started) == MAX_ACTIVE_DDL - 1
+    order = [line for line, _ in athena.started]
+    assert order.index("CREATE OR REPLACE VIEW t0_labeled AS") > order.index("CREATE OR REPLACE VIEW t44_clean AS")

@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 STATE_PREFIX = catalog.CATALOG_PREFIX + "state/"
 HEADER_BYTES = 64 * 1024  # a BLS header row is under 1 KiB; a file without a line end in this span is no table
 DDL_TIMEOUT_SECONDS = 120.0
+# Athena User Guide, "Service Quotas": 20 active DDL queries per account and Region by default; a survey's views are
+# started that many at a time (a BLS survey has up to about 80 files, each with its view).
+MAX_ACTIVE_DDL = 20
+# A survey is not started with less time left than this (the function's timeout is 900 s): the largest surveys'
+# rebuild (their header reads, tables and view DDL) takes well under it.
+SURVEY_TIME_RESERVE = 180.0
 NAMED_QUERY_PREFIX = "bls-mirror "  # the report queries' names in the workgroup: "bls-mirror best_year_by_series"
 
 
@@ -48,14 +54,25 @@ def definitions_digest() -> str:
 
 
 def update_catalog(settings: Settings, s3: Any, glue: Any, athena: Any,
+                   time_left: Callable[[], float] = lambda: float("inf"),
                    sleep: Callable[[float], None] = time.sleep) -> dict:
-    """Bring the catalog up to date; returns counts and the surveys whose tables were (re)built."""
+    """Bring the catalog up to date; returns counts, the surveys whose tables were (re)built, and how many surveys
+    are left for another invocation: a survey is not started with less than SURVEY_TIME_RESERVE seconds left (at
+    least one is always done, so each invocation makes progress; the state machine calls again while some remain)."""
     bucket, database = settings.bucket, settings.catalog_database
     digest = definitions_digest()
     in_glue = _glue_table_names(glue, database)
+    summary: dict[str, Any] = {
+        "population": _update_population(settings, s3, glue, digest, in_glue),
+        "named_queries": _update_named_queries(settings, s3, athena, digest),
+        "surveys": 0, "rebuilt": [], "tables_created": 0, "tables_updated": 0, "views": 0, "remaining": 0,
+    }
     ddl = _AthenaDdl(athena, settings.query_workgroup, database, sleep)
-    summary = {"surveys": 0, "rebuilt": [], "tables_created": 0, "tables_updated": 0, "views": 0}
-    for survey in mirrored_surveys(s3, bucket, settings.mirror_prefix):
+    surveys = mirrored_surveys(s3, bucket, settings.mirror_prefix)
+    for position, survey in enumerate(surveys):
+        if summary["rebuilt"] and time_left() < SURVEY_TIME_RESERVE:
+            summary["remaining"] = len(surveys) - position
+            break
         summary["surveys"] += 1
         prefix = f"{settings.mirror_prefix}{survey}/"
         files = _survey_files(s3, bucket, prefix)
@@ -68,14 +85,12 @@ def update_catalog(settings: Settings, s3: Any, glue: Any, athena: Any,
         for key, body in catalog.manifests(tables, bucket).items():
             _put_if_changed(s3, bucket, key, body, "text/plain")
         outcome = catalog.apply_tables(glue, database, [catalog.glue_table_input(t, bucket) for t in tables])
-        made = [ddl.run(catalog.view_ddl(name, select)) for name, select in catalog.views(survey, tables)]
+        made = ddl.run_all(catalog.views(survey, tables))
         _write_json(s3, bucket, record_key, {**wanted, "tables": [t.name for t in tables], "views": made})
         summary["rebuilt"].append(survey)
         summary["tables_created"] += len(outcome["created"])
         summary["tables_updated"] += len(outcome["updated"])
         summary["views"] += len(made)
-    summary["population"] = _update_population(settings, s3, glue, digest, in_glue)
-    summary["named_queries"] = _update_named_queries(settings, s3, athena, digest)
     return summary
 
 
@@ -174,20 +189,38 @@ class _AthenaDdl:
     def __init__(self, athena: Any, workgroup: str, database: str, sleep: Callable[[float], None]):
         self.athena, self.workgroup, self.database, self.sleep = athena, workgroup, database, sleep
 
-    def run(self, statement: str) -> str:
-        """Run one DDL statement in the workgroup and wait for it; returns the view's name."""
-        started = self.athena.start_query_execution(
-            QueryString=statement, WorkGroup=self.workgroup, QueryExecutionContext={"Database": self.database})
-        query_id, waited, pause = started["QueryExecutionId"], 0.0, 0.2
+    def run_all(self, views: list[tuple[str, str]]) -> list[str]:
+        """CREATE OR REPLACE VIEW for each (name, SELECT), up to MAX_ACTIVE_DDL at once, a view only after the
+        views it reads; returns the names made. One failed DDL fails the whole (the survey's record stays unwritten)."""
+        pending, made = list(views), []
+        while pending:
+            waiting = {name for name, _ in pending}
+            wave = [(n, q) for n, q in pending if not set(catalog.read_names(q)) & waiting][:MAX_ACTIVE_DDL]
+            if not wave:
+                raise CatalogUpdateError(f"views that read each other: {', '.join(sorted(waiting))}")
+            started = {name: self._start(catalog.view_ddl(name, select)) for name, select in wave}
+            for name, query_id in started.items():
+                self._wait(name, query_id)
+            made += list(started)
+            pending = [(n, q) for n, q in pending if n not in started]
+        return made
+
+    def _start(self, statement: str) -> str:
+        return self.athena.start_query_execution(
+            QueryString=statement, WorkGroup=self.workgroup, QueryExecutionContext={"Database": self.database},
+        )["QueryExecutionId"]
+
+    def _wait(self, view: str, query_id: str) -> None:
+        waited, pause = 0.0, 0.2
         while True:
             status = self.athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]
             if status["State"] == "SUCCEEDED":
-                return statement.split(" AS", 1)[0].rsplit(" ", 1)[-1]
+                return
             if status["State"] in ("FAILED", "CANCELLED"):
-                raise CatalogUpdateError(f"Athena {status['State'].lower()} {statement.splitlines()[0]!r}: "
+                raise CatalogUpdateError(f"Athena {status['State'].lower()} CREATE OR REPLACE VIEW {view}: "
                                          f"{status.get('StateChangeReason', 'no reason given')}")
             if waited >= DDL_TIMEOUT_SECONDS:
-                raise CatalogUpdateError(f"{statement.splitlines()[0]!r} still {status['State']} after {waited:.0f} s")
+                raise CatalogUpdateError(f"CREATE OR REPLACE VIEW {view} still {status['State']} after {waited:.0f} s")
             self.sleep(pause)
             waited, pause = waited + pause, min(pause * 2, 5.0)
 

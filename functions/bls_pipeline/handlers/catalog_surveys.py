@@ -2,12 +2,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .. import aws
 from ..catalog_update import update_catalog
-from ._prologue import logger, run_settings
+from ._prologue import logger, run_settings, seconds_left
 
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
-    """event: {"run": <the execution's overrides>} -> what the catalog step built (counts, rebuilt surveys)."""
-    result = update_catalog(run_settings(event.get("run")), aws.s3_client(), aws.glue_client(), aws.athena_client())
+    """event: {"run": <the execution's overrides>} -> what the catalog step built (counts, rebuilt surveys, and how
+    many surveys remain for the next invocation)."""
+    result = update_catalog(run_settings(event.get("run")), aws.s3_client(), aws.glue_client(), aws.athena_client(),
+                            time_left=lambda: seconds_left(context))
     logger.info("catalog updated", extra=result)
     return result
