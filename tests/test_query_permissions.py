@@ -154,3 +154,14 @@ def test_named_queries_can_be_updated_in_the_engine_as_in_athena(engine) -> None
     assert athena.list_named_queries(WorkGroup=workgroup)["NamedQueryIds"] == [query_id]
     with pytest.raises(ClientError, match="AccessDenied.*athena:ListNamedQueries.*workgroup/primary"):
         athena.list_named_queries()
+
+
+def test_make_run_installs_moto_with_glue_and_athena() -> None:
+    """The local engine creates the Glue database and the Athena workgroup: moto's glue backend imports pyparsing,
+    which only its `glue` extra installs (a run-only venv without it failed at engine start)."""
+    from pathlib import Path
+
+    lines = (Path(__file__).resolve().parent.parent / "requirements-run.txt").read_text().splitlines()
+    moto = next(line for line in lines if line.startswith("moto["))
+    extras = set(moto.split("[", 1)[1].split("]", 1)[0].split(","))
+    assert {"glue", "athena", "s3", "sqs", "stepfunctions", "awslambda", "events"} <= extras
