@@ -9,9 +9,8 @@ from .analytics import AnalyticsResult
 from .copy_memory import CopyMemoryResult
 from .imports import ImportTime
 from .local_runner_startup import BASELINE_COMMIT, PHASES, RATES, THIS, LocalRunnerResult
-from .scenarios import SCENARIO_TITLES, SCENARIOS, ManyFilesResult, SyncRun, sync_profiles
+from .scenarios import SCENARIO_TITLES, SCENARIOS, ManyFilesResult, SyncRun, largest_payload, sync_profiles
 from .tree import TreeResult, TreeRun
-from .tree import largest_payload as tree_largest_payload
 
 MiB = 1024 * 1024
 MB = 1000 * 1000
@@ -214,16 +213,6 @@ def targets(results: Results) -> list[Target]:
                 largest < STATE_PAYLOAD_LIMIT,
             ))
     return found
-
-
-def largest_payload(run: SyncRun) -> tuple[str, int]:
-    """The largest state input/output of a pipeline run: the execution history's, or a Map item's."""
-    history = run.detail["payloads"]
-    items = run.detail.get("map_item_payloads", {})
-    item_largest = max(items.get("largest_input_bytes", 0), items.get("largest_output_bytes", 0))
-    if item_largest > history["largest_bytes"]:
-        return "CopyFile, one Map item", item_largest
-    return (history["largest_state"] or "?").rsplit(":", 1)[-1], history["largest_bytes"]
 
 
 def target_lines(results: Results) -> list[str]:
@@ -591,7 +580,7 @@ def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
                 continue
             payload = "—"
             if run.detail.get("payloads"):
-                state, size = tree_largest_payload(run)
+                state, size = largest_payload(run)
                 payload = f"{size:,} B ({state})"
             ops = ", ".join(f"{k} {v:,}" for k, v in run.s3["operations"].items())
             execution = f"{statistics.median(run.state_seconds):.1f} s" if run.state_seconds else "—"

@@ -194,3 +194,14 @@ def _cold_then_noop(contender: Contender, bucket: str, count: int, log: Callable
         if run.failure:
             break
     return runs
+
+
+def largest_payload(run: SyncRun) -> tuple[str, int]:
+    """The largest state input/output of a pipeline run (a sync or tree run): the execution history's, or a Map
+    item's."""
+    history = run.detail["payloads"]
+    items = run.detail.get("map_item_payloads", {})
+    item_largest = max(items.get("largest_input_bytes", 0), items.get("largest_output_bytes", 0))
+    if item_largest > history["largest_bytes"]:
+        return "CopyFile, one Map item", item_largest
+    return (history["largest_state"] or "?").rsplit(":", 1)[-1], history["largest_bytes"]

@@ -62,25 +62,30 @@ class GeneratedBody:
         return digest.hexdigest()
 
 
-class BenchSource(BlsServer):
-    """BlsServer with streamed generated bodies and a count of file bytes sent."""
+class CountsFileBytes:
+    """For a BlsServer (or BlsTree) subclass: a count of the file bytes its streaming handler sends, reset with its
+    request log."""
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        super().__post_init__()  # type: ignore[misc]
         self.file_bytes_sent = 0
         self._bytes_lock = threading.Lock()
 
-    def handler(self) -> type:
-        return _StreamingHandler
-
     def reset_log(self) -> None:
-        super().reset_log()
+        super().reset_log()  # type: ignore[misc]
         with self._bytes_lock:
             self.file_bytes_sent = 0
 
     def count_file_bytes(self, count: int) -> None:
         with self._bytes_lock:
             self.file_bytes_sent += count
+
+
+class BenchSource(CountsFileBytes, BlsServer):
+    """BlsServer with streamed generated bodies and a count of file bytes sent."""
+
+    def handler(self) -> type:
+        return _StreamingHandler
 
     def request_counts(self) -> dict[str, int]:
         """Requests to the mirrored directory: the listing, HEADs and GETs of files (other routes left out)."""

@@ -15,7 +15,6 @@ import hashlib
 import os
 import random
 import statistics
-import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
@@ -24,7 +23,9 @@ from bls_loopback.server import BlsServer, BlsTree, TreeHandler, peak_requests_p
 
 from .contenders import Contender, ContenderFailed, Pipeline, Rclone
 from .s3_endpoint import Destination
-from .source import NEXT_RELEASE, POPULATION_ANSWER, POPULATION_PATH, RELEASE, GeneratedBody, _StreamingHandler
+from .scenarios import largest_payload
+from .source import (NEXT_RELEASE, POPULATION_ANSWER, POPULATION_PATH, RELEASE, CountsFileBytes, GeneratedBody,
+                     _StreamingHandler)
 from .tree_layout import TreeFile, tree_layout
 
 MIRROR_ROOT = "bls/"
@@ -33,25 +34,11 @@ CHANGED_SURVEY = "cu"  # the survey whose file changes in the one-changed-file s
 HASH_SAMPLE = 40  # files hashed besides the largest three and the changed one, when not all are
 
 
-class TreeSource(BlsTree):
+class TreeSource(CountsFileBytes, BlsTree):
     """A BlsTree whose files may be GeneratedBody (streamed), with a count of the file bytes it sends."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.file_bytes_sent = 0
-        self._bytes_lock = threading.Lock()
 
     def handler(self) -> type:
         return _TreeStreamingHandler
-
-    def reset_log(self) -> None:
-        super().reset_log()
-        with self._bytes_lock:
-            self.file_bytes_sent = 0
-
-    def count_file_bytes(self, count: int) -> None:
-        with self._bytes_lock:
-            self.file_bytes_sent += count
 
     def populate(self, layout: list[TreeFile]) -> None:
         """The layout's files, each a GeneratedBody of its size (seeded by its place in the layout)."""
@@ -259,16 +246,6 @@ def run_tree(tree: TreeSource, population: BlsServer, destination: Destination, 
         for contender in made:  # give SeaweedFS its space back between repetitions
             destination.fresh_bucket(f"bench-tree-{contender.name}")
     return list(runs.values())
-
-
-def largest_payload(run: TreeRun) -> tuple[str, int]:
-    """The largest state input/output of a pipeline run: the execution history's, or a Map item's."""
-    history = run.detail["payloads"]
-    items = run.detail.get("map_item_payloads", {})
-    item_largest = max(items.get("largest_input_bytes", 0), items.get("largest_output_bytes", 0))
-    if item_largest > history["largest_bytes"]:
-        return "CopyFile, one Map item", item_largest
-    return (history["largest_state"] or "?").rsplit(":", 1)[-1], history["largest_bytes"]
 
 
 def start_tree(layout: list[TreeFile], latency: float, bandwidth: float | None) -> tuple[TreeSource, BlsServer]:
