@@ -1,8 +1,9 @@
 """The local engine: template.yaml's functions and state machine inside moto, with Lambda invokes routed to the
-real handlers in this process (local_runner/lambda_emulation.py), and what AWS enforces but moto does not enforced
-on top: each function's IAM role on every S3, EventBridge, Glue and Athena call it makes (local_runner/s3_clients.py,
-local_runner/event_bus.py, which also records the events published, local_runner/service_clients.py), and Step
-Functions' limits and result files
+real handlers in this process (local_runner/lambda_emulation.py), Athena's queries run for real in DuckDB over
+moto's Glue catalog and S3 (local_runner/athena_sql.py: moto's own Athena runs none), and what AWS enforces but moto
+does not enforced on top: each function's IAM role on every S3, EventBridge, Glue and Athena call it makes
+(local_runner/s3_clients.py, local_runner/event_bus.py, which also records the events published,
+local_runner/service_clients.py), and Step Functions' limits and result files
 (local_runner/step_functions_rules.py). This is always on: the runner, every test and the bench
 run under it.
 """
@@ -15,6 +16,7 @@ import uuid
 from contextlib import ExitStack
 from typing import Any, Callable
 
+from .athena_sql import LocalAthena
 from .cloudformation import rendered_roles
 from .event_bus import RoleCheckedEventBus
 from .executions import ExecutionEnds, ExecutionResult, history, payload_sizes
@@ -56,6 +58,7 @@ class LocalEngine:
         self.s3_clients = RoleCheckedS3Clients(roles)
         self.event_bus = RoleCheckedEventBus(roles)
         self.glue_clients = RoleCheckedServiceClients("glue", roles)
+        self.queries = LocalAthena()  # DuckDB is imported, and its connection made, on the first query only
         self.athena_clients = RoleCheckedServiceClients("athena", roles)
         self.queues = QueueEventSources(self.resolver, self.functions, self.role_statements)
         self._started_at: dict[str, int] = {}
@@ -90,6 +93,7 @@ class LocalEngine:
             setup.enter_context(self.glue_clients.given_to_handlers())
             setup.enter_context(self.athena_clients.given_to_handlers())
             setup.enter_context(named_query_updates())
+            setup.enter_context(self.queries.given_to_moto())
             setup.callback(self.lambdas.join_overrunning)
 
             import boto3
@@ -97,6 +101,7 @@ class LocalEngine:
             self.s3 = boto3.client("s3", region_name=REGION)
             self.sfn = boto3.client("stepfunctions", region_name=REGION)
             self.glue = boto3.client("glue", region_name=REGION)  # unchecked, as self.s3: the engine's own
+            self.athena = boto3.client("athena", region_name=REGION)  # likewise
             self.s3.create_bucket(Bucket=self.bucket)
             self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
             self.queues.create(self.s3)
@@ -124,8 +129,6 @@ class LocalEngine:
 
     def _create_query_catalog(self) -> None:
         """The template's Glue database and Athena workgroup (SQL over the mirror), as CloudFormation creates them."""
-        import boto3
-
         for resource in self.template.resources.values():
             if resource["Type"] == "AWS::Glue::Database":
                 database = self.resolver.resolve(resource["Properties"]["DatabaseInput"])
@@ -135,7 +138,7 @@ class LocalEngine:
                 configuration = self.resolver.resolve(properties["WorkGroupConfiguration"])
                 # A Number parameter reaches the property as a string; CloudFormation converts it to the API's long.
                 configuration["BytesScannedCutoffPerQuery"] = int(configuration["BytesScannedCutoffPerQuery"])
-                boto3.client("athena", region_name=REGION).create_work_group(
+                self.athena.create_work_group(
                     Name=self.resolver.resolve(properties["Name"]), Configuration=configuration)
 
     def _state_machine_s3(self, client: Any) -> Any:

@@ -201,7 +201,7 @@ def test_another_survey_is_mirrored_and_the_pr_reports_say_in_one_line_why_they_
 
 
 def test_analytics_failing_on_the_queue_path_is_a_non_zero_exit(bls, tmp_path, capsys):
-    bls.put("pr.data.0.Current", b"not\ta BLS data file\r\n")
+    bls.put("pr.data.0.Current", b"no\ta BLS data file\r\n")  # "not" would be a reserved column
 
     code = run(bls, tmp_path / "state")
 
