@@ -59,7 +59,7 @@ class LocalEngine:
         self.event_bus = RoleCheckedEventBus(roles)
         self.glue_clients = RoleCheckedServiceClients("glue", roles)
         self.queries = LocalAthena()  # DuckDB is imported, and its connection made, on the first query only
-        self.athena_clients = RoleCheckedServiceClients("athena", roles)
+        self.athena_clients = RoleCheckedServiceClients("athena", roles, self.queries)
         self.queues = QueueEventSources(self.resolver, self.functions, self.role_statements)
         self._started_at: dict[str, int] = {}
         self._ends = ExecutionEnds()

@@ -207,14 +207,51 @@ GLUE_RULES: dict[str, Rule] = {
 
 # Athena: the catalog step's DDL queries (the views) and the named queries, all in the stack's workgroup.
 ATHENA_WORKGROUP = (
-    "Service Authorization Reference, Amazon Athena: StartQueryExecution, GetQueryExecution, CreateNamedQuery, "
-    "UpdateNamedQuery, ListNamedQueries and GetNamedQuery act on the resource type workgroup "
+    "Service Authorization Reference, Amazon Athena: StartQueryExecution, GetQueryExecution, GetQueryResults, "
+    "CreateNamedQuery, UpdateNamedQuery, ListNamedQueries and GetNamedQuery act on the resource type workgroup "
     "(arn:aws:athena:<region>:<account>:workgroup/<name>; a call without WorkGroup uses 'primary')"
 )
 ATHENA_CALLER_RIGHTS = (
     "Athena User Guide, 'Identity and access management in Athena': a query runs with the caller's permissions on "
     "the Glue Data Catalog objects it reads or changes and on the S3 locations of its data and its results"
 )
+# The rights on a workgroup's query result location, for every query: the set the AWS-published policies grant
+# there. AWS Managed Policy Reference, AmazonAthenaFullAccess
+# (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonAthenaFullAccess.html), statement
+# BaseQueryResultsPermissions: s3:GetBucketLocation, s3:GetObject, s3:ListBucket, s3:ListBucketMultipartUploads,
+# s3:ListMultipartUploadParts, s3:AbortMultipartUpload, s3:CreateBucket and s3:PutObject on the result buckets; AWS
+# Knowledge Center, "How do I resolve the 'Unable to verify/create output bucket' error in Amazon Athena?"
+# (https://repost.aws/knowledge-center/athena-output-bucket-error): the same actions on arn:aws:s3:::<bucket> and
+# arn:aws:s3:::<bucket>/*, "remove the s3:CreateBucket permission" for an existing bucket. So: the bucket-level
+# actions on the bucket ARN, the object-level ones on the objects under the result location. With less, Athena can
+# fail a query with "Unable to verify/create output bucket", which names no missing right.
+QUERY_RESULTS = (
+    "AWS Managed Policy Reference, AmazonAthenaFullAccess, Sid BaseQueryResultsPermissions; AWS Knowledge Center, "
+    "'athena-output-bucket-error': the rights on the workgroup's query result location"
+)
+QUERY_RESULT_BUCKET_ACTIONS = ("s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads")
+QUERY_RESULT_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload")
+GET_QUERY_RESULTS = (
+    "Athena API Reference, GetQueryResults: the caller also needs s3:GetObject on the query's result location"
+)
+GLUE_DELETES = (
+    "Athena User Guide, 'Configure access to databases and tables in the AWS Glue Data Catalog': for delete actions "
+    "in Athena (DROP), the policy must include the Glue action (glue:DeleteTable) on the table, its database and the "
+    "catalog"
+)
+# What Athena reads of a table's data with the caller's rights: its LOCATION listed, each symlink manifest read, each
+# manifest target's folder listed and the target read. AWS documents the rights on the data's S3 locations
+# (ATHENA_CALLER_RIGHTS), not the requests; these are the requests of Trino's Hive connector (Athena engine version
+# 3), BackgroundHiveSplitLoader: listStatus of the symlink folder, each manifest opened, the targets' parent folder
+# listed when they share one.
+TABLE_DATA_READS = "Trino's Hive connector, BackgroundHiveSplitLoader (symlink tables); Athena User Guide as ATHENA_CALLER_RIGHTS"
+
+
+def query_result_checks(location: str, key: str) -> list[Check]:
+    """QUERY_RESULTS for a query whose result file is s3://<bucket>/<key> under location (s3://<bucket>/<prefix>)."""
+    bucket = location.removeprefix("s3://").partition("/")[0]
+    return ([Check(action, f"arn:aws:s3:::{bucket}") for action in QUERY_RESULT_BUCKET_ACTIONS]
+            + [Check(action, f"arn:aws:s3:::{bucket}/{key}") for action in QUERY_RESULT_OBJECT_ACTIONS])
 
 
 def athena_workgroup_arn(region: str, account: str, workgroup: str | None) -> str:
@@ -229,11 +266,14 @@ def _on_workgroup(action: str) -> Callable[[dict, str, str], list[Check]]:
 
 
 ATHENA_RULES: dict[str, Rule] = {
-    # What the query does with the caller's rights (the Glue changes of its DDL, its result file) is checked by the
-    # engine as Athena would (local_runner/service_clients.py), since only the query text tells it. Calls that name
+    # What the query does with the caller's rights (the Glue objects it reads or changes, the S3 data it reads, its
+    # result location) is checked by the engine as Athena would (local_runner/service_clients.py query_caller_checks),
+    # since only the query text and the catalog tell it. Calls that name
     # a query or a named query by id are authorized on its workgroup, which the engine looks up as "WorkGroup".
     "StartQueryExecution": Rule(_on_workgroup("athena:StartQueryExecution"), f"{ATHENA_WORKGROUP}; {ATHENA_CALLER_RIGHTS}"),
     "GetQueryExecution": Rule(_on_workgroup("athena:GetQueryExecution"), ATHENA_WORKGROUP),
+    # ... and s3:GetObject on the result file, which the engine adds (local_runner/service_clients.py).
+    "GetQueryResults": Rule(_on_workgroup("athena:GetQueryResults"), f"{ATHENA_WORKGROUP}; {GET_QUERY_RESULTS}"),
     "ListNamedQueries": Rule(_on_workgroup("athena:ListNamedQueries"), ATHENA_WORKGROUP),
     "GetNamedQuery": Rule(_on_workgroup("athena:GetNamedQuery"), ATHENA_WORKGROUP),
     "CreateNamedQuery": Rule(_on_workgroup("athena:CreateNamedQuery"), ATHENA_WORKGROUP),

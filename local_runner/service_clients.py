@@ -1,13 +1,15 @@
 """Glue and Athena as a function meets them in AWS, on top of moto: each function's client is authorized against
 its role (local_runner/iam.py GLUE_RULES, ATHENA_RULES), and an Athena query is also checked for what Athena does
-with the caller's rights (ATHENA_CALLER_RIGHTS): writing its result file in the workgroup's result location, and
-the Glue changes of its DDL. moto has no UpdateNamedQuery; the engine adds it (Athena API Reference,
-UpdateNamedQuery: name, description and query string of an existing named query).
+with the caller's rights (ATHENA_CALLER_RIGHTS, query_caller_checks): the result location's rights (QUERY_RESULTS),
+for every query; the Glue objects the statement reads, through its views, and for a SELECT the S3 data of the tables
+it reads (TABLE_DATA_READS); the Glue changes of a DDL. The queries themselves run in local_runner/athena_sql.py.
+moto has no UpdateNamedQuery; the engine adds it (Athena API Reference, UpdateNamedQuery: name, description and query
+string of an existing named query).
 """
 
 from __future__ import annotations
 
-import re
+import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator
 from unittest import mock
@@ -15,21 +17,22 @@ from unittest import mock
 from botocore.exceptions import ClientError
 
 from .function_clients import PerFunctionClients
-from .iam import Check, allows, glue_arns, service_checks
+from .iam import Check, allows, glue_arns, query_result_checks, service_checks
 from .lambda_emulation import ACCOUNT, REGION
 
 _PARAMS = "local_service_params"
-# The DDL the catalog step sends; any other statement is refused until its rights are modelled here.
-_CREATE_VIEW = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+(?:\"?(\w+)\"?\.)?\"?(\w+)\"?\s", re.IGNORECASE)
 
 
 class RoleCheckedServiceClients(PerFunctionClients):
     """Each function's client of one service (glue or athena), its calls checked against the function's role."""
 
-    def __init__(self, service: str, roles: dict[str, tuple[str, list[dict]]]):
+    def __init__(self, service: str, roles: dict[str, tuple[str, list[dict]]], queries: Any = None):
+        """queries: for athena, the engine's LocalAthena (local_runner/athena_sql.py), which knows each query's
+        result file."""
         super().__init__(roles)
         self.service = service
         self.accessor = f"{service}_client"
+        self.queries = queries
 
     def new_client(self, function: str) -> Any:
         import boto3
@@ -51,11 +54,20 @@ class RoleCheckedServiceClients(PerFunctionClients):
             checks = service_checks(self.service, model.name, params, REGION, ACCOUNT)
             if self.service == "athena" and model.name == "StartQueryExecution":
                 checks += query_caller_checks(params)
+            elif self.service == "athena" and model.name == "GetQueryResults":
+                checks += self._result_read_checks(params)
             for check in checks:
                 if not allows(statements, check):
                     raise denied(role, function, model.name, check)
 
         return authorize
+
+    def _result_read_checks(self, params: dict) -> list[Check]:
+        """GetQueryResults also reads the result file with the caller's rights (GET_QUERY_RESULTS)."""
+        outcome = self.queries.outcomes.get(params.get("QueryExecutionId")) if self.queries is not None else None
+        if outcome is None:
+            return []
+        return [Check("s3:GetObject", "arn:aws:s3:::" + outcome.output.removeprefix("s3://"))]
 
 
 def _remember(params: dict, context: dict, **_: Any) -> None:
@@ -83,7 +95,7 @@ def _workgroup_of(operation: str, params: dict) -> str | None:
     if params.get("WorkGroup"):
         return params["WorkGroup"]
     backend = _athena_backend()
-    if operation == "GetQueryExecution":
+    if operation in ("GetQueryExecution", "GetQueryResults"):
         execution = backend.executions.get(params.get("QueryExecutionId"))
         return execution.workgroup.name if execution is not None and execution.workgroup else None
     if operation in ("GetNamedQuery", "UpdateNamedQuery"):
@@ -93,24 +105,58 @@ def _workgroup_of(operation: str, params: dict) -> str | None:
 
 
 def query_caller_checks(params: dict) -> list[Check]:
-    """What Athena checks with the caller's rights when it runs a query (ATHENA_CALLER_RIGHTS)."""
-    workgroup = _athena_backend().work_groups.get(params.get("WorkGroup") or "primary")
-    configuration = (getattr(workgroup, "configuration", None) or {}) if workgroup else {}
-    location = configuration.get("ResultConfiguration", {}).get("OutputLocation") or (
-        params.get("ResultConfiguration", {}).get("OutputLocation", ""))
-    bucket, _, prefix = location.removeprefix("s3://").partition("/")
-    checks = [Check("s3:GetBucketLocation", f"arn:aws:s3:::{bucket}"),
-              Check("s3:PutObject", f"arn:aws:s3:::{bucket}/{prefix}query-id.csv")]
-    statement = params.get("QueryString", "")
-    view = _CREATE_VIEW.match(statement)
-    if view is None:
-        raise NotImplementedError(
-            f"the local engine models the Athena rights of CREATE OR REPLACE VIEW only, not of {statement[:60]!r}: "
-            "add the statement's Glue and S3 checks to local_runner/service_clients.py")
-    database = view.group(1) or params.get("QueryExecutionContext", {}).get("Database", "default")
-    for action in ("glue:GetTable", "glue:CreateTable", "glue:UpdateTable"):
-        checks += [Check(action, arn) for arn in glue_arns(REGION, ACCOUNT, database, view.group(2))]
+    """What Athena checks with the caller's rights when it runs a query (ATHENA_CALLER_RIGHTS).
+
+    Every query: the result location (QUERY_RESULTS). A statement the engine runs (local_runner/athena_sql.py) also
+    needs glue:GetTable on each table and view it names, through its views (a name Glue lacks too: the check comes
+    before the lookup fails), and glue:GetDatabase on their databases and a DDL's; a SELECT, the S3 reads of each
+    table's data (TABLE_DATA_READS); CREATE [OR REPLACE] VIEW, glue:GetTable, CreateTable and UpdateTable on the view;
+    DROP VIEW, glue:GetTable and DeleteTable (GLUE_DELETES). A statement the engine refuses, or one that does not
+    parse, needs only the result location's rights: it fails before it reads or changes anything.
+    """
+    from . import athena_sql
+
+    query = params.get("QueryString", "")
+    location = athena_sql.result_location(params.get("WorkGroup"), params.get("ResultConfiguration"))
+    checks: list[Check] = []
+    if location is not None:  # without one, StartQueryExecution itself is refused
+        # The id Athena will give the query is not known yet: a fresh one of its shape stands for it.
+        _, key = athena_sql.result_key(location, str(uuid.uuid4()), athena_sql.statement_type(query) == "DDL")
+        checks += query_result_checks(location, key)
+    context = params.get("QueryExecutionContext") or {}
+    database = context.get("Database") or athena_sql.DEFAULT_DATABASE
+    try:
+        statement = athena_sql.parse_statement(query, database, params.get("ExecutionParameters"))
+        reads = athena_sql.catalog_reads(statement)
+    except athena_sql.AthenaQueryError:
+        return checks
+    named = [*((o.database, o.name) for o in reads.objects), *reads.missing]
+    for database in dict.fromkeys([d for d, _ in named] + ([statement.target[0]] if statement.target else [])):
+        checks += [Check("glue:GetDatabase", arn) for arn in glue_arns(REGION, ACCOUNT, database)]
+    for found in named:
+        checks += [Check("glue:GetTable", arn) for arn in glue_arns(REGION, ACCOUNT, *found)]
+    if statement.kind == "SELECT":
+        for found in reads.objects:
+            if not found.is_view:
+                checks += _table_data_checks(found)
+    elif statement.kind == "CREATE VIEW":
+        for action in ("glue:GetTable", "glue:CreateTable", "glue:UpdateTable"):
+            checks += [Check(action, arn) for arn in glue_arns(REGION, ACCOUNT, *statement.target)]
+    else:
+        for action in ("glue:GetTable", "glue:DeleteTable"):
+            checks += [Check(action, arn) for arn in glue_arns(REGION, ACCOUNT, *statement.target)]
     return checks
+
+
+def _table_data_checks(table: Any) -> list[Check]:
+    from . import athena_sql
+
+    try:
+        files = athena_sql.table_files(table)
+    except athena_sql.AthenaQueryError:
+        return []  # the query fails on it before reading anything more
+    return ([Check("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": prefix}) for bucket, prefix in files.listed]
+            + [Check("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}") for bucket, key in files.manifests + files.data])
 
 
 @contextmanager

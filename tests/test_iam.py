@@ -34,6 +34,7 @@ STAGING = f"{BUCKET_ARN}/pipeline/staging/*"
 POPULATION = f"{BUCKET_ARN}/datausa/population.json"
 RATE = f"{BUCKET_ARN}/pipeline/rate/*"
 INDEX = f"{BUCKET_ARN}/pipeline/index/*"
+RESULTS = f"{BUCKET_ARN}/athena-results/*"
 
 # role -> {(action, resource, s3:prefix condition or None)} for every s3: and sqs: action, default parameters.
 EXPECTED_GRANTS = {
@@ -98,8 +99,15 @@ EXPECTED_GRANTS = {
         ("s3:PutObject", f"{BUCKET_ARN}/datausa/population-by-year/*", None),  # its normalized copy
         ("s3:GetObject", f"{BUCKET_ARN}/catalog/*", None),  # the tables' file lists (symlink manifests)
         ("s3:PutObject", f"{BUCKET_ARN}/catalog/*", None),
-        ("s3:PutObject", f"{BUCKET_ARN}/athena-results/*", None),  # the views' DDL queries write a result file
+        # The views' DDL queries use the workgroup's result location with the function's rights: the set AWS
+        # publishes for it (local_runner/iam.py QUERY_RESULTS).
+        ("s3:GetObject", RESULTS, None),
+        ("s3:PutObject", RESULTS, None),
+        ("s3:ListMultipartUploadParts", RESULTS, None),
+        ("s3:AbortMultipartUpload", RESULTS, None),
         ("s3:GetBucketLocation", BUCKET_ARN, None),
+        ("s3:ListBucket", BUCKET_ARN, None),
+        ("s3:ListBucketMultipartUploads", BUCKET_ARN, None),
     },
     "PipelineStateMachineRole": {
         ("s3:GetObject", RUNS, None),  # the Distributed Map's ItemReader
@@ -167,12 +175,14 @@ def test_no_role_allows_every_action_or_s3_and_sqs_on_every_resource(statements:
                     assert resource not in ("*", "arn:aws:s3:::*"), f"{role}: {action} on {resource}"
 
 
-def test_only_the_roles_that_read_a_file_that_may_not_exist_yet_may_list_the_whole_bucket(statements) -> None:
+def test_only_the_roles_that_read_a_file_that_may_not_exist_yet_or_run_queries_may_list_the_whole_bucket(statements) -> None:
     """FetchPopulation and Analytics read datausa/population.json, absent before the first run: S3 answers 404 for
-    it only to a role with an unconditioned s3:ListBucket (403 otherwise, local_runner/iam.py MISSING_KEY)."""
+    it only to a role with an unconditioned s3:ListBucket (403 otherwise, local_runner/iam.py MISSING_KEY). The
+    catalog step runs Athena queries, whose result location needs s3:ListBucket on the bucket as AWS publishes it,
+    with no condition (local_runner/iam.py QUERY_RESULTS)."""
     unconditioned = {role for role, found in statements.items() for s in found
                      if "s3:ListBucket" in _as_list(s["Action"]) and not s.get("Condition")}
-    assert unconditioned == {"FetchPopulationFunctionRole", "AnalyticsFunctionRole"}
+    assert unconditioned == {"FetchPopulationFunctionRole", "AnalyticsFunctionRole", "CatalogSurveysFunctionRole"}
 
 
 def test_each_role_has_exactly_the_s3_and_sqs_grants_of_the_table(statements: dict[str, list[dict]]) -> None:

@@ -1,5 +1,6 @@
 """SQL over the mirror, its AWS side: the Athena workgroup's enforced settings, the catalog step's Glue and Athena
-grants, the analysts' read-only policy, and the local engine refusing what IAM would refuse (moto allows it all)."""
+grants, the analysts' read-only policy, the rights every query needs on its result location and a SELECT on what it
+reads, and the local engine refusing what IAM would refuse (moto allows it all)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ import re
 import pytest
 from botocore.exceptions import ClientError
 
+from bls_pipeline import catalog
 from local_runner.cloudformation import ACCOUNT, BUCKET, REGION, STACK, Renderer, transformed
-from local_runner.iam import ATHENA_RULES, GLUE_RULES, UnknownOperation, service_checks
+from local_runner.iam import (
+    ATHENA_RULES, GLUE_RULES, QUERY_RESULT_BUCKET_ACTIONS, QUERY_RESULT_OBJECT_ACTIONS, UnknownOperation, allows,
+    query_result_checks, service_checks,
+)
+from local_runner.service_clients import query_caller_checks
 from tests.test_iam import grants, role_statements
 
 GLUE_WRITES = {"glue:CreateTable", "glue:UpdateTable", "glue:DeleteTable", "glue:BatchDeleteTable",
@@ -139,9 +145,106 @@ def test_a_view_ddl_needs_the_glue_rights_on_the_view_and_the_result_write(engin
 
 def test_a_query_whose_rights_the_engine_does_not_model_is_refused_not_waved_through(engine) -> None:
     athena = engine.athena_client_for("CatalogSurveysFunction")
-    with pytest.raises(NotImplementedError, match="DROP TABLE"):
-        athena.start_query_execution(QueryString="DROP TABLE bls_mirror.pr_series",
-                                     WorkGroup=engine.resolver.ref("QueryWorkGroup"))
+    params = {"QueryString": "DROP TABLE bls_mirror.pr_series", "WorkGroup": engine.resolver.ref("QueryWorkGroup")}
+    assert {c.action for c in query_caller_checks(params)} == RESULT_ACTIONS  # nothing of the statement's own
+
+    started = athena.start_query_execution(**params)
+
+    status = athena.get_query_execution(QueryExecutionId=started["QueryExecutionId"])["QueryExecution"]["Status"]
+    assert status["State"] == "FAILED" and "DROP TABLE is not a statement this engine runs" in status["StateChangeReason"]
+
+
+# -- the query result location: every query needs the rights AWS publishes for it ------------------------------------
+
+RESULT_ACTIONS = set(QUERY_RESULT_BUCKET_ACTIONS) | set(QUERY_RESULT_OBJECT_ACTIONS)
+
+
+def test_every_query_needs_the_published_rights_on_its_result_location_bucket_and_objects(engine) -> None:
+    assert RESULT_ACTIONS == {"s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket", "s3:ListBucketMultipartUploads",
+                              "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload", "s3:PutObject"}
+    for query in ("SELECT 1", "CREATE OR REPLACE VIEW v AS SELECT 1 AS one", "MSCK REPAIR TABLE t"):
+        checks = query_caller_checks({"QueryString": query, "WorkGroup": engine.resolver.ref("QueryWorkGroup")})
+        on_results = {(c.action, re.sub(r"[0-9a-f-]{36}\.(csv|txt)$", "<id>", c.resource)) for c in checks
+                      if c.action in RESULT_ACTIONS and not c.context}
+        assert on_results >= {(a, f"arn:aws:s3:::{engine.bucket}") for a in QUERY_RESULT_BUCKET_ACTIONS} | {
+            (a, f"arn:aws:s3:::{engine.bucket}/athena-results/<id>") for a in QUERY_RESULT_OBJECT_ACTIONS}, query
+
+
+def without(statements: list[dict], action: str) -> list[dict]:
+    """The statements with action removed from each."""
+    kept = []
+    for statement in statements:
+        actions = [a for a in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+                   if a != action]
+        if actions:
+            kept.append({**statement, "Action": actions})
+    return kept
+
+
+@pytest.mark.parametrize("action", sorted(QUERY_RESULT_BUCKET_ACTIONS + QUERY_RESULT_OBJECT_ACTIONS))
+def test_a_role_missing_one_of_the_result_location_rights_fails_its_query_naming_the_right(engine, action) -> None:
+    role, statements = engine.athena_clients.roles["CatalogSurveysFunction"]
+    engine.athena_clients.roles["CatalogSurveysFunction"] = (role, without(statements, action))
+    engine.athena_clients._clients.clear()
+    athena = engine.athena_client_for("CatalogSurveysFunction")
+
+    with pytest.raises(ClientError, match=f"AccessDenied.*not authorized to perform: {action} on resource: arn:aws:s3:::"):
+        athena.start_query_execution(QueryString="CREATE OR REPLACE VIEW v AS SELECT 1 AS one",
+                                     WorkGroup=engine.resolver.ref("QueryWorkGroup"),
+                                     QueryExecutionContext={"Database": DATABASE})
+
+
+@pytest.mark.parametrize("policy", ["CatalogSurveysFunctionRole", "AnalystQueryPolicy"])
+def test_the_catalog_role_and_the_analyst_policy_grant_the_result_locations_rights(template, renderer, policy) -> None:
+    if policy == "AnalystQueryPolicy":
+        statements = renderer.render(template["Resources"][policy]["Properties"]["PolicyDocument"])["Statement"]
+    else:
+        statements = role_statements(template, renderer)[policy]
+    for check in query_result_checks(f"s3://{BUCKET}/athena-results/", "athena-results/0f1e2d3c-query.csv"):
+        assert allows(statements, check), (policy, check)
+
+
+# -- a SELECT reads with the caller's rights ----------------------------------------------------------------------
+
+def test_a_select_needs_the_catalog_and_s3_reads_of_what_it_reads_which_the_analyst_policy_grants(bls, make_engine) -> None:
+    from tests.test_query_catalog import serve_sample
+
+    serve_sample(bls)
+    engine = make_engine(bls.url)
+    assert engine.execute().succeeded
+    analyst = Renderer(transformed(), bucket=engine.bucket, stack=engine.resolver.stack_name).render(
+        transformed()["Resources"]["AnalystQueryPolicy"]["Properties"]["PolicyDocument"])["Statement"]
+    sql = catalog.report_queries("pr.data.0.Current")["series_population"]
+    params = {"QueryString": sql, "ExecutionParameters": ["'PRS30006032'", "'Q01'"], "WorkGroup": engine.resolver.ref(
+        "QueryWorkGroup"), "QueryExecutionContext": {"Database": DATABASE}}
+
+    checks = query_caller_checks(params)
+
+    glue = f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{DATABASE}"
+    bucket = f"arn:aws:s3:::{engine.bucket}"
+    found = {(c.action, c.resource, tuple(c.context.items())) for c in checks}
+    assert {("glue:GetTable", f"{glue}/{name}", ()) for name in
+            ("pr_data_0_current_clean", "pr_data_0_current", "datausa_population")} <= found  # the view and beneath
+    assert ("glue:GetDatabase", f"arn:aws:glue:{REGION}:{ACCOUNT}:database/{DATABASE}", ()) in found
+    assert {("s3:ListBucket", bucket, (("s3:prefix", "catalog/symlinks/pr_data_0_current/"),)),
+            ("s3:GetObject", f"{bucket}/catalog/symlinks/pr_data_0_current/manifest.txt", ()),
+            ("s3:ListBucket", bucket, (("s3:prefix", "bls/pr/"),)),
+            ("s3:GetObject", f"{bucket}/bls/pr/pr.data.0.Current", ()),
+            ("s3:ListBucket", bucket, (("s3:prefix", "datausa/population-by-year/"),)),
+            ("s3:GetObject", f"{bucket}/datausa/population-by-year/population.jsonl", ())} <= found
+    assert [c for c in checks if not allows(analyst, c)] == []
+    # The catalog step's role may write the population copy but not read it: Athena reads with the caller's rights.
+    with pytest.raises(ClientError, match="s3:GetObject on resource: .*population-by-year/population.jsonl"):
+        engine.athena_client_for("CatalogSurveysFunction").start_query_execution(**params)
+
+
+def test_drop_view_needs_glue_delete_table_which_no_role_has(engine) -> None:
+    params = {"QueryString": "DROP VIEW IF EXISTS pr_series_clean", "WorkGroup": engine.resolver.ref("QueryWorkGroup"),
+              "QueryExecutionContext": {"Database": DATABASE}}
+    assert ("glue:DeleteTable", f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{DATABASE}/pr_series_clean") in {
+        (c.action, c.resource) for c in query_caller_checks(params)}
+    with pytest.raises(ClientError, match="not authorized to perform: glue:DeleteTable"):
+        engine.athena_client_for("CatalogSurveysFunction").start_query_execution(**params)
 
 
 def test_named_queries_can_be_updated_in_the_engine_as_in_athena(engine) -> None:
@@ -165,3 +268,24 @@ def test_make_run_installs_moto_with_glue_and_athena() -> None:
     moto = next(line for line in lines if line.startswith("moto["))
     extras = set(moto.split("[", 1)[1].split("]", 1)[0].split(","))
     assert {"glue", "athena", "s3", "sqs", "stepfunctions", "awslambda", "events"} <= extras
+
+
+def test_get_query_results_also_reads_the_result_file_with_the_callers_rights(engine) -> None:
+    workgroup = engine.resolver.ref("QueryWorkGroup")
+    query_id = engine.athena_client_for("CatalogSurveysFunction").start_query_execution(
+        QueryString="SELECT 1 AS one", WorkGroup=workgroup)["QueryExecutionId"]
+    with pytest.raises(ClientError, match="not authorized to perform: athena:GetQueryResults"):
+        engine.athena_client_for("CatalogSurveysFunction").get_query_results(QueryExecutionId=query_id)
+
+    role, statements = engine.athena_clients.roles["CatalogSurveysFunction"]
+    reader = {"Effect": "Allow", "Action": "athena:GetQueryResults", "Resource": WORKGROUP_ARN.replace(STACK, workgroup)}
+    for granted, expected in ((statements, None), (without(statements, "s3:GetObject"), "s3:GetObject")):
+        engine.athena_clients.roles["CatalogSurveysFunction"] = (role, [*granted, reader])
+        engine.athena_clients._clients.clear()
+        athena = engine.athena_client_for("CatalogSurveysFunction")
+        if expected is None:
+            rows = athena.get_query_results(QueryExecutionId=query_id)["ResultSet"]["Rows"]
+            assert rows == [{"Data": [{"VarCharValue": "one"}]}, {"Data": [{"VarCharValue": "1"}]}]
+        else:
+            with pytest.raises(ClientError, match=f"{expected} on resource: arn:aws:s3:::{engine.bucket}/athena-results/{query_id}.csv"):
+                athena.get_query_results(QueryExecutionId=query_id)
