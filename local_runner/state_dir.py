@@ -8,9 +8,10 @@ not change, and the mirror then records the new source stamp). Files get the per
 other file the user writes.
 
 What no later run reads stays on disk and is not loaded: each run's plan and manifest (`pipeline/runs/<id>/`),
-its reports folder (`reports/<id>/`; `reports/latest/` is loaded) and the change log (`changes/`). Loading them
-would make every start slower with every run. Run folders are dropped after RUN_FOLDER_DAYS, as the bucket's
-lifecycle rule ExpireRunPlans expires them in AWS.
+its reports folder (`reports/<id>/`; `reports/latest/` is loaded), the change log (`changes/`) and the Athena
+queries' result files (`athena-results/`). Loading them would make every start slower with every run. Run folders
+and query results are dropped after EXPIRING's days, as the bucket's lifecycle rules ExpireRunPlans and
+ExpireQueryResults expire them in AWS.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ TABLE_INPUT_FIELDS = ("Name", "Description", "Owner", "Retention", "StorageDescr
 OBJECTS = "s3"
 RUN_FOLDERS = "pipeline/runs/"
 RUN_FOLDER_DAYS = 14  # template.yaml: MirrorBucket's lifecycle rule ExpireRunPlans
+QUERY_RESULTS = "athena-results/"  # template.yaml: QueryWorkGroup's result location
+QUERY_RESULT_DAYS = 7  # template.yaml: MirrorBucket's lifecycle rule ExpireQueryResults
+EXPIRING = {RUN_FOLDERS: RUN_FOLDER_DAYS, QUERY_RESULTS: QUERY_RESULT_DAYS}
 DAY = 86400.0
 
 
 def loaded(key: str) -> bool:
     """Whether a later run may read this key, so that it goes into the engine's bucket."""
-    if key.startswith((RUN_FOLDERS, "changes/")):
+    if key.startswith((RUN_FOLDERS, QUERY_RESULTS, "changes/")):
         return False
     return not key.startswith("reports/") or key.startswith("reports/latest/")
 
@@ -149,7 +153,8 @@ class StateDir:
 
 
 def _expired(key: str, entry: dict, now: float) -> bool:
-    return key.startswith(RUN_FOLDERS) and now - float(entry.get("saved_at", now)) > RUN_FOLDER_DAYS * DAY
+    days = next((d for prefix, d in EXPIRING.items() if key.startswith(prefix)), None)
+    return days is not None and now - float(entry.get("saved_at", now)) > days * DAY
 
 
 def _umask() -> int:

@@ -440,6 +440,23 @@ def test_starting_the_engine_imports_no_duckdb_and_makes_no_temporary_folder() -
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_query_results_stay_out_of_the_next_engine_and_expire_as_the_bucket_expires_them(moto_s3, tmp_path) -> None:
+    from local_runner.state_dir import QUERY_RESULT_DAYS, StateDir
+
+    state = StateDir(tmp_path / "state")
+    moto_s3.put_object(Bucket="mirror-bucket", Key="athena-results/q1.csv", Body=b'"a"\n')
+    day = 86400
+    state.save_from(moto_s3, "mirror-bucket", now=1_000 * day)
+    moto_s3.delete_object(Bucket="mirror-bucket", Key="athena-results/q1.csv")
+
+    state.load_into(moto_s3, "mirror-bucket")
+    assert moto_s3.list_objects_v2(Bucket="mirror-bucket", Prefix="athena-results/")["KeyCount"] == 0
+    assert (state.objects / "athena-results/q1.csv").is_file()
+
+    state.save_from(moto_s3, "mirror-bucket", now=(1_000 + QUERY_RESULT_DAYS + 1) * day)
+    assert not (state.objects / "athena-results/q1.csv").exists()
+
+
 def test_the_local_runners_requirements_install_duckdb() -> None:
     lines = (ROOT / "requirements-run.txt").read_text().splitlines()
     assert any(line.startswith("duckdb==") for line in lines)
