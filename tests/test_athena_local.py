@@ -22,7 +22,7 @@ from local_runner import athena_sql
 from local_runner.athena_sql import java_double, reserved_identifiers, substitute_parameters
 from local_runner.engine import LocalEngine
 from tests.conftest import ROOT, engine_parameters
-from tests.test_query_catalog import MORE_MAPPINGS, glue_tables, serve_sample
+from tests.test_query_catalog import MORE_MAPPINGS, carries, glue_tables, serve_sample
 
 DATABASE = "bls_mirror"
 LAZY_SIMPLE = "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe"
@@ -346,7 +346,7 @@ def test_an_invalid_view_fails_the_catalog_step_with_duckdbs_reason_and_creates_
 
     result = engine.execute()
 
-    assert result.status == "FAILED" and json.dumps(reason)[1:-1] in result.cause  # as the cause's JSON escapes it
+    assert result.status == "FAILED" and carries(result.cause, reason)
     tables = glue_tables(engine)
     assert "pr_series_broken" not in tables and "pr_series_clean" in tables
     failed = [o for o in engine.queries.outcomes.values() if o.state == "FAILED"]

@@ -143,6 +143,11 @@ def test_no_table_reads_the_pipelines_reports_or_change_log_objects(bls, make_en
             assert [o["Key"] for o in listed] == [location + "population.jsonl"]
 
 
+def carries(cause: str, reason: str) -> bool:
+    """Whether an execution's cause holds the reason, as it is or escaped in a Lambda error's JSON."""
+    return reason in cause or json.dumps(reason)[1:-1] in cause
+
+
 def test_a_failed_view_ddl_fails_the_execution_at_its_end_after_the_mirror_and_the_reports(
         bls, make_engine, monkeypatch) -> None:
     serve_sample(bls)
@@ -153,7 +158,7 @@ def test_a_failed_view_ddl_fails_the_execution_at_its_end_after_the_mirror_and_t
     result = engine.execute()
 
     assert result.status == "FAILED"
-    assert result.error == "CatalogUpdateError" and json.dumps('Referenced column "x" not found')[1:-1] in result.cause
+    assert result.error == "CatalogUpdateError" and carries(result.cause, 'Referenced column "x" not found')
     assert engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix="bls/pr/")["KeyCount"] > 0
     assert engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix="reports/latest/")["KeyCount"] > 0
     monkeypatch.undo()

@@ -233,16 +233,35 @@ def test_a_select_needs_the_catalog_and_s3_reads_of_what_it_reads_which_the_anal
             ("s3:ListBucket", bucket, (("s3:prefix", "datausa/population-by-year/"),)),
             ("s3:GetObject", f"{bucket}/datausa/population-by-year/population.jsonl", ())} <= found
     assert [c for c in checks if not allows(analyst, c)] == []
-    # The catalog step's role may write the population copy but not read it: Athena reads with the caller's rights.
-    with pytest.raises(ClientError, match="s3:GetObject on resource: .*population-by-year/population.jsonl"):
+    # Athena reads with the caller's rights: a role that may run the query but not read the mirrored files is refused.
+    role, statements = engine.athena_clients.roles["CatalogSurveysFunction"]
+    engine.athena_clients.roles["CatalogSurveysFunction"] = (role, without_resource(statements, "s3:GetObject", "/bls/*"))
+    engine.athena_clients._clients.clear()
+    with pytest.raises(ClientError, match=f"s3:GetObject on resource: {bucket}/bls/pr/pr.data.0.Current "):
         engine.athena_client_for("CatalogSurveysFunction").start_query_execution(**params)
 
 
-def test_drop_view_needs_glue_delete_table_which_no_role_has(engine) -> None:
+def without_resource(statements: list[dict], action: str, suffix: str) -> list[dict]:
+    """The statements with the resources ending in suffix removed from those that allow action."""
+    kept = []
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if action in actions:
+            resources = [r for r in resources if not (isinstance(r, str) and r.endswith(suffix))]
+        if resources:
+            kept.append({**statement, "Resource": resources})
+    return kept
+
+
+def test_drop_view_needs_glue_delete_table_on_the_view(engine) -> None:
     params = {"QueryString": "DROP VIEW IF EXISTS pr_series_clean", "WorkGroup": engine.resolver.ref("QueryWorkGroup"),
               "QueryExecutionContext": {"Database": DATABASE}}
     assert ("glue:DeleteTable", f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{DATABASE}/pr_series_clean") in {
         (c.action, c.resource) for c in query_caller_checks(params)}
+    role, statements = engine.athena_clients.roles["CatalogSurveysFunction"]
+    engine.athena_clients.roles["CatalogSurveysFunction"] = (role, without(statements, "glue:DeleteTable"))
+    engine.athena_clients._clients.clear()
     with pytest.raises(ClientError, match="not authorized to perform: glue:DeleteTable"):
         engine.athena_client_for("CatalogSurveysFunction").start_query_execution(**params)
 
