@@ -203,6 +203,7 @@ GLUE_RULES: dict[str, Rule] = {
     "GetTables": Rule(_glue_on_table("glue:GetTables", lambda p: "*"), GLUE_ANCESTORS),
     "CreateTable": Rule(_glue_on_table("glue:CreateTable", lambda p: p["TableInput"]["Name"]), GLUE_ANCESTORS),
     "UpdateTable": Rule(_glue_on_table("glue:UpdateTable", lambda p: p["TableInput"]["Name"]), GLUE_ANCESTORS),
+    "DeleteTable": Rule(_glue_on_table("glue:DeleteTable", lambda p: p["Name"]), GLUE_ANCESTORS),
 }
 
 # Athena: the catalog step's DDL queries (the views) and the named queries, all in the stack's workgroup.
@@ -238,6 +239,7 @@ ATHENA_RULES: dict[str, Rule] = {
     "GetNamedQuery": Rule(_on_workgroup("athena:GetNamedQuery"), ATHENA_WORKGROUP),
     "CreateNamedQuery": Rule(_on_workgroup("athena:CreateNamedQuery"), ATHENA_WORKGROUP),
     "UpdateNamedQuery": Rule(_on_workgroup("athena:UpdateNamedQuery"), ATHENA_WORKGROUP),
+    "DeleteNamedQuery": Rule(_on_workgroup("athena:DeleteNamedQuery"), ATHENA_WORKGROUP),
 }
 
 # Service -> its operations' rules, for the services whose clients the engine checks besides S3's.

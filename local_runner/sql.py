@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def connect(state_dir: Path, population_key: str = DEFAULTS["population_key"], notes: list[str] | None = None) -> Any:
     """An in-memory DuckDB database with the catalog's tables over the state directory's files, and its views.
-    notes, when given, gets a line for each survey whose labels views could not be made."""
+    notes, when given, gets a line for each file that is no table, each renamed column, and each view that could not
+    be made (the others are all made)."""
     import duckdb
 
     objects = Path(state_dir) / "s3"
@@ -63,16 +64,31 @@ def connect(state_dir: Path, population_key: str = DEFAULTS["population_key"], n
     for folder in mirrors:
         survey = folder.name
         headers = {p.name: _first_line(p) for p in sorted(folder.iterdir()) if p.is_file()}
-        tables = catalog.survey_tables(survey, f"{MIRROR_ROOT}{survey}/", headers)
-        for table in tables:
-            con.execute(f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM {_read_tsv(objects / table.keys[0], table.columns)}")
-        for name, select in catalog.views(survey, tables):
-            con.execute(catalog.view_ddl(name, select))
-        missing = catalog.missing_for_labels(survey, tables)
-        if missing and notes is not None:
-            notes.append(f"no {survey} labels views: they read {', '.join(missing)}, and those files are not mirrored")
+        found = catalog.survey_catalog(survey, f"{MIRROR_ROOT}{survey}/", headers, taken=TAKEN_NAMES)
+        for warning in found.warnings:
+            _note(notes, f"{survey}: {warning}")
+        for table in found.tables:
+            con.execute(f"CREATE OR REPLACE VIEW {catalog.quote(table.name)} AS SELECT * FROM "
+                        f"{_read_tsv(objects / table.keys[0], table.columns)}")
+        for name, select in catalog.views(survey, found.tables):
+            try:
+                con.execute(catalog.view_ddl(name, select))
+            except duckdb.Error as error:  # one view that cannot be made leaves every other one
+                _note(notes, f"{survey}: no view {name}: {str(error).strip().splitlines()[0]}")
+        missing = catalog.missing_for_labels(survey, found.tables)
+        if missing:
+            _note(notes, f"no {survey} labels views: they read {', '.join(missing)}, and those files are not mirrored")
     _load_population(con, objects, population_key)
     return con
+
+
+# The names the catalog holds besides the surveys' tables (a survey's file may not take them).
+TAKEN_NAMES = {catalog.POPULATION_TABLE: "the population table"}
+
+
+def _note(notes: list[str] | None, line: str) -> None:
+    if notes is not None:
+        notes.append(line)
 
 
 def _first_line(path: Path) -> str:
@@ -107,7 +123,7 @@ def _load_population(con: Any, objects: Path, population_key: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "population.jsonl"
         path.write_bytes(lines)
-        con.execute(f"CREATE OR REPLACE TABLE {catalog.POPULATION_TABLE} AS SELECT * FROM "
+        con.execute(f"CREATE OR REPLACE TABLE {catalog.quote(catalog.POPULATION_TABLE)} AS SELECT * FROM "
                     f"read_json({_literal(str(path))}, format = 'newline_delimited', columns = {{{columns}}})")
 
 

@@ -89,8 +89,9 @@ def test_a_no_op_run_of_three_surveys_makes_the_same_s3_requests_for_10_and_1000
     assert small == large, (small, large)
     assert "HeadMirror" not in large  # every recorded stamp came from the index
     # ListSource sees what exists, PruneMirror what to prune: one page each, per survey; the catalog step lists which
-    # surveys are mirrored and whether the population file exists (one request each, per run)
-    assert large["ListObjectsV2"] == 2 * len(SURVEYS) + 2
+    # surveys are mirrored, which have catalog records, and whether the population file exists (one request each,
+    # per run)
+    assert large["ListObjectsV2"] == 2 * len(SURVEYS) + 3
     # per survey: its listing and index, its plan files (written by ListSource, read by PruneMirror and RecordChanges);
     # per run: the combined items, surveys.json, the manifest, the rate slots, the population and the reports; the
     # catalog step reads each survey's index and record, and its population and named-query records
