@@ -231,3 +231,56 @@ def test_view_ddl_runs_well_within_athenas_active_ddl_quota_and_a_view_after_tho
     assert max(running for _, running in athena.started) == DDL_AT_ONCE - 1 < MAX_ACTIVE_DDL // 2
     order = [line for line, _ in athena.started]
     assert order.index('CREATE OR REPLACE VIEW "t0_labeled" AS') > order.index('CREATE OR REPLACE VIEW "t44_clean" AS')
+
+
+def test_one_surveys_failed_catalog_leaves_the_others_cataloged_and_fails_the_run_at_its_end_naming_it(
+        make_engine, monkeypatch) -> None:
+    """ce's tables cannot be created (Glue refuses): cu and pr are still cataloged, over three CatalogSurveys calls
+    (one survey each); the execution fails at its end with the cause naming ce, the manifest records it, and the
+    next run, with Glue well again, catalogs ce."""
+    from unittest import mock
+
+    from moto.glue.models import GlueBackend
+
+    from bls_loopback.server import BlsTree
+    from bls_pipeline import catalog_update
+
+    monkeypatch.setattr(catalog_update, "SURVEY_TIME_RESERVE", 10_000.0)
+    original = GlueBackend.create_table
+
+    def refuse_ce(self, database_name, table_name, table_input, *args, **kwargs):
+        if table_name.startswith("ce_"):
+            from moto.glue.exceptions import GlueClientError
+
+            raise GlueClientError("InternalServiceException", "Glue is having a bad day")
+        return original(self, database_name, table_name, table_input, *args, **kwargs)
+
+    with BlsTree() as tree:
+        tree.route(POPULATION_PATH, population_json())
+        for survey in ("ce", "cu", "pr"):
+            tree.survey(survey).put(f"{survey}.series", b"series_id\tseries_title\r\nX1\tOne\r\n")
+        engine = make_engine(tree.url, Surveys="ce,cu,pr")
+
+        with mock.patch.object(GlueBackend, "create_table", refuse_ce):
+            result = engine.execute()
+
+        assert result.status == "FAILED"
+        assert result.error == "InternalServiceException"
+        assert "could not be updated" in result.cause and "ce: InternalServiceException" in result.cause
+        assert "Glue is having a bad day" in result.cause and "cu:" not in result.cause
+        tables = set(glue_tables(engine))
+        assert {"cu_series", "pr_series"} <= tables and "ce_series" not in tables
+        calls = [c for c in result.invocations if c.function == "CatalogSurveysFunction"]
+        assert [c.result["failures"] for c in calls] == [1, 1, 1]
+        run_id = result.arn.rsplit(":", 1)[1]
+        manifest = json.loads(engine.s3.get_object(
+            Bucket=engine.bucket, Key=f"pipeline/runs/{run_id}/manifest.json")["Body"].read())
+        assert [f["survey"] for f in manifest["catalog"]["failed"]] == ["ce"]
+        assert sorted(manifest["catalog"]["rebuilt"]) == ["cu", "pr"]
+
+        again = engine.execute()
+
+    assert again.succeeded, again.cause
+    rebuilt = [c.result["rebuilt"] for c in again.invocations if c.function == "CatalogSurveysFunction"]
+    assert rebuilt == [["ce"], []]  # one survey a call: ce, then cu and pr, unchanged
+    assert "ce_series" in glue_tables(engine)

@@ -265,7 +265,7 @@ def test_table_and_column_names_are_what_glue_and_athena_accept() -> None:
     assert catalog.header_columns("\ufeffseries_id        \tyear") == ("series_id", "year")
     warnings: list[str] = []
     assert catalog.header_columns("code\tCode", warnings, "pr.x") == ("code", "column_2")
-    assert warnings == ["pr.x: column 2 'Code' repeats an earlier column's name: named column_2"]
+    assert warnings == ["'pr.x': column 2 'Code' repeats an earlier column's name: named column_2"]
 
 
 def test_applying_the_tables_to_glue_twice_changes_nothing_the_second_time() -> None:

@@ -187,7 +187,7 @@ def header_columns(header: str, warnings: list[str] | None = None, file_name: st
             while name in columns or name in wanted:
                 name, suffix = f"column_{position}_{suffix}", suffix + 1
             if warnings is not None:
-                warnings.append(f"{file_name or 'header'}: column {position} {_shown(cell.strip())} {problem}: "
+                warnings.append(f"{_shown(file_name) if file_name else 'header'}: column {position} {_shown(cell.strip())} {problem}: "
                                 f"named {name}")
         columns.append(name)
     return tuple(columns)
@@ -239,7 +239,7 @@ def survey_catalog(survey: str, mirror_prefix: str, headers: Mapping[str, str],
         except CatalogError as error:
             result.warnings.append(f"{_shown(file_name)}: no table: {error}")
             continue
-        held.update({n: file_name for n in table.names()})
+        held.update({n: _shown(file_name) for n in table.names()})
         result.tables.append(table)
     result.tables.sort(key=lambda t: t.file)
     return result

@@ -58,7 +58,7 @@ class CatalogUpdateError(RuntimeError):
 # What one call's summary carries at most, so that the state stays small whatever the tree: the full lists are in the
 # run manifest's "catalog" section.
 FAILURES_SHOWN = 20
-WARNINGS_SHOWN = 5
+WARNINGS_SHOWN = 10
 MESSAGE_CHARS = 300
 CAUSE_CHARS = 4000  # Step Functions takes a Fail state's Cause up to 32,768 characters
 
