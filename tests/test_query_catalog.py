@@ -284,3 +284,32 @@ def test_one_surveys_failed_catalog_leaves_the_others_cataloged_and_fails_the_ru
     rebuilt = [c.result["rebuilt"] for c in again.invocations if c.function == "CatalogSurveysFunction"]
     assert rebuilt == [["ce"], []]  # one survey a call: ce, then cu and pr, unchanged
     assert "ce_series" in glue_tables(engine)
+
+
+def test_the_copy_fallback_gives_each_table_a_folder_holding_exactly_a_copy_of_its_file(bls, make_engine) -> None:
+    """CatalogTableReads=copy, for an Athena that misreads symlink tables: plain text tables, each folder holding
+    one object byte-identical to the mirrored file, copied again when the file changes, gone with its table."""
+    files = serve_sample(bls)
+    engine = make_engine(bls.url, CatalogTableReads="copy")
+    assert engine.execute().succeeded
+
+    def folder_objects(table: dict) -> dict[str, bytes]:
+        folder = table["StorageDescriptor"]["Location"].split(f"s3://{engine.bucket}/", 1)[1]
+        listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=folder).get("Contents", [])
+        return {o["Key"]: engine.s3.get_object(Bucket=engine.bucket, Key=o["Key"])["Body"].read() for o in listed}
+
+    tables = glue_tables(engine)
+    assert tables["pr_series"]["StorageDescriptor"]["InputFormat"] == catalog.TEXT_INPUT
+    assert tables["pr_series"]["Parameters"]["skip.header.line.count"] == "1"
+    assert list(folder_objects(tables["pr_series"]).values()) == [files["pr.series"]]
+    assert list(folder_objects(tables["pr_data_0_current"]).values()) == [files["pr.data.0.Current"]]
+    assert engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=catalog.SYMLINKS_PREFIX)["KeyCount"] == 0
+
+    changed = files["pr.series"] + b"PRS99999999\t3000\t6\t01\t2\tS\t-\r\n"
+    bls.put("pr.series", changed)
+    bls.put("pr.class", b"This file is documentation now.\r\n")
+    assert engine.execute().succeeded
+    tables = glue_tables(engine)
+    assert list(folder_objects(tables["pr_series"]).values()) == [changed]
+    assert "pr_class" not in tables
+    assert engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=catalog.copy_key("pr_class"))["KeyCount"] == 0

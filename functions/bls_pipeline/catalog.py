@@ -35,6 +35,8 @@ SQL_DIR = Path(__file__).with_name("sql")
 # The symlink manifests: config.Settings.validate keeps every mirror out of this folder, so no prune deletes them.
 SYMLINKS_PREFIX = CATALOG_PREFIX + "symlinks/"
 MANIFEST_NAME = "manifest.txt"
+# The fallback (CatalogTableReads=copy): each table's folder holds a copy of its file, read as a plain text table.
+COPIES_PREFIX = CATALOG_PREFIX + "tables/"
 # What no table may read: the pipeline's own files (plans, the sync index, staging), the reports, the change log.
 NEVER_READ_PREFIXES = ("pipeline/", REPORTS_PREFIX, CHANGES_PREFIX)
 
@@ -257,15 +259,21 @@ def population_table(population_key: str) -> Table:
     return table
 
 
-def location(table: Table) -> str:
-    """The folder the table's LOCATION names: its own manifest folder, or the population copy's own folder."""
+def location(table: Table, reads: str = "symlink") -> str:
+    """The folder the table's LOCATION names: its own manifest folder (reads "symlink") or copy folder ("copy"), or
+    the population copy's own folder."""
     if table.kind == "population":
         return table.keys[0].rpartition("/")[0] + "/"
-    return f"{SYMLINKS_PREFIX}{table.name}/"
+    return f"{SYMLINKS_PREFIX if reads == 'symlink' else COPIES_PREFIX}{table.name}/"
 
 
 def manifest_key(table_name: str) -> str:
     return f"{SYMLINKS_PREFIX}{table_name}/{MANIFEST_NAME}"
+
+
+def copy_key(table_name: str) -> str:
+    """Where CatalogTableReads=copy keeps the copy of a table's file: the only object in the table's folder."""
+    return f"{COPIES_PREFIX}{table_name}/{table_name}.tsv"
 
 
 def manifests(tables: Iterable[Table], bucket: str) -> dict[str, bytes]:
@@ -274,8 +282,11 @@ def manifests(tables: Iterable[Table], bucket: str) -> dict[str, bytes]:
             for t in tables if t.kind != "population"}
 
 
-def glue_table_input(table: Table, bucket: str) -> dict[str, Any]:
-    """The Glue TableInput of a table (CreateTable / UpdateTable)."""
+def glue_table_input(table: Table, bucket: str, reads: str = "symlink") -> dict[str, Any]:
+    """The Glue TableInput of a table (CreateTable / UpdateTable). reads: "symlink", a SymlinkTextInputFormat table
+    whose folder holds the manifest naming the mirrored file; "copy", a plain text table whose folder holds a copy
+    of it (copy_key). Both skip the header row with LazySimpleSerDe's skip.header.line.count, which AWS documents
+    for plain tables; for symlink tables it is documented nowhere (README, "If Athena misreads the tables")."""
     _check_reads_only_mirror(table)
     if table.kind == "population":
         columns = [{"Name": name, "Type": kind} for name, kind in POPULATION_COLUMNS]
@@ -285,18 +296,20 @@ def glue_table_input(table: Table, bucket: str) -> dict[str, Any]:
         described = f"US population by year, the normalized copy of the DataUSA answer: s3://{bucket}/{table.keys[0]}"
     else:
         columns = [{"Name": name, "Type": "string"} for name in table.columns]
-        storage = {"InputFormat": SYMLINK_INPUT, "OutputFormat": TEXT_OUTPUT,
+        storage = {"InputFormat": SYMLINK_INPUT if reads == "symlink" else TEXT_INPUT, "OutputFormat": TEXT_OUTPUT,
                    "SerdeInfo": {"SerializationLibrary": DELIMITED_SERDE,
                                  "Parameters": {"field.delim": "\t", "serialization.format": "\t"}}}
         parameters = {"classification": "csv", "skip.header.line.count": "1", "EXTERNAL": "TRUE"}
+        how = (f"read through the manifest {manifest_key(table.name)}" if reads == "symlink"
+               else f"read from its copy {copy_key(table.name)}")
         described = (f"BLS file s3://{bucket}/{table.keys[0]} as strings, untrimmed (query {table.clean_view}); "
-                     f"read through the manifest {location(table)}{MANIFEST_NAME}")
+                     f"{how}")
     return {
         "Name": table.name,
         "Description": described[:2048],
         "TableType": "EXTERNAL_TABLE",
         "Parameters": parameters,
-        "StorageDescriptor": {"Columns": columns, "Location": f"s3://{bucket}/{location(table)}", **storage},
+        "StorageDescriptor": {"Columns": columns, "Location": f"s3://{bucket}/{location(table, reads)}", **storage},
     }
 
 

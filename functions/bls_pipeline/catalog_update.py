@@ -116,7 +116,7 @@ def update_catalog(settings: Settings, s3: Any, glue: Any, athena: Any,
         record = records.get(survey)
         try:
             files = _survey_files(s3, bucket, prefix)
-            wanted = {"files": files, "definitions": digest}
+            wanted = {"files": files, "definitions": digest, "reads": settings.catalog_table_reads}
             if record and {k: record.get(k) for k in wanted} == wanted and set(record.get("tables", [])) <= in_glue:
                 continue
             taken = {catalog.POPULATION_TABLE: "the population table"}
@@ -125,9 +125,14 @@ def update_catalog(settings: Settings, s3: Any, glue: Any, athena: Any,
                     taken.update({n: f"survey {other}" for n in _names_of(other_record)})
             headers = {name: _first_line(s3, bucket, prefix + name) for name in files}
             found = catalog.survey_catalog(survey, prefix, headers, taken)
-            for key, body in catalog.manifests(found.tables, bucket).items():
-                _put_if_changed(s3, bucket, key, body, "text/plain")
-            outcome = catalog.apply_tables(glue, database, [catalog.glue_table_input(t, bucket) for t in found.tables])
+            reads = settings.catalog_table_reads
+            if reads == "symlink":
+                for key, body in catalog.manifests(found.tables, bucket).items():
+                    _put_if_changed(s3, bucket, key, body, "text/plain")
+            else:
+                _copy_files(s3, bucket, found.tables, files, prefix)
+            outcome = catalog.apply_tables(glue, database, [catalog.glue_table_input(t, bucket, reads)
+                                                            for t in found.tables])
             made = ddl.run_all(catalog.views(survey, found.tables))
             kept = {t.name for t in found.tables} | set(made)
             dropped = _drop(glue, s3, bucket, database, [n for n in _names_of(record) if n not in kept], in_glue)
@@ -231,7 +236,25 @@ def _drop(glue: Any, s3: Any, bucket: str, database: str, names: list[str], in_g
             in_glue.discard(name)
             dropped.append(name)
         _delete(s3, bucket, catalog.manifest_key(name))
+        _delete(s3, bucket, catalog.copy_key(name))
     return dropped
+
+
+def _copy_files(s3: Any, bucket: str, tables: list, files: dict[str, str], prefix: str) -> None:
+    """CatalogTableReads=copy: each table's folder gets a copy of its file (a server-side copy, multipart above
+    5 GiB through boto3's transfer manager), made again only when the file's ETag is not the copy's recorded one."""
+    for table in tables:
+        etag = files[table.file]
+        key = catalog.copy_key(table.name)
+        try:
+            if s3.head_object(Bucket=bucket, Key=key)["Metadata"].get("source-etag") == etag:
+                continue
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "403", "AccessDenied"):
+                raise
+        s3.copy({"Bucket": bucket, "Key": prefix + table.file}, bucket, key, ExtraArgs={
+            "CopySourceIfMatch": etag, "MetadataDirective": "REPLACE", "Metadata": {"source-etag": etag},
+            "ContentType": "text/tab-separated-values"})
 
 
 def _delete(s3: Any, bucket: str, key: str) -> None:
