@@ -94,10 +94,14 @@ EXPECTED_GRANTS = {
         ("s3:GetObject", POPULATION, None),  # the population, for its normalized copy
         ("s3:ListBucket", BUCKET_ARN, "bls/*"),  # the mirrored surveys, and their files when there is no index
         ("s3:GetObject", INDEX, None),  # each survey's files (sync_index.py)
+        ("s3:ListBucket", BUCKET_ARN, "catalog/state/surveys/*"),  # the cataloged surveys: a gone one loses its tables
+        ("s3:GetObject", f"{BUCKET_ARN}/pipeline/runs/*/manifest.json", None),  # its section of the run manifest
+        ("s3:PutObject", f"{BUCKET_ARN}/pipeline/runs/*/manifest.json", None),
         ("s3:ListBucket", BUCKET_ARN, "datausa/population.json"),  # whether the population file exists yet
         ("s3:PutObject", f"{BUCKET_ARN}/datausa/population-by-year/*", None),  # its normalized copy
         ("s3:GetObject", f"{BUCKET_ARN}/catalog/*", None),  # the tables' file lists (symlink manifests)
         ("s3:PutObject", f"{BUCKET_ARN}/catalog/*", None),
+        ("s3:DeleteObject", f"{BUCKET_ARN}/catalog/*", None),  # the manifests of dropped tables
         ("s3:PutObject", f"{BUCKET_ARN}/athena-results/*", None),  # the views' DDL queries write a result file
         ("s3:GetBucketLocation", BUCKET_ARN, None),
     },
