@@ -75,9 +75,12 @@ RESOURCE_TYPE_ACTIONS: dict[str, tuple[str | None, str, list[str]]] = {
         "athena:CreateWorkGroup", "athena:GetWorkGroup", "athena:UpdateWorkGroup", "athena:DeleteWorkGroup",
         "athena:TagResource", "athena:UntagResource", "athena:ListTagsForResource",
         "athena:ListNamedQueries", "athena:DeleteNamedQuery"]),  # RecursiveDeleteOption: its named queries go too
+    # ListEntitiesForPolicy: a managed policy is deleted only once detached from every user, group and role, which
+    # ListEntitiesForPolicy lists (IAM API Reference, DeletePolicy); CloudFormation's update and delete of the policy
+    # list its attachments so.
     "AWS::IAM::ManagedPolicy": ("ManagedPolicyName", "arn:aws:iam::{account}:policy/{name}", [
         "iam:CreatePolicy", "iam:DeletePolicy", "iam:GetPolicy", "iam:CreatePolicyVersion", "iam:DeletePolicyVersion",
-        "iam:ListPolicyVersions", "iam:GetPolicyVersion"]),
+        "iam:ListPolicyVersions", "iam:GetPolicyVersion", "iam:ListEntitiesForPolicy"]),
     "AWS::CloudWatch::Alarm": ("AlarmName", "arn:aws:cloudwatch:{region}:{account}:alarm:{name}", [
         "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms",
         "cloudwatch:TagResource", "cloudwatch:UntagResource"]),
@@ -211,6 +214,7 @@ def test_nothing_outside_the_stack_is_granted(policy: dict) -> None:
         ("states:DeleteStateMachine", f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{other}"),
         ("lambda:DeleteEventSourceMapping", "*"),
         ("iam:CreatePolicyVersion", f"arn:aws:iam::{ACCOUNT}:policy/{STACK}-deployer"),  # its own policy
+        ("iam:ListEntitiesForPolicy", f"arn:aws:iam::{ACCOUNT}:policy/{other}-policy"),
         ("glue:DeleteDatabase", f"arn:aws:glue:{REGION}:{ACCOUNT}:database/{other}"),
         ("athena:DeleteWorkGroup", f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/{other}"),
     ]:
