@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # AWS STS quotas"); the deployer attaches both.
 POLICY_FILES = (ROOT / "deploy" / "deployer-policy.json", ROOT / "deploy" / "deployer-policy-sql.json")
 STACK = "bls-mirror"  # samconfig.toml's stack_name; README says how to use another one
+DATABASE = "bls_mirror"  # template.yaml's CatalogDatabase default
 ALL_OPTIONS = {"AlarmEmail": "ops@example.com", "PublicMirror": "true", "ResourceGroupTag": "bls"}
 
 # resource type -> (name property, ARN format, actions CloudFormation calls to create, update, delete and tag it)
@@ -195,6 +196,16 @@ def test_roles_may_be_passed_only_to_this_stacks_services_and_attach_only_its_ma
     for managed in attached:
         assert allows(policy, "iam:AttachRolePolicy", role, {"iam:PolicyARN": managed}), managed
     assert not allows(policy, "iam:AttachRolePolicy", role, {"iam:PolicyARN": "arn:aws:iam::aws:policy/AdministratorAccess"})
+
+
+# Athena User Guide, "Configure access to databases and tables in the AWS Glue Data Catalog": a delete action needs
+# permission on the resource, its ancestors and its descendants; to delete a database, on the catalog, the database,
+# all its tables and all its user-defined functions.
+def test_deleting_the_database_is_allowed_on_its_catalog_tables_and_functions(policy: dict) -> None:
+    base = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+    for resource in (f"{base}:catalog", f"{base}:database/{DATABASE}", f"{base}:table/{DATABASE}/*",
+                     f"{base}:userDefinedFunction/{DATABASE}/*"):
+        assert allows(policy, "glue:DeleteDatabase", resource), resource
 
 
 def test_the_sam_cli_calls_around_the_stack_are_allowed(policy: dict) -> None:
