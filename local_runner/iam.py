@@ -174,6 +174,14 @@ GLUE_ANCESTORS = (
 )
 
 
+GLUE_DELETES = (
+    "Athena User Guide, 'Configure access to databases and tables in the AWS Glue Data Catalog': a delete action needs "
+    "permission on the resource, its ancestors and its descendants; a table has no descendants, so deleting one needs "
+    "the action on the table, its database and the catalog. The Data Catalog's resources are catalog, database, table "
+    "and function: an Athena view is a table there (TableType VIRTUAL_VIEW), and DeleteTable drops it too"
+)
+
+
 def glue_arns(region: str, account: str, database: str, table: str | None = None) -> list[str]:
     """The Data Catalog resources a call on `table` (or, without one, on `database`) is authorized on."""
     base = f"arn:aws:glue:{region}:{account}"
@@ -203,7 +211,7 @@ GLUE_RULES: dict[str, Rule] = {
     "GetTables": Rule(_glue_on_table("glue:GetTables", lambda p: "*"), GLUE_ANCESTORS),
     "CreateTable": Rule(_glue_on_table("glue:CreateTable", lambda p: p["TableInput"]["Name"]), GLUE_ANCESTORS),
     "UpdateTable": Rule(_glue_on_table("glue:UpdateTable", lambda p: p["TableInput"]["Name"]), GLUE_ANCESTORS),
-    "DeleteTable": Rule(_glue_on_table("glue:DeleteTable", lambda p: p["Name"]), GLUE_ANCESTORS),
+    "DeleteTable": Rule(_glue_on_table("glue:DeleteTable", lambda p: p["Name"]), f"{GLUE_DELETES}; {GLUE_ANCESTORS}"),
 }
 
 # Athena: the catalog step's DDL queries (the views) and the named queries, all in the stack's workgroup.

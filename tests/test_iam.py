@@ -21,7 +21,7 @@ import pytest
 
 from local_runner.cloudformation import ACCOUNT, BUCKET, REGION, STACK, Renderer, transformed
 from local_runner.engine import LocalEngine
-from local_runner.iam import S3_RULES, Check, UnknownOperation, allows, s3_checks
+from local_runner.iam import GLUE_RULES, S3_RULES, Check, UnknownOperation, allows, s3_checks, service_checks
 from local_runner.s3_enforcement import FunctionS3Rules
 from local_runner.template_model import Template, load_template
 from tests.conftest import engine_parameters
@@ -432,3 +432,49 @@ def test_an_upload_encrypted_with_a_kms_key_needs_the_key_too() -> None:
     for operation in ("PutObject", "CreateMultipartUpload"):
         assert Check("kms:GenerateDataKey", "arn:aws:kms:us-east-1:1:key/x") in s3_checks(operation, params)
     assert all(c.action.startswith("s3:") for c in s3_checks("PutObject", {"Bucket": "b", "Key": "k", "ServerSideEncryption": "AES256"}))
+
+
+# -- the catalog step's role (CatalogSurveysFunction) through the engine's checks ---------------------------------------
+# Each call below goes through the client the engine hands the function's handler, authorized against the role that
+# template.yaml renders (local_runner/iam.py GLUE_RULES, ATHENA_RULES, S3_RULES); moto alone would allow them all.
+
+CATALOG = "CatalogSurveysFunction"
+
+
+def _glue_table(name: str, table_type: str = "EXTERNAL_TABLE") -> dict:
+    table = {"Name": name, "TableType": table_type,
+             "StorageDescriptor": {"Columns": [{"Name": "series_id", "Type": "string"}]}}
+    if table_type == "VIRTUAL_VIEW":
+        table["ViewOriginalText"] = "/* Presto View: ... */"
+    return table
+
+
+def test_deleting_a_table_or_a_view_is_authorized_on_it_its_database_and_the_catalog() -> None:
+    checks = service_checks("glue", "DeleteTable", {"DatabaseName": "bls_mirror", "Name": "v_pr_series"}, REGION, ACCOUNT)
+    base = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+    assert {(c.action, c.resource) for c in checks} == {
+        ("glue:DeleteTable", f"{base}:catalog"), ("glue:DeleteTable", f"{base}:database/bls_mirror"),
+        ("glue:DeleteTable", f"{base}:table/bls_mirror/v_pr_series")}
+    assert "Configure access to databases and tables" in GLUE_RULES["DeleteTable"].source
+
+
+@pytest.mark.parametrize("database", ["bls_mirror", "census_2026"])
+def test_the_catalog_role_drops_its_databases_tables_and_views_and_nothing_else(bls, make_engine, database) -> None:
+    """The catalog step drops the tables and views whose files were pruned (GLUE_DELETES: DeleteTable on the table,
+    its database and the catalog; a view is a VIRTUAL_VIEW table). Another database, or another role: denied."""
+    engine = make_engine(bls.url, CatalogDatabase=database)
+    engine.glue.create_table(DatabaseName=database, TableInput=_glue_table("pr_gone"))
+    engine.glue.create_table(DatabaseName=database, TableInput=_glue_table("v_pr_gone", "VIRTUAL_VIEW"))
+    glue = engine.glue_client_for(CATALOG)
+    glue.delete_table(DatabaseName=database, Name="v_pr_gone")
+    glue.delete_table(DatabaseName=database, Name="pr_gone")
+    assert engine.glue.get_tables(DatabaseName=database)["TableList"] == []
+
+    engine.glue.create_database(DatabaseInput={"Name": "other"})
+    engine.glue.create_table(DatabaseName="other", TableInput=_glue_table("pr_gone"))
+    with pytest.raises(ClientError, match="AccessDenied.*glue:DeleteTable on resource: .*:database/other"):
+        glue.delete_table(DatabaseName="other", Name="pr_gone")
+    engine.glue.create_table(DatabaseName=database, TableInput=_glue_table("pr_kept"))
+    with pytest.raises(ClientError, match="AccessDenied.*AnalyticsFunction.*glue:DeleteTable"):
+        engine.glue_client_for("AnalyticsFunction").delete_table(DatabaseName=database, Name="pr_kept")
+    assert [t["Name"] for t in engine.glue.get_tables(DatabaseName="other")["TableList"]] == ["pr_gone"]
