@@ -21,7 +21,7 @@ import pytest
 
 from local_runner.cloudformation import ACCOUNT, BUCKET, REGION, STACK, Renderer, transformed
 from local_runner.engine import LocalEngine
-from local_runner.iam import GLUE_RULES, S3_RULES, Check, UnknownOperation, allows, s3_checks, service_checks
+from local_runner.iam import ATHENA_RULES, GLUE_RULES, S3_RULES, Check, UnknownOperation, allows, s3_checks, service_checks
 from local_runner.s3_enforcement import FunctionS3Rules
 from local_runner.template_model import Template, load_template
 from tests.conftest import engine_parameters
@@ -478,3 +478,42 @@ def test_the_catalog_role_drops_its_databases_tables_and_views_and_nothing_else(
     with pytest.raises(ClientError, match="AccessDenied.*AnalyticsFunction.*glue:DeleteTable"):
         engine.glue_client_for("AnalyticsFunction").delete_table(DatabaseName=database, Name="pr_kept")
     assert [t["Name"] for t in engine.glue.get_tables(DatabaseName="other")["TableList"]] == ["pr_gone"]
+
+
+def test_deleting_a_named_query_is_authorized_on_its_workgroup() -> None:
+    checks = service_checks("athena", "DeleteNamedQuery", {"NamedQueryId": "q-1", "WorkGroup": STACK}, REGION, ACCOUNT)
+    assert checks == [Check("athena:DeleteNamedQuery", f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/{STACK}")]
+    assert "UpdateNamedQuery" in ATHENA_RULES["DeleteNamedQuery"].source  # why: no Database in UpdateNamedQuery
+
+
+def test_the_catalog_role_may_delete_named_queries_in_its_workgroup_only(bls, make_engine) -> None:
+    """A report query whose database changed is deleted and created again (NAMED_QUERY_DATABASE). The engine's
+    checks of DeleteNamedQuery, given the named query's workgroup as the engine passes it to the rule."""
+    engine = make_engine(bls.url)
+    workgroup = engine.resolver.ref("QueryWorkGroup")
+    athena = engine.athena_client_for(CATALOG)
+    query_id = athena.create_named_query(Name="best_year", Database="bls_mirror", QueryString="SELECT 1",
+                                         WorkGroup=workgroup)["NamedQueryId"]
+    checks = service_checks("athena", "DeleteNamedQuery", {"NamedQueryId": query_id, "WorkGroup": workgroup},
+                            REGION, ACCOUNT)
+    _, catalog_statements = engine.athena_clients.roles[CATALOG]
+    assert all(allows(catalog_statements, check) for check in checks)
+    elsewhere = service_checks("athena", "DeleteNamedQuery", {"NamedQueryId": query_id, "WorkGroup": "primary"},
+                               REGION, ACCOUNT)
+    assert not any(allows(catalog_statements, check) for check in elsewhere)
+    _, analytics_statements = engine.athena_clients.roles["AnalyticsFunction"]
+    assert not any(allows(analytics_statements, check) for check in checks)
+
+
+@pytest.mark.xfail(raises=ClientError, strict=True, reason=(
+    "the engine does not look up DeleteNamedQuery's workgroup yet (local_runner/service_clients.py _workgroup_of "
+    "checks it against 'primary'), and moto 5.2.5 has no DeleteNamedQuery: service_clients.py must add both, as it "
+    "does for UpdateNamedQuery; then remove this mark"))
+def test_a_named_query_is_deleted_through_the_catalog_roles_client(bls, make_engine) -> None:
+    engine = make_engine(bls.url)
+    workgroup = engine.resolver.ref("QueryWorkGroup")
+    athena = engine.athena_client_for(CATALOG)
+    query_id = athena.create_named_query(Name="best_year", Database="bls_mirror", QueryString="SELECT 1",
+                                         WorkGroup=workgroup)["NamedQueryId"]
+    athena.delete_named_query(NamedQueryId=query_id)
+    assert athena.list_named_queries(WorkGroup=workgroup)["NamedQueryIds"] == []
