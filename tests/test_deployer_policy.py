@@ -200,7 +200,8 @@ def test_every_resource_type_of_the_template_is_in_the_table() -> None:
 
 
 @pytest.mark.parametrize("deployment_name,logical_id,resource_type,arn", [
-    (name, *resource) for name, (stack, database) in DEPLOYMENTS.items() for resource in stack_resources(stack, database)
+    (name, *resource)
+    for name, (stack, database) in DEPLOYMENTS.items() for resource in stack_resources(stack, database)
 ], ids=lambda v: str(v).rsplit(":", 1)[-1])
 def test_the_policy_lets_cloudformation_manage_each_resource(
     deployment_name: str, logical_id: str, resource_type: str, arn: str,
