@@ -19,9 +19,12 @@ from botocore.exceptions import ClientError
 
 import pytest
 
+from bls_pipeline.population import normalized_population_key
 from local_runner.cloudformation import ACCOUNT, BUCKET, REGION, STACK, Renderer, transformed
 from local_runner.engine import LocalEngine
-from local_runner.iam import ATHENA_RULES, GLUE_RULES, S3_RULES, Check, UnknownOperation, allows, s3_checks, service_checks
+from local_runner.iam import (
+    ATHENA_RULES, GLUE_RULES, S3_RULES, Check, UnknownOperation, allows, s3_checks, service_checks,
+)
 from local_runner.s3_enforcement import FunctionS3Rules
 from local_runner.template_model import Template, load_template
 from tests.conftest import engine_parameters
@@ -99,6 +102,7 @@ EXPECTED_GRANTS = {
         ("s3:PutObject", f"{BUCKET_ARN}/pipeline/runs/*/manifest.json", None),
         ("s3:ListBucket", BUCKET_ARN, "datausa/population.json"),  # whether the population file exists yet
         ("s3:PutObject", f"{BUCKET_ARN}/datausa/population-by-year/*", None),  # its normalized copy
+        ("s3:GetObject", f"{BUCKET_ARN}/datausa/population-by-year/*", None),  # ... written only when it differs
         ("s3:GetObject", f"{BUCKET_ARN}/catalog/*", None),  # the tables' file lists (symlink manifests)
         ("s3:PutObject", f"{BUCKET_ARN}/catalog/*", None),
         ("s3:DeleteObject", f"{BUCKET_ARN}/catalog/*", None),  # the manifests of dropped tables
@@ -450,7 +454,8 @@ def _glue_table(name: str, table_type: str = "EXTERNAL_TABLE") -> dict:
 
 
 def test_deleting_a_table_or_a_view_is_authorized_on_it_its_database_and_the_catalog() -> None:
-    checks = service_checks("glue", "DeleteTable", {"DatabaseName": "bls_mirror", "Name": "v_pr_series"}, REGION, ACCOUNT)
+    params = {"DatabaseName": "bls_mirror", "Name": "v_pr_series"}
+    checks = service_checks("glue", "DeleteTable", params, REGION, ACCOUNT)
     base = f"arn:aws:glue:{REGION}:{ACCOUNT}"
     assert {(c.action, c.resource) for c in checks} == {
         ("glue:DeleteTable", f"{base}:catalog"), ("glue:DeleteTable", f"{base}:database/bls_mirror"),
@@ -517,3 +522,39 @@ def test_a_named_query_is_deleted_through_the_catalog_roles_client(bls, make_eng
                                          WorkGroup=workgroup)["NamedQueryId"]
     athena.delete_named_query(NamedQueryId=query_id)
     assert athena.list_named_queries(WorkGroup=workgroup)["NamedQueryIds"] == []
+
+
+def _template_without(function: str, sid: str, action: str) -> Template:
+    """template.yaml with `action` taken out of one statement of a function's policy."""
+    document = load_template()
+    statements = document["Resources"][function]["Properties"]["Policies"][0]["Statement"]
+    statement = next(s for s in statements if s["Sid"] == sid)
+    statement["Action"] = [a for a in statement["Action"] if a != action]
+    return Template(document)
+
+
+def test_the_catalog_role_reads_back_the_normalized_population_copy(bls, make_engine) -> None:
+    """The copy is rewritten only when it differs from the one in S3, which the role must be able to read; without
+    s3:GetObject S3 answers 403, which reads as no copy. Only that folder: not the rest of datausa/."""
+    engine = make_engine(bls.url)
+    key = normalized_population_key(engine.parameters["PopulationKey"])
+    assert key.startswith("datausa/population-by-year/")
+    engine.s3.put_object(Bucket=engine.bucket, Key=key, Body=b'{"year":2023}\n')
+    engine.s3.put_object(Bucket=engine.bucket, Key="datausa/other.json", Body=b"{}")
+    s3 = engine.s3_client_for(CATALOG)
+    assert s3.get_object(Bucket=engine.bucket, Key=key)["Body"].read() == b'{"year":2023}\n'
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.get_object(Bucket=engine.bucket, Key="datausa/other.json")
+
+
+def test_without_get_object_the_population_copy_reads_as_denied(bls) -> None:
+    """The role as it was: allowed to write the copy, not to read it back."""
+    template = _template_without(CATALOG, "ReadAndWriteTheNormalizedPopulation", "s3:GetObject")
+    quiet = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
+    with LocalEngine(engine_parameters(bls.url), template=template, extra_env=quiet) as engine:
+        key = normalized_population_key(engine.parameters["PopulationKey"])
+        s3 = engine.s3_client_for(CATALOG)
+        s3.put_object(Bucket=engine.bucket, Key=key, Body=b'{"year":2023}\n')
+        with pytest.raises(ClientError) as denied:
+            s3.get_object(Bucket=engine.bucket, Key=key)
+        assert denied.value.response["Error"]["Code"] == "AccessDenied" and "s3:GetObject" in str(denied.value)
