@@ -10,6 +10,7 @@ missing key without s3:ListBucket), and run the pipeline's every path under it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from collections import defaultdict
 from typing import Any, Iterator
@@ -558,3 +559,37 @@ def test_without_get_object_the_population_copy_reads_as_denied(bls) -> None:
         with pytest.raises(ClientError) as denied:
             s3.get_object(Bucket=engine.bucket, Key=key)
         assert denied.value.response["Error"]["Code"] == "AccessDenied" and "s3:GetObject" in str(denied.value)
+
+
+def test_the_catalog_role_records_its_section_of_the_run_manifest_and_reaches_nothing_else_there(
+    bls, make_engine,
+) -> None:
+    """After a run, the catalog step reads the manifest RecordChanges wrote and writes it back with its "catalog"
+    section. The plan's other files stay out of its reach, and a manifest that does not exist answers 403 (no
+    s3:ListBucket: MISSING_KEY), which the step reads as none."""
+    bls.put("pr.data.0.Current", DATA)
+    engine = make_engine(bls.url)
+    result = engine.execute()
+    assert result.succeeded, result.cause
+    manifest_key = result.output["changes"]["manifest"].split(f"s3://{engine.bucket}/", 1)[1]
+    folder = manifest_key.rsplit("/", 1)[0] + "/"
+    assert manifest_key.startswith("pipeline/runs/") and manifest_key.endswith("/manifest.json")
+
+    s3 = engine.s3_client_for(CATALOG)
+    manifest = json.loads(s3.get_object(Bucket=engine.bucket, Key=manifest_key)["Body"].read())
+    assert "catalog" in manifest, "the run's catalog step wrote its section"
+    manifest["catalog"]["rebuilt"].append("cu")
+    s3.put_object(Bucket=engine.bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+    stored = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=manifest_key)["Body"].read())
+    assert stored["catalog"]["rebuilt"][-1] == "cu" and stored["surveys"] == manifest["surveys"]
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.get_object(Bucket=engine.bucket, Key="pipeline/runs/hand-started/manifest.json")
+
+    plan_files = [o["Key"] for o in engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=folder)["Contents"]
+                  if not o["Key"].endswith("/manifest.json")]
+    assert plan_files
+    for key in plan_files:
+        with pytest.raises(ClientError, match="AccessDenied"):
+            s3.get_object(Bucket=engine.bucket, Key=key)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.put_object(Bucket=engine.bucket, Key=f"{folder}copy-items.json", Body=b"[]")
