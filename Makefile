@@ -7,8 +7,9 @@ BENCH_VENV ?= bench/.venv
 ARGS ?=
 
 STACK ?=
+DATABASE ?=
 
-.PHONY: install test run serve notebook sql lint build deploy integration bench clean
+.PHONY: install test run serve notebook sql lint build deploy deployer-policies integration bench clean
 
 # Layers in one virtualenv: `make run` installs only what running needs, `make notebook` adds Jupyter's kernel and
 # matplotlib, `make sql` adds DuckDB, `make test` adds all of those and the test and check tools.
@@ -67,6 +68,9 @@ build: $(VENV)/.installed  ## sam build with the project's SAM CLI and a Python 
 deploy: build  ## checks the stack name (STACK, default bls-mirror) against the template's name limits, then sam deploy --guided
 	$(PY) -m deploy.preflight $(or $(STACK),bls-mirror)
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam deploy --guided --stack-name $(or $(STACK),bls-mirror)
+
+deployer-policies: $(VENV)/.run-installed  ## the deployer's IAM policies for a stack: make deployer-policies STACK=<name> [DATABASE=<CatalogDatabase>]
+	$(PY) -m deploy.deployer_policies $(or $(STACK),bls-mirror) $(DATABASE)
 
 integration:  ## the integration tests against a deployed stack: make integration STACK=<name> (AWS credentials)
 	@if [ -z "$(STACK)" ]; then echo "integration: skipped: no stack given (make integration STACK=<your deployed stack name>)"; \
