@@ -93,3 +93,25 @@ def test_the_harness_reports_the_counts_of_a_tiny_tree(tmp_path, monkeypatch):
         assert rclone["noop"].source["head"] == 12 and rclone["noop"].source["get"] == 0
     text = "\n".join(tree_lines(result))
     assert "| noop | pipeline |" in text and "largest state payload" in text
+
+
+# -- the tree's headers, and how a run that did not succeed and the catalog step are reported (nothing timed) -------
+
+
+def test_catalog_surveys_time_is_summed_over_its_calls():
+    import datetime as dt
+
+    from bench.pipeline_run import state_seconds, state_spans
+
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+
+    def event(kind: str, name: str, second: float) -> dict:
+        details = "stateEnteredEventDetails" if kind.endswith("Entered") else "stateExitedEventDetails"
+        return {"type": kind, details: {"name": name}, "timestamp": at + dt.timedelta(seconds=second)}
+
+    history = [event("TaskStateEntered", "CopyFiles", 0), event("TaskStateExited", "CopyFiles", 10),
+               event("TaskStateEntered", "CatalogSurveys", 10), event("TaskStateExited", "CatalogSurveys", 40),
+               event("ChoiceStateEntered", "CatalogRemaining", 40), event("ChoiceStateExited", "CatalogRemaining", 40),
+               event("TaskStateEntered", "CatalogSurveys", 40), event("TaskStateExited", "CatalogSurveys", 52.5)]
+    assert state_spans(history)["CatalogSurveys"] == [30.0, 12.5]
+    assert state_seconds(history) == {"CopyFiles": 10.0, "CatalogSurveys": 42.5, "CatalogRemaining": 0.0}
