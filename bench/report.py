@@ -274,7 +274,8 @@ def render_markdown(results: Results) -> str:
         "# Benchmark results",
         "",
         f"`{setup['command']}` ({results.mode} mode) on {machine['date']}; the whole run took "
-        f"{results.elapsed / 60:.1f} min. Regenerate with the same command; see bench/README.md.",
+        f"{results.elapsed / 60:.1f} min. Regenerate with the same command plus `--write-results` (without it a run "
+        "writes bench/.last-run.md); see bench/README.md.",
         "",
         "## Targets",
         "",
@@ -415,6 +416,21 @@ def render_markdown(results: Results) -> str:
     return "\n".join(out)
 
 
+def failures(results: Results) -> list[str]:
+    """What did not succeed in this run: failed sections, and runs that failed (a pipeline execution that did not
+    SUCCEED, a contender that exited non-zero or timed out). `python -m bench` exits 1 when there are any. The
+    10,000-file run's RecursionError is left out when the recursion-limit rerun (a labelled run) was made."""
+    found = [f"section {name}: {error}" for name, error in results.section_errors.items()]
+    found += [f"sync {r.profile} {r.scenario} {r.title}: {r.failure}" for r in results.sync if r.failure]
+    if results.many:
+        rerun = any(r.label for r in results.many.runs)
+        found += [f"many {r.scenario} {r.title}: {r.failure}" for r in results.many.runs
+                  if r.failure and not (rerun and not r.label and "RecursionError" in r.failure)]
+    if results.tree:
+        found += [f"tree {r.scenario} {r.contender}: {r.failure}" for r in results.tree.runs if r.failure]
+    return found
+
+
 def render_console(results: Results) -> str:
     lines = ["", "Sync scenarios", *sync_sections(results)] if results.sync else []
     lines += ["", "Targets", *target_lines(results)]
@@ -443,8 +459,8 @@ def local_runner_lines(lr: LocalRunnerResult) -> list[str]:
         "",
         f"`{lr.command}` on {lr.date}, {lr.repeat} repetition{'s' if lr.repeat != 1 else ''}: this checkout at {lr.revision} against today's main "
         f"before any start-up work, `{lr.baseline}`. Python {lr.python}; load average (1/5/15 min) {lr.load_start} "
-        f"at the start, {lr.load_end} at the end. `make bench ARGS=\"--only local-runner\"` rewrites only this section; "
-        "see bench/README.md.",
+        f"at the start, {lr.load_end} at the end. `make bench ARGS=\"--only local-runner --write-results\"` rewrites "
+        "only this section; see bench/README.md.",
         "",
         "`python -m local_runner --contact-email … --source-url … --population-url … --state-dir … "
         "--allow-private-source` as its users run it (this checkout also with `--timings`), a fresh process each, with "
@@ -515,9 +531,12 @@ def splice_section(document: str, section: list[str], heading: str = LOCAL_RUNNE
 TREE_HEADING = "## BLS tree: 60 surveys, 3,000 files"
 
 
-def tree_heading(mode: str) -> str:
-    """One section per mode, so that a quick run and a full run each keep their numbers in RESULTS.md."""
-    return f"{TREE_HEADING} ({mode} mode)"
+def tree_heading(mode: str, surveys: int = 60, files: int = 3000) -> str:
+    """One section per mode, so that a quick run and a full run each keep their numbers in RESULTS.md; a smaller
+    tree (a smoke run, --tree-surveys / --tree-files) is a section of its own."""
+    if (surveys, files) == (60, 3000):
+        return f"{TREE_HEADING} ({mode} mode)"
+    return f"## BLS tree: {surveys} surveys, {files:,} files, a smoke run ({mode} mode)"
 
 
 def _tree_source(run: TreeRun) -> str:
@@ -532,11 +551,14 @@ def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
     rate = f"{tree.rate:g} requests/s"
     largest = ", ".join(f"{name} {size / MB:,.1f} MB" for name, size in tree.largest)
     out = [
-        tree_heading(tree.mode),
+        tree_heading(tree.mode, tree.surveys, tree.files),
         "",
         f"`{tree.command}` ({tree.mode} mode) on {tree.date}; the section took {tree.elapsed / 60:.1f} min, "
-        f"{tree.repeat} repetition{'s' if tree.repeat != 1 else ''}. A run of this section alone rewrites only this "
-        f"section of RESULTS.md (the {tree.mode} mode's); see bench/README.md. Measured, not targets.",
+        f"{tree.repeat} repetition{'s' if tree.repeat != 1 else ''}. "
+        + (f"A run of this section alone with `--write-results` rewrites only this section of RESULTS.md (the "
+           f"{tree.mode} mode's)" if (tree.surveys, tree.files) == (60, 3000) else
+           "A smoke run of a smaller tree (`--tree-surveys`, `--tree-files`), never written into RESULTS.md")
+        + "; see bench/README.md. Measured, not targets.",
         "",
         f"* **Source**: a loopback BLS time.series tree (bls_loopback BlsTree, one port) of {tree.surveys} surveys and "
         f"{tree.files:,} files, {tree.total_bytes / MB:,.1f} MB, laid out by bench/tree_layout.py "
