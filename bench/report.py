@@ -570,6 +570,11 @@ def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
         + ". It never blocks; every request to the host is logged with its arrival (the peak per second below). The "
         "population API is another loopback host, not counted. **changed**: one data file of `cu` gets 1,000 more "
         "bytes, other bytes and a new listing stamp.",
+        "* **Headers**: every file starts with the first line its kind has in the real `pr` directory (data, series "
+        "and mapping files a tab-separated header row, which the catalog step makes a table of; documentation a line "
+        "of text), and three are odd **on purpose**, as a mirror of LABSTAT must survive: "
+        + ("; ".join(f"{what} in `{name}`" for what, name in tree.hostile.items()) or "none recorded")
+        + " (bench/tree_layout.py).",
         f"* **Rate**: both contenders at **{rate}** to the source: the pipeline with SourceRequestsPerSecond "
         f"{tree.rate:g} (its own pacing, across every survey and copy), rclone with `--tpslimit {tree.rate:g}`, which "
         "paces every request rclone makes, its S3 requests too (it has no per-remote rate); the pipeline paces only "

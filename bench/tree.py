@@ -10,6 +10,7 @@ it sends. The population API is another loopback host, so the tree's log holds o
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -26,7 +27,7 @@ from .s3_endpoint import Destination
 from .scenarios import largest_payload
 from .source import (NEXT_RELEASE, POPULATION_ANSWER, POPULATION_PATH, RELEASE, CountsFileBytes, GeneratedBody,
                      _StreamingHandler)
-from .tree_layout import TreeFile, tree_layout
+from .tree_layout import TreeFile, hostile_files, tree_layout
 
 MIRROR_ROOT = "bls/"
 TREE_SCENARIOS = ("cold", "noop", "changed")
@@ -41,10 +42,12 @@ class TreeSource(CountsFileBytes, BlsTree):
         return _TreeStreamingHandler
 
     def populate(self, layout: list[TreeFile]) -> None:
-        """The layout's files, each a GeneratedBody of its size (seeded by its place in the layout)."""
+        """The layout's files, each a GeneratedBody of its size (seeded by its place in the layout) that starts with
+        the file's first line (bench/tree_layout.py: a BLS header row, some of them odd on purpose)."""
         self.surveys.clear()
         for seed, item in enumerate(layout):
-            self.survey(item.survey).put(item.name, GeneratedBody(item.size, seed=seed), RELEASE)
+            body = GeneratedBody(item.size, seed=seed, header=item.header.encode())
+            self.survey(item.survey).put(item.name, body, RELEASE)
 
     def expected(self) -> dict[str, GeneratedBody]:
         """'<survey>/<name>' -> body, as the mirror should hold them under MIRROR_ROOT."""
@@ -52,13 +55,14 @@ class TreeSource(CountsFileBytes, BlsTree):
                 for name, served in directory.files.items()}
 
     def change_one_file(self, survey: str = CHANGED_SURVEY) -> str:
-        """The next release rewrites one data file of `survey`: 1,000 bytes more, other bytes, a new stamp."""
+        """The next release rewrites one data file of `survey`: 1,000 bytes more, other bytes (after the same header
+        row), a new stamp."""
         if survey not in self.surveys:  # a smaller tree without it: its first survey
             survey = sorted(self.surveys)[0]
         directory = self.surveys[survey]
         name = sorted(directory.files, key=lambda n: (".data." not in n, n))[0]
         old = directory.files[name].body
-        directory.put(name, GeneratedBody(len(old) + 1000, seed=old.seed + 1_000_003), NEXT_RELEASE)
+        directory.put(name, dataclasses.replace(old, size=len(old) + 1000, seed=old.seed + 1_000_003), NEXT_RELEASE)
         return f"{survey}/{name}"
 
     def request_counts(self) -> dict[str, int]:
@@ -125,6 +129,7 @@ class TreeResult:
     concurrency: int
     rclone_flags: list[str]
     runs: list[TreeRun] = field(default_factory=list)
+    hostile: dict = field(default_factory=dict)  # tree_layout.hostile_files: the odd headers and their files
     command: str = ""
     date: str = ""
     machine: dict = field(default_factory=dict)
@@ -270,10 +275,11 @@ def measure(destination: Destination, mode: str, rate: float, repeat: int, scale
     result = TreeResult(mode=mode, rate=rate, scale=scale, surveys=len({f.survey for f in layout}), files=len(layout),
                         total_bytes=total, largest=largest, repeat=repeat, latency=latency, bandwidth=bandwidth,
                         concurrency=concurrency, rclone_flags=Rclone.flags(concurrency, rate),
-                        date=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+                        hostile=hostile_files(layout), date=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
     result.machine["load average at start (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     log(f"  tree: {result.surveys} surveys, {result.files:,} files, {total / 1e6:,.1f} MB (largest "
-        + ", ".join(f"{n} {s / 1e6:.1f} MB" for n, s in largest) + f"), {rate:g} requests/s, {repeat} repetition(s)")
+        + ", ".join(f"{n} {s / 1e6:.1f} MB" for n, s in largest) + f"), {rate:g} requests/s, {repeat} repetition(s); "
+        "odd headers on purpose: " + "; ".join(f"{what}: {name}" for what, name in result.hostile.items()))
     tree, population = start_tree(layout, latency, bandwidth)
     try:
         result.runs = run_tree(tree, population, destination, layout, rate, repeat, concurrency, timeout, log,

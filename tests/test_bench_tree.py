@@ -84,6 +84,9 @@ def test_the_harness_reports_the_counts_of_a_tiny_tree(tmp_path, monkeypatch):
     assert pipeline["noop"].source == {"tree_listing": 1, "survey_listing": 3, "head": 0, "get": 0, "other": 0,
                                        "bytes": 0, "refused": 0}
     assert pipeline["changed"].source["get"] == 1
+    # The odd headers (bench/tree_layout.py) are in the tree the pipeline mirrored without failing.
+    assert set(result.hostile.values()) <= {f"{f.survey}/{f.name}" for f in tree_layout(surveys=3, files=12)}
+    assert len(result.hostile) == 3
     for run in pipeline.values():
         assert run.s3["requests"] > 0
         largest = max(run.detail["payloads"]["largest_bytes"], run.detail["map_item_payloads"]["largest_output_bytes"])
@@ -115,3 +118,36 @@ def test_catalog_surveys_time_is_summed_over_its_calls():
                event("TaskStateEntered", "CatalogSurveys", 40), event("TaskStateExited", "CatalogSurveys", 52.5)]
     assert state_spans(history)["CatalogSurveys"] == [30.0, 12.5]
     assert state_seconds(history) == {"CopyFiles": 10.0, "CatalogSurveys": 42.5, "CatalogRemaining": 0.0}
+
+
+def test_every_tree_has_the_three_odd_headers_and_real_first_lines_elsewhere():
+    import bench.tree_layout as tree_layout_module
+    from bench.tree_layout import DATA_HEADER, HOSTILE_HEADERS, hostile_files, kind_of
+
+    for size in ({}, {"surveys": 3, "files": 12, "scale": 0.001}, {"surveys": 1, "files": 4}):
+        layout = tree_layout(**size)
+        odd = hostile_files(layout)
+        assert list(odd) == list(HOSTILE_HEADERS)
+        by_path = {f"{f.survey}/{f.name}": f for f in layout}
+        columns = {what: by_path[path].header.rstrip("\r\n").split("\t") for what, path in odd.items()}
+        trailing, repeated, reserved = columns.values()
+        assert trailing[-1] == "" and "footnote_codes" in trailing
+        assert len(repeated) != len(set(repeated))
+        assert "from" in reserved
+        for item in layout:
+            assert item.header.endswith("\r\n") and item.size >= len(item.header)
+            kind = kind_of(item.survey, item.name)
+            assert ("\t" in item.header) == (kind != "doc")
+            if kind == "data" and f"{item.survey}/{item.name}" not in odd.values():
+                assert item.header == DATA_HEADER
+    assert "trailing tab" in tree_layout_module.__doc__ and "reserved word" in tree_layout_module.__doc__
+
+
+def test_a_body_with_a_header_serves_the_same_bytes_whole_and_in_ranges():
+    header = b"a_code\ta_text\r\n"
+    body = GeneratedBody((1 << 20) + 500, seed=5, header=header)
+    whole = b"".join(body.chunks())
+    assert len(whole) == len(body) and whole.startswith(header) and whole[len(header):len(header) + 8] == bytes(8)
+    for start, stop in ((0, 5), (3, 40), (len(header), len(header) + 9), (10, (1 << 20) + 30), (1 << 20, len(body))):
+        assert b"".join(body[start:stop].chunks()) == whole[start:stop]
+    assert b"".join(GeneratedBody(100, seed=5).chunks()) == b"".join(GeneratedBody(100 + 15, 5, header=header)[15:].chunks())
