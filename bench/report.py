@@ -10,7 +10,7 @@ from .copy_memory import CopyMemoryResult
 from .imports import ImportTime
 from .local_runner_startup import BASELINE_COMMIT, PHASES, RATES, THIS, LocalRunnerResult
 from .scenarios import SCENARIO_TITLES, SCENARIOS, ManyFilesResult, SyncRun, largest_payload, sync_profiles
-from .tree import TreeResult, TreeRun
+from .tree import CATALOG_STATE, TreeResult, TreeRun
 
 MiB = 1024 * 1024
 MB = 1000 * 1000
@@ -547,6 +547,41 @@ def _tree_source(run: TreeRun) -> str:
     return f"{total:,} ({s['tree_listing']} / {s['survey_listing']} / {s['head']:,} / {s['get']:,}{extra}){refused}"
 
 
+def _catalog_cell(run: TreeRun) -> str:
+    if not run.catalog_seconds:
+        return "—"
+    calls = "/".join(str(c) for c in sorted(set(run.catalog_calls)))
+    return f"{statistics.median(run.catalog_seconds):.1f} s; {calls}"
+
+
+def catalog_lines(tree: TreeResult) -> list[str]:
+    """How much of each pipeline run is the catalog step: CatalogSurveys' spans in the execution history, summed over
+    its calls (the state machine calls it again while surveys remain), against the execution and the whole process."""
+    parts = []
+    for scenario in ("cold", "noop", "changed"):
+        run = tree.run("pipeline", scenario)
+        if run is None or run.failure or not run.catalog_seconds or not run.state_seconds:
+            continue
+        catalog, execution = statistics.median(run.catalog_seconds), statistics.median(run.state_seconds)
+        calls = "/".join(str(c) for c in sorted(set(run.catalog_calls)))
+        parts.append(f"{scenario} {catalog:.1f} s in {calls} call(s): {catalog / execution:.0%} of the execution "
+                     f"({execution:.1f} s), {catalog / run.seconds:.0%} of the whole process ({run.seconds:.1f} s)")
+    out = []
+    if parts:
+        out += ["", f"The catalog step ({CATALOG_STATE}: its state's spans in the execution history, entered to exited, "
+                "summed over its calls; medians over the repetitions): " + "; ".join(parts) + "."]
+    cold = tree.run("pipeline", "cold")
+    summary = ((cold.detail.get("output") or {}).get("catalog") if cold and not cold.failure else None) or {}
+    if summary:
+        samples = summary.get("warning_samples") or []
+        out += ["", f"What the catalog step said of the cold run (the execution's output, last call): "
+                f"{summary.get('surveys', '?')} survey(s), {summary.get('tables_created', '?')} table(s) created and "
+                f"{summary.get('views', '?')} view(s) in that call, {summary.get('failures', 0)} failure(s), "
+                f"{summary.get('warnings', 0)} warning(s)"
+                + (": " + "; ".join(f"`{_one_line(w, 200)}`" for w in samples) if samples else "") + "."]
+    return out
+
+
 def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
     rate = f"{tree.rate:g} requests/s"
     largest = ", ".join(f"{name} {size / MB:,.1f} MB" for name, size in tree.largest)
@@ -574,7 +609,8 @@ def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
         "and mapping files a tab-separated header row, which the catalog step makes a table of; documentation a line "
         "of text), and three are odd **on purpose**, as a mirror of LABSTAT must survive: "
         + ("; ".join(f"{what} in `{name}`" for what, name in tree.hostile.items()) or "none recorded")
-        + " (bench/tree_layout.py).",
+        + " (bench/tree_layout.py). A pipeline execution that does not succeed is an **ERROR** row with its cause "
+        "and no numbers.",
         f"* **Rate**: both contenders at **{rate}** to the source: the pipeline with SourceRequestsPerSecond "
         f"{tree.rate:g} (its own pacing, across every survey and copy), rclone with `--tpslimit {tree.rate:g}`, which "
         "paces every request rclone makes, its S3 requests too (it has no per-remote rate); the pipeline paces only "
@@ -592,16 +628,17 @@ def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
         "bls/, and SHA-256 as the column says.",
         "",
         "| scenario | contender | whole process, min / **median** / max | vs rclone (median) | of which the "
-        "execution (median) | source requests (tree listing / survey listings / HEAD / GET) | peak requests in any 1 s "
+        f"execution (median) | of which {CATALOG_STATE} (median; calls) "
+        "| source requests (tree listing / survey listings / HEAD / GET) | peak requests in any 1 s "
         "| bytes downloaded | S3 requests | S3 requests by operation | largest state payload | correct |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|---|---|---|",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|---|",
     ]
     slower = []
     for scenario in ("cold", "noop", "changed"):
         reference = tree.run("rclone", scenario)
         for run in (r for r in tree.runs if r.scenario == scenario):
             if run.failure:
-                out.append(f"| {scenario} | {run.contender} | **failed**: {_one_line(run.failure)} | | | "
+                out.append(f"| {scenario} | {run.contender} | **failed**: {_one_line(run.failure)} | | | | "
                            f"{_tree_source(run)} | {run.peak_per_second} | {_mib(run.source['bytes'])} | "
                            f"{run.s3['requests']:,} | | | **NO** |")
                 continue
@@ -611,15 +648,17 @@ def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
                 payload = f"{size:,} B ({state})"
             ops = ", ".join(f"{k} {v:,}" for k, v in run.s3["operations"].items())
             execution = f"{statistics.median(run.state_seconds):.1f} s" if run.state_seconds else "—"
+            catalog = _catalog_cell(run)
             ratio = _ratio(run.seconds, reference.seconds) if reference and not reference.failure and run is not reference else "—"
             out.append(
-                f"| {scenario} | {run.contender} | {_spread(run.all_seconds)} | {ratio} | {execution} | "
+                f"| {scenario} | {run.contender} | {_spread(run.all_seconds)} | {ratio} | {execution} | {catalog} | "
                 f"{_tree_source(run)} | {run.peak_per_second} | {_mib(run.source['bytes'])} | {run.s3['requests']:,} | "
                 f"{ops} | {payload} | {'yes' if run.correct else '**NO**'}: {run.checked} |")
             if run.contender == "pipeline" and reference and not reference.failure and run.seconds > reference.seconds:
                 slower.append(f"{scenario} ({run.seconds:.1f} s vs {reference.seconds:.1f} s)")
     if section_error:
         out += ["", f"**The section failed**: {_one_line(section_error, 600)}"]
+    out += catalog_lines(tree)
     out += ["", "The pipeline is **slower than rclone** (median whole process) in: " + ", ".join(slower) + "."
             if slower else "The pipeline's median whole process is not slower than rclone's in any scenario measured."]
     for run in tree.runs:

@@ -33,6 +33,7 @@ MIRROR_ROOT = "bls/"
 TREE_SCENARIOS = ("cold", "noop", "changed")
 CHANGED_SURVEY = "cu"  # the survey whose file changes in the one-changed-file scenario
 HASH_SAMPLE = 40  # files hashed besides the largest three and the changed one, when not all are
+CATALOG_STATE = "CatalogSurveys"  # the SQL catalog step's state (statemachine/pipeline.asl.json)
 
 
 class TreeSource(CountsFileBytes, BlsTree):
@@ -107,6 +108,9 @@ class TreeRun:
     failure: str = ""
     detail: dict = field(default_factory=dict)  # the pipeline's result (payloads, state seconds ...), last repetition
     state_seconds: list[float] = field(default_factory=list)  # the pipeline's execution span, per repetition
+    # The pipeline's CatalogSurveys state: its spans in the execution history summed, and its calls, per repetition.
+    catalog_seconds: list[float] = field(default_factory=list)
+    catalog_calls: list[int] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -197,6 +201,9 @@ def _measure(contender: Contender, tree: TreeSource, scenario: str, bucket: str,
     run.detail = detail
     if "seconds" in detail:
         run.state_seconds = [detail["seconds"]]
+    if CATALOG_STATE in detail.get("state_seconds", {}):
+        run.catalog_seconds = [detail["state_seconds"][CATALOG_STATE]]
+        run.catalog_calls = [detail.get("state_calls", {}).get(CATALOG_STATE, 1)]
     run.source = tree.request_counts()
     run.peak_per_second = peak_requests_per_second([r.at for r in tree.all_requests()])
     run.s3 = contender.destination.proxy.snapshot()
@@ -235,6 +242,8 @@ def run_tree(tree: TreeSource, population: BlsServer, destination: Destination, 
                     f"source {s['tree_listing']}+{s['survey_listing']} listings, {s['head']} HEAD, {s['get']} GET, "
                     f"{s['bytes'] / 1e6:,.1f} MB  peak {run.peak_per_second}/s  s3 {run.s3['requests']}  "
                     f"correct={run.correct}  {run.failure[:300]}"
+                    + (f"  {CATALOG_STATE} {run.catalog_seconds[0]:.1f} s in {run.catalog_calls[0]} call(s)"
+                       if run.catalog_seconds else "")
                     + (f"  largest payload {largest_payload(run)}" if run.detail.get("payloads") else ""))
                 if not run.correct and not run.failure:
                     log(f"    check: {run.checked[:300]}")
@@ -242,6 +251,8 @@ def run_tree(tree: TreeSource, population: BlsServer, destination: Destination, 
                 if previous is not None:
                     run.all_seconds = previous.all_seconds + run.all_seconds
                     run.state_seconds = previous.state_seconds + run.state_seconds
+                    run.catalog_seconds = previous.catalog_seconds + run.catalog_seconds
+                    run.catalog_calls = previous.catalog_calls + run.catalog_calls
                     run.peak_per_second = max(run.peak_per_second, previous.peak_per_second)
                     run.correct = run.correct and previous.correct
                     run.failure = run.failure or previous.failure
