@@ -638,9 +638,9 @@ def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
         reference = tree.run("rclone", scenario)
         for run in (r for r in tree.runs if r.scenario == scenario):
             if run.failure:
-                out.append(f"| {scenario} | {run.contender} | **failed**: {_one_line(run.failure)} | | | | "
-                           f"{_tree_source(run)} | {run.peak_per_second} | {_mib(run.source['bytes'])} | "
-                           f"{run.s3['requests']:,} | | | **NO** |")
+                # No numbers for a run that did not succeed: they would measure something other than a mirror.
+                out.append(f"| {scenario} | {run.contender} | **ERROR**: {_one_line(run.failure, 600)} "
+                           "| | | | | | | | | | **NO** |")
                 continue
             payload = "—"
             if run.detail.get("payloads"):
@@ -656,6 +656,10 @@ def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
                 f"{ops} | {payload} | {'yes' if run.correct else '**NO**'}: {run.checked} |")
             if run.contender == "pipeline" and reference and not reference.failure and run.seconds > reference.seconds:
                 slower.append(f"{scenario} ({run.seconds:.1f} s vs {reference.seconds:.1f} s)")
+    failed = [r for r in tree.runs if r.failure]
+    if failed:
+        out += ["", "**ERROR: " + ", ".join(f"{r.contender} {r.scenario}" for r in failed) + " did not succeed**, so "
+                "their rows have no numbers; the cause is in each row. The section measured no complete run of them."]
     if section_error:
         out += ["", f"**The section failed**: {_one_line(section_error, 600)}"]
     out += catalog_lines(tree)

@@ -196,6 +196,7 @@ def _measure(contender: Contender, tree: TreeSource, scenario: str, bucket: str,
     try:
         seconds, detail = contender.sync(bucket)
     except ContenderFailed as exc:
+        # A run that did not succeed has no numbers in the report (bench/report.py tree_lines): only its cause.
         seconds, detail, run.failure = float("nan"), {}, str(exc)
     run.all_seconds = [seconds]
     run.detail = detail
@@ -238,13 +239,17 @@ def run_tree(tree: TreeSource, population: BlsServer, destination: Destination, 
                     changed = tree.change_one_file()
                 run = _measure(contender, tree, scenario, bucket, hash_all, changed)
                 s = run.source
-                log(f"  [{repetition + 1}/{repeat}] tree {contender.name:<8} {scenario:<7} {run.all_seconds[0]:8.2f} s  "
-                    f"source {s['tree_listing']}+{s['survey_listing']} listings, {s['head']} HEAD, {s['get']} GET, "
-                    f"{s['bytes'] / 1e6:,.1f} MB  peak {run.peak_per_second}/s  s3 {run.s3['requests']}  "
-                    f"correct={run.correct}  {run.failure[:300]}"
-                    + (f"  {CATALOG_STATE} {run.catalog_seconds[0]:.1f} s in {run.catalog_calls[0]} call(s)"
-                       if run.catalog_seconds else "")
-                    + (f"  largest payload {largest_payload(run)}" if run.detail.get("payloads") else ""))
+                where = f"  [{repetition + 1}/{repeat}] tree {contender.name:<8} {scenario:<7}"
+                if run.failure:
+                    log(f"{where} ERROR, the run did not succeed: {run.failure[:600]}")
+                else:
+                    log(f"{where} {run.all_seconds[0]:8.2f} s  "
+                        f"source {s['tree_listing']}+{s['survey_listing']} listings, {s['head']} HEAD, {s['get']} GET, "
+                        f"{s['bytes'] / 1e6:,.1f} MB  peak {run.peak_per_second}/s  s3 {run.s3['requests']}  "
+                        f"correct={run.correct}"
+                        + (f"  {CATALOG_STATE} {run.catalog_seconds[0]:.1f} s in {run.catalog_calls[0]} call(s)"
+                           if run.catalog_seconds else "")
+                        + (f"  largest payload {largest_payload(run)}" if run.detail.get("payloads") else ""))
                 if not run.correct and not run.failure:
                     log(f"    check: {run.checked[:300]}")
                 previous = runs.get((contender.name, scenario))

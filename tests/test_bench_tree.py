@@ -101,26 +101,6 @@ def test_the_harness_reports_the_counts_of_a_tiny_tree(tmp_path, monkeypatch):
 
 # -- the tree's headers, and how a run that did not succeed and the catalog step are reported (nothing timed) -------
 
-
-def test_catalog_surveys_time_is_summed_over_its_calls():
-    import datetime as dt
-
-    from bench.pipeline_run import state_seconds, state_spans
-
-    at = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
-
-    def event(kind: str, name: str, second: float) -> dict:
-        details = "stateEnteredEventDetails" if kind.endswith("Entered") else "stateExitedEventDetails"
-        return {"type": kind, details: {"name": name}, "timestamp": at + dt.timedelta(seconds=second)}
-
-    history = [event("TaskStateEntered", "CopyFiles", 0), event("TaskStateExited", "CopyFiles", 10),
-               event("TaskStateEntered", "CatalogSurveys", 10), event("TaskStateExited", "CatalogSurveys", 40),
-               event("ChoiceStateEntered", "CatalogRemaining", 40), event("ChoiceStateExited", "CatalogRemaining", 40),
-               event("TaskStateEntered", "CatalogSurveys", 40), event("TaskStateExited", "CatalogSurveys", 52.5)]
-    assert state_spans(history)["CatalogSurveys"] == [30.0, 12.5]
-    assert state_seconds(history) == {"CopyFiles": 10.0, "CatalogSurveys": 42.5, "CatalogRemaining": 0.0}
-
-
 def test_every_tree_has_the_three_odd_headers_and_real_first_lines_elsewhere():
     import bench.tree_layout as tree_layout_module
     from bench.tree_layout import DATA_HEADER, HOSTILE_HEADERS, hostile_files, kind_of
@@ -154,6 +134,25 @@ def test_a_body_with_a_header_serves_the_same_bytes_whole_and_in_ranges():
     assert b"".join(GeneratedBody(100, seed=5).chunks()) == b"".join(GeneratedBody(100 + 15, 5, header=header)[15:].chunks())
 
 
+def test_catalog_surveys_time_is_summed_over_its_calls():
+    import datetime as dt
+
+    from bench.pipeline_run import state_seconds, state_spans
+
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+
+    def event(kind: str, name: str, second: float) -> dict:
+        details = "stateEnteredEventDetails" if kind.endswith("Entered") else "stateExitedEventDetails"
+        return {"type": kind, details: {"name": name}, "timestamp": at + dt.timedelta(seconds=second)}
+
+    history = [event("TaskStateEntered", "CopyFiles", 0), event("TaskStateExited", "CopyFiles", 10),
+               event("TaskStateEntered", "CatalogSurveys", 10), event("TaskStateExited", "CatalogSurveys", 40),
+               event("ChoiceStateEntered", "CatalogRemaining", 40), event("ChoiceStateExited", "CatalogRemaining", 40),
+               event("TaskStateEntered", "CatalogSurveys", 40), event("TaskStateExited", "CatalogSurveys", 52.5)]
+    assert state_spans(history)["CatalogSurveys"] == [30.0, 12.5]
+    assert state_seconds(history) == {"CopyFiles": 10.0, "CatalogSurveys": 42.5, "CatalogRemaining": 0.0}
+
+
 def _tree_result(runs):
     from bench.tree import TreeResult
 
@@ -165,6 +164,25 @@ def _tree_result(runs):
 
 def _counts(gets: int) -> dict:
     return {"tree_listing": 1, "survey_listing": 60, "head": 0, "get": gets, "other": 0, "bytes": 12_345, "refused": 0}
+
+
+def test_a_pipeline_run_that_did_not_succeed_is_an_error_row_with_its_cause_and_no_numbers():
+    from bench.report import failures, Results, tree_lines
+    from bench.tree import TreeRun
+
+    failed = TreeRun("pipeline", "cold", all_seconds=[float("nan")], source=_counts(2999), peak_per_second=17,
+                     s3={"requests": 20_987, "operations": {"GetObject": 10_000}}, correct=False,
+                     failure="pipeline execution FAILED: CatalogError: '' has no letter or digit to name a table")
+    text = "\n".join(tree_lines(_tree_result([failed])))
+    row = next(line for line in text.splitlines() if line.startswith("| cold | pipeline |"))
+    assert "**ERROR**: pipeline execution FAILED: CatalogError" in row and row.endswith("**NO** |")
+    assert "20,987" not in row and "2,999" not in row and "17" not in row.split("CatalogError")[0]
+    header = next(line for line in text.splitlines() if line.startswith("| scenario | contender |"))
+    assert row.count("|") == header.count("|")  # the row has every column, empty but the cause's and correct's
+    assert "**ERROR: pipeline cold did not succeed**" in text
+    assert "trailing tab (an empty last column name) in `ap/ap.data.0.Part000`" in text
+    results = Results(mode="quick", setup={}, machine={}, tree=_tree_result([failed]))
+    assert failures(results) == [f"tree cold pipeline: {failed.failure}"]
 
 
 def test_the_tree_report_shows_the_catalog_steps_share_of_the_cold_run():
