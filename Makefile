@@ -82,7 +82,7 @@ $(BENCH_VENV)/.installed: bench/requirements.txt pyproject.toml
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-bench: $(BENCH_VENV)/.installed  ## benchmarks against rclone and a naive script (not tests): make bench ARGS=--quick
+bench: $(BENCH_VENV)/.installed  ## benchmarks against rclone and a naive script (not tests): make bench ARGS=--quick; report in bench/.last-run.md, into bench/RESULTS.md only with ARGS="... --write-results"
 	$(BENCH_VENV)/bin/python -m bench $(ARGS)
 
 clean:
