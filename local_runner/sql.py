@@ -76,8 +76,12 @@ def connect(state_dir: Path, population_key: str = DEFAULTS["population_key"], n
             except duckdb.Error as error:  # one view that cannot be made leaves every other one
                 _note(notes, f"{survey}: no view {name}: {str(error).strip().splitlines()[0]}")
         missing = catalog.missing_for_labels(survey, found.tables)
-        if missing:
-            _note(notes, f"no {survey} labels views: they read {', '.join(missing)}, and those files are not mirrored")
+        if f"{survey}.series" in missing:
+            _note(notes, f"{survey}: no {catalog.LABELED_SUFFIX} or {catalog.SERIES_SEARCH_SUFFIX} views: "
+                         f"{survey}.series is not mirrored")
+        elif missing:
+            _note(notes, f"{survey}: the label views leave out the labels of {', '.join(missing)}: "
+                         f"{'that file is' if len(missing) == 1 else 'those files are'} not mirrored")
     _load_population(con, objects, population_key)
     return con
 

@@ -200,12 +200,15 @@ def test_the_labels_view_gives_readable_labels_for_a_known_series(tmp_path: Path
     assert con.execute("SELECT count(*) FROM pr_seasonal_clean").fetchone() == (2,)  # the blank last line is no row
 
 
-def test_without_all_its_mapping_files_a_survey_has_no_labels_view_and_says_which_are_missing(tmp_path: Path) -> None:
-    files = sample_pr_files()  # pr.series, pr.period and pr.class, but no pr.sector, pr.measure, ...
+def test_without_some_mapping_files_the_labels_view_has_the_others_and_names_the_missing_files(tmp_path: Path) -> None:
+    files = sample_pr_files()  # pr.series, pr.period, pr.class and pr.footnote, but no pr.sector, pr.measure, ...
     tables = catalog.survey_tables("pr", "bls/pr/", {n: b.split(b"\n", 1)[0].decode() for n, b in files.items()})
-    assert "pr_data_0_current_labeled" not in dict(catalog.views("pr", tables))
-    assert catalog.missing_for_labels("pr", tables) == [
-        "pr_duration_clean", "pr_measure_clean", "pr_seasonal_clean", "pr_sector_clean"]
+    assert catalog.missing_for_labels("pr", tables) == ["pr.duration", "pr.measure", "pr.sector"]
+    con = sql_command.connect(state_dir(tmp_path, files, population_json()))
+    columns = [d[0] for d in con.execute("SELECT * FROM pr_data_0_current_labeled").description]
+    assert columns == ["series_id", "year", "period", "period_name", "value", "footnote_codes", "footnote_text",
+                       "class_code", "class_text"]  # sector_code, measure_code, ... have no file: not labeled
+    assert con.execute("SELECT DISTINCT class_text FROM pr_data_0_current_labeled").fetchall() == [("All workers",)]
 
 
 @needs_real_data
@@ -330,8 +333,8 @@ def test_the_sql_command_runs_a_query_joining_labels_and_the_reports(tmp_path: P
     sample = state_dir(tmp_path / "sample", sample_pr_files(), population_json())
     assert sql_command.main(["--state-dir", str(sample)]) == 0
     out = capsys.readouterr().out
-    assert "pr_data_0_current_clean" in out and "pr_data_0_current_labeled" not in out
-    assert "note: no pr labels views: they read pr_duration_clean, pr_measure_clean" in out
+    assert "pr_data_0_current_clean" in out and "pr_data_0_current_labeled" in out
+    assert "note: pr: the label views leave out the labels of pr.duration, pr.measure, pr.sector" in out
     assert sql_command.main(["--state-dir", str(tmp_path / "empty")]) == 2
     assert "run `make run` first" in capsys.readouterr().err
 
