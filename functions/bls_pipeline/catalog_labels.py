@@ -256,11 +256,13 @@ def labeled_select(labels: SurveyLabels, table: catalog.Table) -> str:
     """The SELECT of <data table>_labeled."""
     d = _q("d")
     columns = [f"{d}.{_q(c)}" for c in ("series_id", "year", "period")]
-    joins = [f"LEFT JOIN {_series_subquery(labels)} AS {_q('s')} ON {_q('s')}.{_q('series_id')} = {d}.{_q('series_id')}",
+    s = _q("s")
+    joins = [f"LEFT JOIN {_series_subquery(labels)} AS {s} ON {s}.{_q('series_id')} = {d}.{_q('series_id')}",
              *_series_joins(labels)]
     if labels.period:
         columns.append(f"{_q('p')}.{_q('label')} AS {_q(labels.period.label_out)}")
-        joins.append(f"LEFT JOIN {labels.period.subquery()} AS {_q('p')} ON {_q('p')}.{_q('code')} = {d}.{_q('period')}")
+        p = _q("p")
+        joins.append(f"LEFT JOIN {labels.period.subquery()} AS {p} ON {p}.{_q('code')} = {d}.{_q('period')}")
     columns += [f"{d}.{_q('value')}", f"{d}.{_q('footnote_codes')}"]
     if labels.footnote:
         texts = []
