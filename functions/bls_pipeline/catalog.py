@@ -6,8 +6,9 @@ Names: a file's table is its name lower-cased with every run of other characters
 underscore (pr.data.0.Current -> pr_data_0_current, pr.series -> pr_series), as Glue and Athena want; its columns
 are its header row's, lower-cased the same way (Glue stores column names lower-case). Every column is a string, and
 the header row is skipped. Each table has a view <table>_clean that trims every column (data files: sql/data_view.sql,
-which also types year and value); each data file of a survey with a sql/labels_<survey>.sql also gets
-<table>_labeled. Files without a tab in their first line (pr.txt, pr.contacts) are documents, not tables.
+which also types year and value); each survey with a <survey>.series gets <data table>_labeled for each data file
+and <survey>_series_search (catalog_labels, from BLS's naming convention). Files without a tab in their first line
+(pr.txt, pr.contacts) are documents, not tables.
 
 Where a table reads: an Athena table's LOCATION is an S3 folder, and Athena reads every object under it
 (https://docs.aws.amazon.com/athena/latest/ug/tables-location-format.html: "Athena reads all data stored in the
