@@ -50,7 +50,7 @@ serve: $(VENV)/.run-installed  ## a BLS-like directory and population API on 127
 notebook: $(VENV)/.notebook-installed  ## execute notebooks/reports.ipynb on a run's files: make notebook [ARGS="--state-dir DIR | --bucket s3://BUCKET"]
 	$(PY) -m local_runner.notebook $(ARGS)
 
-sql: $(VENV)/.sql-installed  ## query a run's mirror with the Athena SQL in DuckDB: make sql ARGS="--query best_year | --sql 'SELECT ...' [--state-dir DIR]"
+sql: $(VENV)/.sql-installed  ## query a run's mirror with the Athena SQL in DuckDB: make sql ARGS="--list | --query best_year | --sql 'SELECT ...' | --find WORDS [--format csv|json] [--state-dir DIR]"
 	$(PY) -m local_runner.sql $(ARGS)
 
 lint: install  ## cfn-lint, checkov and sam validate --lint; quiet when clean
