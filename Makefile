@@ -7,8 +7,9 @@ BENCH_VENV ?= bench/.venv
 ARGS ?=
 
 STACK ?=
+DATABASE ?=
 
-.PHONY: install test run serve notebook sql lint build deploy integration bench clean
+.PHONY: install test run serve notebook sql lint build deploy deployer-policies integration bench clean
 
 # Layers in one virtualenv: `make run` installs only what running needs, `make notebook` adds Jupyter's kernel and
 # matplotlib, `make sql` adds DuckDB, `make test` adds all of those and the test and check tools.
@@ -49,7 +50,7 @@ serve: $(VENV)/.run-installed  ## a BLS-like directory and population API on 127
 notebook: $(VENV)/.notebook-installed  ## execute notebooks/reports.ipynb on a run's files: make notebook [ARGS="--state-dir DIR | --bucket s3://BUCKET"]
 	$(PY) -m local_runner.notebook $(ARGS)
 
-sql: $(VENV)/.sql-installed  ## query a run's mirror with the Athena SQL in DuckDB: make sql ARGS="--query best_year | --sql 'SELECT ...' [--state-dir DIR]"
+sql: $(VENV)/.sql-installed  ## query a run's mirror with the Athena SQL in DuckDB: make sql ARGS="--list | --query best_year | --sql 'SELECT ...' | --find WORDS [--format csv|json] [--state-dir DIR]"
 	$(PY) -m local_runner.sql $(ARGS)
 
 lint: install  ## cfn-lint, checkov and sam validate --lint; quiet when clean
@@ -68,6 +69,9 @@ deploy: build  ## checks the stack name (STACK, default bls-mirror) against the 
 	$(PY) -m deploy.preflight $(or $(STACK),bls-mirror)
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam deploy --guided --stack-name $(or $(STACK),bls-mirror)
 
+deployer-policies: $(VENV)/.run-installed  ## the deployer's IAM policies for a stack: make deployer-policies STACK=<name> [DATABASE=<CatalogDatabase>]
+	$(PY) -m deploy.deployer_policies $(or $(STACK),bls-mirror) $(DATABASE)
+
 integration:  ## the integration tests against a deployed stack: make integration STACK=<name> (AWS credentials)
 	@if [ -z "$(STACK)" ]; then echo "integration: skipped: no stack given (make integration STACK=<your deployed stack name>)"; \
 	else $(MAKE) --no-print-directory install >/dev/null && $(PY) -m tests.integration "$(STACK)"; fi
@@ -78,7 +82,7 @@ $(BENCH_VENV)/.installed: bench/requirements.txt pyproject.toml
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-bench: $(BENCH_VENV)/.installed  ## benchmarks against rclone and a naive script (not tests): make bench ARGS=--quick
+bench: $(BENCH_VENV)/.installed  ## benchmarks against rclone and a naive script (not tests): make bench ARGS=--quick; report in bench/.last-run.md, into bench/RESULTS.md only with ARGS="... --write-results"
 	$(BENCH_VENV)/bin/python -m bench $(ARGS)
 
 clean:

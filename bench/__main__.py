@@ -1,4 +1,5 @@
-"""`python -m bench [--quick]`: run the benchmark, print the tables, write bench/RESULTS.md."""
+"""`python -m bench [--quick] [--write-results]`: run the benchmark and print the tables; the markdown report goes to
+bench/.last-run.md (not tracked by git), or into bench/RESULTS.md, the committed results, with --write-results."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
+# The committed results: written only when asked (--write-results).
+RESULTS = PROJECT / "bench" / "RESULTS.md"
+# Where a run writes its report otherwise (bench/.gitignore): what --write-results would have made RESULTS.md.
+LAST_RUN = PROJECT / "bench" / ".last-run.md"
 
 from . import analytics, imports, local_runner_startup, profiles, report, tree  # noqa: E402
 from .contenders import Rclone, RcloneRanged, rclone_version  # noqa: E402
@@ -58,7 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tree-rate", type=float, default=50.0,
                         help="tree section: source requests per second for both contenders (50)")
     parser.add_argument("--tree-repeat", type=int, help="tree section: repetitions (quick 1, full 3)")
-    parser.add_argument("--output", type=Path, default=PROJECT / "bench" / "RESULTS.md", help="markdown report path")
+    parser.add_argument("--tree-surveys", type=int, help="tree section: a smaller tree for a smoke run (60 surveys); "
+                        "its numbers never go into RESULTS.md")
+    parser.add_argument("--tree-files", type=int, help="tree section: files of the smaller tree (3,000; at least 4 "
+                        "per survey)")
+    written = parser.add_mutually_exclusive_group()
+    written.add_argument("--write-results", action="store_true",
+                         help="write the report into bench/RESULTS.md, the committed results (a run of only the "
+                              "local-runner and tree sections rewrites only their sections); without it the report "
+                              "goes to bench/.last-run.md and RESULTS.md is left as it is")
+    written.add_argument("--output", type=Path, help="write the markdown report to this path instead (a run of only "
+                         "the local-runner and tree sections splices their sections into it when it exists)")
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temporary one, removed at the end)")
     parser.add_argument("--deadline-minutes", type=float, default=60, help="abort the whole run after this long (60)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds any single contender run may take (900)")
@@ -113,8 +128,60 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def report_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(where the report is written, the document whose other sections a partial run keeps): --output's path;
+    RESULTS.md with --write-results; else bench/.last-run.md, made from RESULTS.md as --write-results would make it,
+    while RESULTS.md itself is only read."""
+    if args.output is not None:
+        return args.output, args.output
+    if args.write_results:
+        return RESULTS, RESULTS
+    return LAST_RUN, RESULTS
+
+
+def section_heading(name: str, results: Results) -> str:
+    """The heading of a SPLICED section in RESULTS.md (the tree's names its mode, and its size when smaller)."""
+    if SPLICED[name]:
+        return SPLICED[name]
+    if results.tree is None:
+        return report.tree_heading(results.mode)
+    return report.tree_heading(results.mode, results.tree.surveys, results.tree.files)
+
+
+def write_report(results: Results, args: argparse.Namespace, command: str) -> Path:
+    """The markdown report, written where report_paths says; returns its path."""
+    target, base = report_paths(args)
+    if set(args.only) <= set(SPLICED) and not args.profile and base.exists():
+        # A run of these sections alone rewrites only their sections; the others' results stay as they were.
+        text = base.read_text(encoding="utf-8")
+        for name in args.only:
+            heading = section_heading(name, results)
+            failed = [heading, "", f"`{command} --only {name}` on {results.machine['date']}: **failed**: "
+                      f"{results.section_errors.get(name, '?')}"]
+            if name == "local-runner":
+                section_lines = report.local_runner_lines(results.local_runner) if results.local_runner else failed
+            else:
+                section_lines = (report.tree_lines(results.tree, results.section_errors.get(name, ""))
+                                 if results.tree else failed)
+            text = report.splice_section(text, section_lines, heading)
+        target.write_text(text, encoding="utf-8")
+        sections = ", ".join(f"\"{section_heading(n, results)[3:]}\"" for n in args.only)
+        log(f"\nwrote {target}: {base}" + (" with" if base == target else "'s text with") + f" its {sections} "
+            f"section(s) rewritten ({results.elapsed / 60:.1f} min)")
+    else:
+        target.write_text(report.render_markdown(results), encoding="utf-8")
+        log(f"\nwrote {target} ({results.elapsed / 60:.1f} min)")
+    if target.resolve() != RESULTS:
+        log(f"{RESULTS} was left as it was (--write-results writes there; compare: diff {RESULTS} {target})")
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    smaller_tree = args.tree_surveys is not None or args.tree_files is not None
+    if smaller_tree and args.write_results:
+        parser.error("--tree-surveys / --tree-files make a smoke run: its numbers do not go into RESULTS.md")
     sizes = {**(QUICK if args.quick else FULL)}
     for key in ("repeat", "large_mib", "many_files", "copy_mib"):
         if getattr(args, key) is not None:
@@ -140,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     destination = Destination(workdir / "seaweedfs").start() if servers_needed else None
     source = start_source(args.latency, bandwidth) if servers_needed else None
     def section(name: str, action) -> None:
-        """Run one section; a failure is reported in RESULTS.md and the other sections still run."""
+        """Run one section; a failure is reported in the report and the other sections still run."""
         if name != "profiles" and name not in args.only:
             return
         log(name)
@@ -179,10 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     def tree_section() -> None:
         mode = "quick" if args.quick else "full"
         started_tree = time.monotonic()
+        size = {"surveys": args.tree_surveys or 60, "files": args.tree_files or 3000}
         results.tree = tree.measure(destination, mode, args.tree_rate, args.tree_repeat or TREE[mode]["repeat"],
-                                    TREE[mode]["scale"], args.latency, bandwidth, args.concurrency, args.timeout, log)
+                                    TREE[mode]["scale"], args.latency, bandwidth, args.concurrency, args.timeout, log,
+                                    **size)
         results.tree.command = command + f" --only tree --tree-rate {args.tree_rate:g}" + (
-            f" --tree-repeat {args.tree_repeat}" if args.tree_repeat else "")
+            f" --tree-repeat {args.tree_repeat}" if args.tree_repeat else "") + (
+            f" --tree-surveys {size['surveys']} --tree-files {size['files']}" if smaller_tree else "")
         results.tree.machine = {**{k: results.machine[k] for k in ("cpu", "memory", "python", "rclone", "seaweedfs",
                                                                    "project revision")}, **results.tree.machine}
         results.tree.elapsed = time.monotonic() - started_tree
@@ -214,24 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     results.machine["load average at end (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     results.machine["project revision at end"] = project_revision()  # differs when the code changed mid-run
     log(report.render_console(results))
-    if set(args.only) <= set(SPLICED) and not args.profile and args.output.exists():
-        # A run of these sections alone rewrites only their sections; the others' results stay as they were.
-        text = args.output.read_text(encoding="utf-8")
-        for name in args.only:
-            heading = SPLICED[name] or report.tree_heading(results.mode)
-            failed = [heading, "", f"`{command} --only {name}` on {results.machine['date']}: **failed**: "
-                      f"{results.section_errors.get(name, '?')}"]
-            if name == "local-runner":
-                section_lines = report.local_runner_lines(results.local_runner) if results.local_runner else failed
-            else:
-                section_lines = (report.tree_lines(results.tree, results.section_errors.get(name, ""))
-                                 if results.tree else failed)
-            text = report.splice_section(text, section_lines, heading)
-            log(f"\nwrote the {heading[3:]} section of {args.output} ({results.elapsed / 60:.1f} min)")
-        args.output.write_text(text, encoding="utf-8")
-        return 0
-    args.output.write_text(report.render_markdown(results), encoding="utf-8")
-    log(f"\nwrote {args.output} ({results.elapsed / 60:.1f} min)")
+    write_report(results, args, command)
+    failed = report.failures(results)
+    if failed:
+        log("\nbench: FAILED: " + "; ".join(f[:300] for f in failed))
+        return 1
     return 0
 
 

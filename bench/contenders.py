@@ -23,7 +23,12 @@ POPULATION_KEY = "datausa/population.json"
 
 
 class ContenderFailed(RuntimeError):
-    pass
+    """A run that did not finish as it should (for the pipeline: an execution that did not SUCCEED); `detail` is
+    what the run reported, if anything."""
+
+    def __init__(self, message: str, detail: dict | None = None):
+        super().__init__(message)
+        self.detail = detail or {}
 
 
 class Contender:
@@ -92,9 +97,14 @@ class Pipeline(Contender):
             "requests_per_second": self.requests_per_second, "range_streams": self.range_streams,
         }
         whole, done = self._run([sys.executable, "-m", "bench.pipeline_run", json.dumps(settings)])
-        result = json.loads(done.stdout)
-        if result["status"] != "SUCCEEDED":
-            raise ContenderFailed(f"pipeline execution {result['status']}: {result['error']}: {result['cause']}")
+        try:
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            status = result["status"]
+        except (IndexError, ValueError, KeyError, TypeError) as exc:
+            raise ContenderFailed(f"pipeline printed no execution result ({type(exc).__name__}): stdout "
+                                  f"{done.stdout[-300:]!r}; stderr {done.stderr[-1500:]}") from exc
+        if status != "SUCCEEDED":
+            raise ContenderFailed(f"pipeline execution {status}: {result.get('error')}: {result.get('cause')}", result)
         return whole, result
 
 

@@ -87,6 +87,7 @@ def run(settings: dict) -> dict:
         "engine_setup_seconds": setup_seconds,
         "output": result.output,
         "state_seconds": state_seconds(history),
+        "state_calls": {name: len(spans) for name, spans in state_spans(history).items()},
         "payloads": payload_sizes(history),
         "history_events": len(history),
         "invocations": invocation_stats(result.invocations),
@@ -120,10 +121,11 @@ def map_item_payloads(invocations) -> dict:
     }
 
 
-def state_seconds(history: list[dict]) -> dict[str, float]:
-    """Seconds spent in each top-level state (entered -> exited), from the execution history's timestamps."""
+def state_spans(history: list[dict]) -> dict[str, list[float]]:
+    """Each top-level state's spans (entered -> exited), one per call, in seconds, from the execution history's
+    timestamps. A state entered again (CatalogSurveys, called again while surveys remain) has one span per call."""
     entered: dict[str, float] = {}
-    spent: dict[str, float] = {}
+    spans: dict[str, list[float]] = {}
     depth = 0
     for event in history:
         kind = event["type"]
@@ -138,8 +140,13 @@ def state_seconds(history: list[dict]) -> dict[str, float]:
         elif "stateExitedEventDetails" in event:
             name = event["stateExitedEventDetails"]["name"]
             if name in entered:
-                spent[name] = round(event["timestamp"].timestamp() - entered.pop(name), 3)
-    return spent
+                spans.setdefault(name, []).append(event["timestamp"].timestamp() - entered.pop(name))
+    return spans
+
+
+def state_seconds(history: list[dict]) -> dict[str, float]:
+    """Seconds spent in each top-level state, summed over its calls (state_spans)."""
+    return {name: round(sum(spans), 3) for name, spans in state_spans(history).items()}
 
 
 def main() -> None:

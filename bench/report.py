@@ -10,7 +10,7 @@ from .copy_memory import CopyMemoryResult
 from .imports import ImportTime
 from .local_runner_startup import BASELINE_COMMIT, PHASES, RATES, THIS, LocalRunnerResult
 from .scenarios import SCENARIO_TITLES, SCENARIOS, ManyFilesResult, SyncRun, largest_payload, sync_profiles
-from .tree import TreeResult, TreeRun
+from .tree import CATALOG_STATE, TreeResult, TreeRun
 
 MiB = 1024 * 1024
 MB = 1000 * 1000
@@ -274,7 +274,8 @@ def render_markdown(results: Results) -> str:
         "# Benchmark results",
         "",
         f"`{setup['command']}` ({results.mode} mode) on {machine['date']}; the whole run took "
-        f"{results.elapsed / 60:.1f} min. Regenerate with the same command; see bench/README.md.",
+        f"{results.elapsed / 60:.1f} min. Regenerate with the same command plus `--write-results` (without it a run "
+        "writes bench/.last-run.md); see bench/README.md.",
         "",
         "## Targets",
         "",
@@ -415,6 +416,21 @@ def render_markdown(results: Results) -> str:
     return "\n".join(out)
 
 
+def failures(results: Results) -> list[str]:
+    """What did not succeed in this run: failed sections, and runs that failed (a pipeline execution that did not
+    SUCCEED, a contender that exited non-zero or timed out). `python -m bench` exits 1 when there are any. The
+    10,000-file run's RecursionError is left out when the recursion-limit rerun (a labelled run) was made."""
+    found = [f"section {name}: {error}" for name, error in results.section_errors.items()]
+    found += [f"sync {r.profile} {r.scenario} {r.title}: {r.failure}" for r in results.sync if r.failure]
+    if results.many:
+        rerun = any(r.label for r in results.many.runs)
+        found += [f"many {r.scenario} {r.title}: {r.failure}" for r in results.many.runs
+                  if r.failure and not (rerun and not r.label and "RecursionError" in r.failure)]
+    if results.tree:
+        found += [f"tree {r.scenario} {r.contender}: {r.failure}" for r in results.tree.runs if r.failure]
+    return found
+
+
 def render_console(results: Results) -> str:
     lines = ["", "Sync scenarios", *sync_sections(results)] if results.sync else []
     lines += ["", "Targets", *target_lines(results)]
@@ -443,8 +459,8 @@ def local_runner_lines(lr: LocalRunnerResult) -> list[str]:
         "",
         f"`{lr.command}` on {lr.date}, {lr.repeat} repetition{'s' if lr.repeat != 1 else ''}: this checkout at {lr.revision} against today's main "
         f"before any start-up work, `{lr.baseline}`. Python {lr.python}; load average (1/5/15 min) {lr.load_start} "
-        f"at the start, {lr.load_end} at the end. `make bench ARGS=\"--only local-runner\"` rewrites only this section; "
-        "see bench/README.md.",
+        f"at the start, {lr.load_end} at the end. `make bench ARGS=\"--only local-runner --write-results\"` rewrites "
+        "only this section; see bench/README.md.",
         "",
         "`python -m local_runner --contact-email … --source-url … --population-url … --state-dir … "
         "--allow-private-source` as its users run it (this checkout also with `--timings`), a fresh process each, with "
@@ -515,9 +531,12 @@ def splice_section(document: str, section: list[str], heading: str = LOCAL_RUNNE
 TREE_HEADING = "## BLS tree: 60 surveys, 3,000 files"
 
 
-def tree_heading(mode: str) -> str:
-    """One section per mode, so that a quick run and a full run each keep their numbers in RESULTS.md."""
-    return f"{TREE_HEADING} ({mode} mode)"
+def tree_heading(mode: str, surveys: int = 60, files: int = 3000) -> str:
+    """One section per mode, so that a quick run and a full run each keep their numbers in RESULTS.md; a smaller
+    tree (a smoke run, --tree-surveys / --tree-files) is a section of its own."""
+    if (surveys, files) == (60, 3000):
+        return f"{TREE_HEADING} ({mode} mode)"
+    return f"## BLS tree: {surveys} surveys, {files:,} files, a smoke run ({mode} mode)"
 
 
 def _tree_source(run: TreeRun) -> str:
@@ -528,15 +547,53 @@ def _tree_source(run: TreeRun) -> str:
     return f"{total:,} ({s['tree_listing']} / {s['survey_listing']} / {s['head']:,} / {s['get']:,}{extra}){refused}"
 
 
+def _catalog_cell(run: TreeRun) -> str:
+    if not run.catalog_seconds:
+        return "—"
+    calls = "/".join(str(c) for c in sorted(set(run.catalog_calls)))
+    return f"{statistics.median(run.catalog_seconds):.1f} s; {calls}"
+
+
+def catalog_lines(tree: TreeResult) -> list[str]:
+    """How much of each pipeline run is the catalog step: CatalogSurveys' spans in the execution history, summed over
+    its calls (the state machine calls it again while surveys remain), against the execution and the whole process."""
+    parts = []
+    for scenario in ("cold", "noop", "changed"):
+        run = tree.run("pipeline", scenario)
+        if run is None or run.failure or not run.catalog_seconds or not run.state_seconds:
+            continue
+        catalog, execution = statistics.median(run.catalog_seconds), statistics.median(run.state_seconds)
+        calls = "/".join(str(c) for c in sorted(set(run.catalog_calls)))
+        parts.append(f"{scenario} {catalog:.1f} s in {calls} call(s): {catalog / execution:.0%} of the execution "
+                     f"({execution:.1f} s), {catalog / run.seconds:.0%} of the whole process ({run.seconds:.1f} s)")
+    out = []
+    if parts:
+        out += ["", f"The catalog step ({CATALOG_STATE}: its state's spans in the execution history, entered to exited, "
+                "summed over its calls; medians over the repetitions): " + "; ".join(parts) + "."]
+    cold = tree.run("pipeline", "cold")
+    summary = ((cold.detail.get("output") or {}).get("catalog") if cold and not cold.failure else None) or {}
+    if summary:
+        samples = summary.get("warning_samples") or []
+        out += ["", f"What the catalog step said of the cold run (the execution's output, last call): "
+                f"{summary.get('surveys', '?')} survey(s), {summary.get('tables_created', '?')} table(s) created and "
+                f"{summary.get('views', '?')} view(s) in that call, {summary.get('failures', 0)} failure(s), "
+                f"{summary.get('warnings', 0)} warning(s)"
+                + (": " + "; ".join(f"`{_one_line(w, 200)}`" for w in samples) if samples else "") + "."]
+    return out
+
+
 def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
     rate = f"{tree.rate:g} requests/s"
     largest = ", ".join(f"{name} {size / MB:,.1f} MB" for name, size in tree.largest)
     out = [
-        tree_heading(tree.mode),
+        tree_heading(tree.mode, tree.surveys, tree.files),
         "",
         f"`{tree.command}` ({tree.mode} mode) on {tree.date}; the section took {tree.elapsed / 60:.1f} min, "
-        f"{tree.repeat} repetition{'s' if tree.repeat != 1 else ''}. A run of this section alone rewrites only this "
-        f"section of RESULTS.md (the {tree.mode} mode's); see bench/README.md. Measured, not targets.",
+        f"{tree.repeat} repetition{'s' if tree.repeat != 1 else ''}. "
+        + (f"A run of this section alone with `--write-results` rewrites only this section of RESULTS.md (the "
+           f"{tree.mode} mode's)" if (tree.surveys, tree.files) == (60, 3000) else
+           "A smoke run of a smaller tree (`--tree-surveys`, `--tree-files`), never written into RESULTS.md")
+        + "; see bench/README.md. Measured, not targets.",
         "",
         f"* **Source**: a loopback BLS time.series tree (bls_loopback BlsTree, one port) of {tree.surveys} surveys and "
         f"{tree.files:,} files, {tree.total_bytes / MB:,.1f} MB, laid out by bench/tree_layout.py "
@@ -548,6 +605,12 @@ def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
         + ". It never blocks; every request to the host is logged with its arrival (the peak per second below). The "
         "population API is another loopback host, not counted. **changed**: one data file of `cu` gets 1,000 more "
         "bytes, other bytes and a new listing stamp.",
+        "* **Headers**: every file starts with the first line its kind has in the real `pr` directory (data, series "
+        "and mapping files a tab-separated header row, which the catalog step makes a table of; documentation a line "
+        "of text), and three are odd **on purpose**, as a mirror of LABSTAT must survive: "
+        + ("; ".join(f"{what} in `{name}`" for what, name in tree.hostile.items()) or "none recorded")
+        + " (bench/tree_layout.py). A pipeline execution that does not succeed is an **ERROR** row with its cause "
+        "and no numbers.",
         f"* **Rate**: both contenders at **{rate}** to the source: the pipeline with SourceRequestsPerSecond "
         f"{tree.rate:g} (its own pacing, across every survey and copy), rclone with `--tpslimit {tree.rate:g}`, which "
         "paces every request rclone makes, its S3 requests too (it has no per-remote rate); the pipeline paces only "
@@ -565,18 +628,19 @@ def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
         "bls/, and SHA-256 as the column says.",
         "",
         "| scenario | contender | whole process, min / **median** / max | vs rclone (median) | of which the "
-        "execution (median) | source requests (tree listing / survey listings / HEAD / GET) | peak requests in any 1 s "
+        f"execution (median) | of which {CATALOG_STATE} (median; calls) "
+        "| source requests (tree listing / survey listings / HEAD / GET) | peak requests in any 1 s "
         "| bytes downloaded | S3 requests | S3 requests by operation | largest state payload | correct |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|---|---|---|",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|---|",
     ]
     slower = []
     for scenario in ("cold", "noop", "changed"):
         reference = tree.run("rclone", scenario)
         for run in (r for r in tree.runs if r.scenario == scenario):
             if run.failure:
-                out.append(f"| {scenario} | {run.contender} | **failed**: {_one_line(run.failure)} | | | "
-                           f"{_tree_source(run)} | {run.peak_per_second} | {_mib(run.source['bytes'])} | "
-                           f"{run.s3['requests']:,} | | | **NO** |")
+                # No numbers for a run that did not succeed: they would measure something other than a mirror.
+                out.append(f"| {scenario} | {run.contender} | **ERROR**: {_one_line(run.failure, 600)} "
+                           "| | | | | | | | | | **NO** |")
                 continue
             payload = "—"
             if run.detail.get("payloads"):
@@ -584,15 +648,21 @@ def tree_lines(tree: TreeResult, section_error: str = "") -> list[str]:
                 payload = f"{size:,} B ({state})"
             ops = ", ".join(f"{k} {v:,}" for k, v in run.s3["operations"].items())
             execution = f"{statistics.median(run.state_seconds):.1f} s" if run.state_seconds else "—"
+            catalog = _catalog_cell(run)
             ratio = _ratio(run.seconds, reference.seconds) if reference and not reference.failure and run is not reference else "—"
             out.append(
-                f"| {scenario} | {run.contender} | {_spread(run.all_seconds)} | {ratio} | {execution} | "
+                f"| {scenario} | {run.contender} | {_spread(run.all_seconds)} | {ratio} | {execution} | {catalog} | "
                 f"{_tree_source(run)} | {run.peak_per_second} | {_mib(run.source['bytes'])} | {run.s3['requests']:,} | "
                 f"{ops} | {payload} | {'yes' if run.correct else '**NO**'}: {run.checked} |")
             if run.contender == "pipeline" and reference and not reference.failure and run.seconds > reference.seconds:
                 slower.append(f"{scenario} ({run.seconds:.1f} s vs {reference.seconds:.1f} s)")
+    failed = [r for r in tree.runs if r.failure]
+    if failed:
+        out += ["", "**ERROR: " + ", ".join(f"{r.contender} {r.scenario}" for r in failed) + " did not succeed**, so "
+                "their rows have no numbers; the cause is in each row. The section measured no complete run of them."]
     if section_error:
         out += ["", f"**The section failed**: {_one_line(section_error, 600)}"]
+    out += catalog_lines(tree)
     out += ["", "The pipeline is **slower than rclone** (median whole process) in: " + ", ".join(slower) + "."
             if slower else "The pipeline's median whole process is not slower than rclone's in any scenario measured."]
     for run in tree.runs:

@@ -31,25 +31,34 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class GeneratedBody:
-    """`size` deterministic pseudo-random bytes, produced per 1 MiB chunk from `seed`."""
+    """`size` deterministic bytes: `header` (e.g. a BLS header row, bench/tree_layout.py), then pseudo-random bytes
+    produced per 1 MiB chunk from `seed`."""
 
     size: int
     seed: int = 0
-    offset: int = 0  # where this body starts in the seed's byte stream (a byte range of a larger body)
+    offset: int = 0  # where this body starts in the byte stream header + seed's bytes (a byte range of a larger body)
+    header: bytes = b""
 
     def __len__(self) -> int:
         return self.size
 
     def __getitem__(self, part: slice) -> "GeneratedBody":
         start, stop, _ = part.indices(self.size)
-        return GeneratedBody(max(0, stop - start), self.seed, self.offset + start)
+        return GeneratedBody(max(0, stop - start), self.seed, self.offset + start, self.header)
 
     def chunks(self):
-        block = random.Random(self.seed).randbytes(_CHUNK)
         position, end = self.offset, self.offset + self.size
+        lead = len(self.header)
+        if position < min(lead, end):
+            take = min(lead, end) - position
+            yield self.header[position:position + take]
+            position += take
+        if position >= end:
+            return
+        block = random.Random(self.seed).randbytes(_CHUNK)
         while position < end:
             # Each chunk differs (its index is stamped in) so the body is not one repeated block.
-            index, skip = divmod(position, _CHUNK)
+            index, skip = divmod(position - lead, _CHUNK)
             piece = index.to_bytes(8, "big") + block[8:]
             take = min(_CHUNK - skip, end - position)
             yield piece[skip:skip + take]

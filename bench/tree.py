@@ -10,6 +10,7 @@ it sends. The population API is another loopback host, so the tree's log holds o
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -26,12 +27,13 @@ from .s3_endpoint import Destination
 from .scenarios import largest_payload
 from .source import (NEXT_RELEASE, POPULATION_ANSWER, POPULATION_PATH, RELEASE, CountsFileBytes, GeneratedBody,
                      _StreamingHandler)
-from .tree_layout import TreeFile, tree_layout
+from .tree_layout import TreeFile, hostile_files, tree_layout
 
 MIRROR_ROOT = "bls/"
 TREE_SCENARIOS = ("cold", "noop", "changed")
 CHANGED_SURVEY = "cu"  # the survey whose file changes in the one-changed-file scenario
 HASH_SAMPLE = 40  # files hashed besides the largest three and the changed one, when not all are
+CATALOG_STATE = "CatalogSurveys"  # the SQL catalog step's state (statemachine/pipeline.asl.json)
 
 
 class TreeSource(CountsFileBytes, BlsTree):
@@ -41,10 +43,12 @@ class TreeSource(CountsFileBytes, BlsTree):
         return _TreeStreamingHandler
 
     def populate(self, layout: list[TreeFile]) -> None:
-        """The layout's files, each a GeneratedBody of its size (seeded by its place in the layout)."""
+        """The layout's files, each a GeneratedBody of its size (seeded by its place in the layout) that starts with
+        the file's first line (bench/tree_layout.py: a BLS header row, some of them odd on purpose)."""
         self.surveys.clear()
         for seed, item in enumerate(layout):
-            self.survey(item.survey).put(item.name, GeneratedBody(item.size, seed=seed), RELEASE)
+            body = GeneratedBody(item.size, seed=seed, header=item.header.encode())
+            self.survey(item.survey).put(item.name, body, RELEASE)
 
     def expected(self) -> dict[str, GeneratedBody]:
         """'<survey>/<name>' -> body, as the mirror should hold them under MIRROR_ROOT."""
@@ -52,13 +56,14 @@ class TreeSource(CountsFileBytes, BlsTree):
                 for name, served in directory.files.items()}
 
     def change_one_file(self, survey: str = CHANGED_SURVEY) -> str:
-        """The next release rewrites one data file of `survey`: 1,000 bytes more, other bytes, a new stamp."""
+        """The next release rewrites one data file of `survey`: 1,000 bytes more, other bytes (after the same header
+        row), a new stamp."""
         if survey not in self.surveys:  # a smaller tree without it: its first survey
             survey = sorted(self.surveys)[0]
         directory = self.surveys[survey]
         name = sorted(directory.files, key=lambda n: (".data." not in n, n))[0]
         old = directory.files[name].body
-        directory.put(name, GeneratedBody(len(old) + 1000, seed=old.seed + 1_000_003), NEXT_RELEASE)
+        directory.put(name, dataclasses.replace(old, size=len(old) + 1000, seed=old.seed + 1_000_003), NEXT_RELEASE)
         return f"{survey}/{name}"
 
     def request_counts(self) -> dict[str, int]:
@@ -103,6 +108,9 @@ class TreeRun:
     failure: str = ""
     detail: dict = field(default_factory=dict)  # the pipeline's result (payloads, state seconds ...), last repetition
     state_seconds: list[float] = field(default_factory=list)  # the pipeline's execution span, per repetition
+    # The pipeline's CatalogSurveys state: its spans in the execution history summed, and its calls, per repetition.
+    catalog_seconds: list[float] = field(default_factory=list)
+    catalog_calls: list[int] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -125,6 +133,7 @@ class TreeResult:
     concurrency: int
     rclone_flags: list[str]
     runs: list[TreeRun] = field(default_factory=list)
+    hostile: dict = field(default_factory=dict)  # tree_layout.hostile_files: the odd headers and their files
     command: str = ""
     date: str = ""
     machine: dict = field(default_factory=dict)
@@ -187,11 +196,15 @@ def _measure(contender: Contender, tree: TreeSource, scenario: str, bucket: str,
     try:
         seconds, detail = contender.sync(bucket)
     except ContenderFailed as exc:
+        # A run that did not succeed has no numbers in the report (bench/report.py tree_lines): only its cause.
         seconds, detail, run.failure = float("nan"), {}, str(exc)
     run.all_seconds = [seconds]
     run.detail = detail
     if "seconds" in detail:
         run.state_seconds = [detail["seconds"]]
+    if CATALOG_STATE in detail.get("state_seconds", {}):
+        run.catalog_seconds = [detail["state_seconds"][CATALOG_STATE]]
+        run.catalog_calls = [detail.get("state_calls", {}).get(CATALOG_STATE, 1)]
     run.source = tree.request_counts()
     run.peak_per_second = peak_requests_per_second([r.at for r in tree.all_requests()])
     run.s3 = contender.destination.proxy.snapshot()
@@ -226,17 +239,25 @@ def run_tree(tree: TreeSource, population: BlsServer, destination: Destination, 
                     changed = tree.change_one_file()
                 run = _measure(contender, tree, scenario, bucket, hash_all, changed)
                 s = run.source
-                log(f"  [{repetition + 1}/{repeat}] tree {contender.name:<8} {scenario:<7} {run.all_seconds[0]:8.2f} s  "
-                    f"source {s['tree_listing']}+{s['survey_listing']} listings, {s['head']} HEAD, {s['get']} GET, "
-                    f"{s['bytes'] / 1e6:,.1f} MB  peak {run.peak_per_second}/s  s3 {run.s3['requests']}  "
-                    f"correct={run.correct}  {run.failure[:300]}"
-                    + (f"  largest payload {largest_payload(run)}" if run.detail.get("payloads") else ""))
+                where = f"  [{repetition + 1}/{repeat}] tree {contender.name:<8} {scenario:<7}"
+                if run.failure:
+                    log(f"{where} ERROR, the run did not succeed: {run.failure[:600]}")
+                else:
+                    log(f"{where} {run.all_seconds[0]:8.2f} s  "
+                        f"source {s['tree_listing']}+{s['survey_listing']} listings, {s['head']} HEAD, {s['get']} GET, "
+                        f"{s['bytes'] / 1e6:,.1f} MB  peak {run.peak_per_second}/s  s3 {run.s3['requests']}  "
+                        f"correct={run.correct}"
+                        + (f"  {CATALOG_STATE} {run.catalog_seconds[0]:.1f} s in {run.catalog_calls[0]} call(s)"
+                           if run.catalog_seconds else "")
+                        + (f"  largest payload {largest_payload(run)}" if run.detail.get("payloads") else ""))
                 if not run.correct and not run.failure:
                     log(f"    check: {run.checked[:300]}")
                 previous = runs.get((contender.name, scenario))
                 if previous is not None:
                     run.all_seconds = previous.all_seconds + run.all_seconds
                     run.state_seconds = previous.state_seconds + run.state_seconds
+                    run.catalog_seconds = previous.catalog_seconds + run.catalog_seconds
+                    run.catalog_calls = previous.catalog_calls + run.catalog_calls
                     run.peak_per_second = max(run.peak_per_second, previous.peak_per_second)
                     run.correct = run.correct and previous.correct
                     run.failure = run.failure or previous.failure
@@ -270,10 +291,11 @@ def measure(destination: Destination, mode: str, rate: float, repeat: int, scale
     result = TreeResult(mode=mode, rate=rate, scale=scale, surveys=len({f.survey for f in layout}), files=len(layout),
                         total_bytes=total, largest=largest, repeat=repeat, latency=latency, bandwidth=bandwidth,
                         concurrency=concurrency, rclone_flags=Rclone.flags(concurrency, rate),
-                        date=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+                        hostile=hostile_files(layout), date=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
     result.machine["load average at start (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     log(f"  tree: {result.surveys} surveys, {result.files:,} files, {total / 1e6:,.1f} MB (largest "
-        + ", ".join(f"{n} {s / 1e6:.1f} MB" for n, s in largest) + f"), {rate:g} requests/s, {repeat} repetition(s)")
+        + ", ".join(f"{n} {s / 1e6:.1f} MB" for n, s in largest) + f"), {rate:g} requests/s, {repeat} repetition(s); "
+        "odd headers on purpose: " + "; ".join(f"{what}: {name}" for what, name in result.hostile.items()))
     tree, population = start_tree(layout, latency, bandwidth)
     try:
         result.runs = run_tree(tree, population, destination, layout, rate, repeat, concurrency, timeout, log,

@@ -174,6 +174,14 @@ GLUE_ANCESTORS = (
 )
 
 
+GLUE_DELETES = (
+    "Athena User Guide, 'Configure access to databases and tables in the AWS Glue Data Catalog': a delete action needs "
+    "permission on the resource, its ancestors and its descendants; a table has no descendants, so deleting one needs "
+    "the action on the table, its database and the catalog. The Data Catalog's resources are catalog, database, table "
+    "and function: an Athena view is a table there (TableType VIRTUAL_VIEW), and DeleteTable drops it too"
+)
+
+
 def glue_arns(region: str, account: str, database: str, table: str | None = None) -> list[str]:
     """The Data Catalog resources a call on `table` (or, without one, on `database`) is authorized on."""
     base = f"arn:aws:glue:{region}:{account}"
@@ -203,13 +211,19 @@ GLUE_RULES: dict[str, Rule] = {
     "GetTables": Rule(_glue_on_table("glue:GetTables", lambda p: "*"), GLUE_ANCESTORS),
     "CreateTable": Rule(_glue_on_table("glue:CreateTable", lambda p: p["TableInput"]["Name"]), GLUE_ANCESTORS),
     "UpdateTable": Rule(_glue_on_table("glue:UpdateTable", lambda p: p["TableInput"]["Name"]), GLUE_ANCESTORS),
+    "DeleteTable": Rule(_glue_on_table("glue:DeleteTable", lambda p: p["Name"]), f"{GLUE_DELETES}; {GLUE_ANCESTORS}"),
 }
 
 # Athena: the catalog step's DDL queries (the views) and the named queries, all in the stack's workgroup.
 ATHENA_WORKGROUP = (
     "Service Authorization Reference, Amazon Athena: StartQueryExecution, GetQueryExecution, GetQueryResults, "
-    "CreateNamedQuery, UpdateNamedQuery, ListNamedQueries and GetNamedQuery act on the resource type workgroup "
+    "CreateNamedQuery, UpdateNamedQuery, DeleteNamedQuery, ListNamedQueries and GetNamedQuery act on the resource "
+    "type workgroup "
     "(arn:aws:athena:<region>:<account>:workgroup/<name>; a call without WorkGroup uses 'primary')"
+)
+NAMED_QUERY_DATABASE = (
+    "Athena API Reference, UpdateNamedQuery: its request has NamedQueryId, Name, Description and QueryString, no "
+    "Database; a named query moves to another database by DeleteNamedQuery (NamedQueryId only) and CreateNamedQuery"
 )
 ATHENA_CALLER_RIGHTS = (
     "Athena User Guide, 'Identity and access management in Athena': a query runs with the caller's permissions on "
@@ -278,6 +292,9 @@ ATHENA_RULES: dict[str, Rule] = {
     "GetNamedQuery": Rule(_on_workgroup("athena:GetNamedQuery"), ATHENA_WORKGROUP),
     "CreateNamedQuery": Rule(_on_workgroup("athena:CreateNamedQuery"), ATHENA_WORKGROUP),
     "UpdateNamedQuery": Rule(_on_workgroup("athena:UpdateNamedQuery"), ATHENA_WORKGROUP),
+    # Names only the NamedQueryId: authorized on that named query's workgroup, which the engine must look up as it
+    # does for GetNamedQuery (local_runner/service_clients.py _workgroup_of); moto 5.2.5 has no DeleteNamedQuery.
+    "DeleteNamedQuery": Rule(_on_workgroup("athena:DeleteNamedQuery"), f"{ATHENA_WORKGROUP}; {NAMED_QUERY_DATABASE}"),
 }
 
 # Service -> its operations' rules, for the services whose clients the engine checks besides S3's.

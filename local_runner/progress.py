@@ -123,8 +123,18 @@ class Progress:
         built = (f"built {', '.join(r['rebuilt'])}: {plural(r['tables_created'], 'table')} created, "
                  f"{r['tables_updated']} updated, {plural(r['views'], 'view')}") if r["rebuilt"] else "tables unchanged"
         left = f"; {plural(r['remaining'], 'survey')} left for its next call" if r.get("remaining") else ""
-        self._step("CatalogSurveys", f"SQL catalog of {plural(r['surveys'], 'survey')}: {built}; population table "
-                                     f"{r['population']}, report queries {r['named_queries']}{left}")
+        dropped = f", {plural(r['dropped'], 'table or view')} dropped" if r.get("dropped") else ""
+        self._step("CatalogSurveys", f"SQL catalog of {plural(r['surveys'], 'survey')}: {built}{dropped}; population "
+                                     f"table {r['population']}, report queries {r['named_queries']}{left}")
+        if r.get("remaining"):
+            return  # the last call tells the warnings and failures of them all
+        for warning in r.get("warning_samples", []):
+            self._print(f"{'':<{LABEL_WIDTH}}warning: {warning}")
+        more = r.get("warnings", 0) - len(r.get("warning_samples", []))
+        if more > 0:
+            self._print(f"{'':<{LABEL_WIDTH}}and {plural(more, 'more warning')} (the run manifest's catalog section)")
+        for failure in r.get("failed", []):
+            self._print(f"{'':<{LABEL_WIDTH}}failed: survey {failure['survey']}: {failure['error']}: {failure['message']}")
 
     def _on_AnalyticsFunction(self, call: Invocation) -> None:
         via = "(SQS message)" if "Records" in call.event else "(state machine)"

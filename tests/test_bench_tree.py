@@ -84,6 +84,10 @@ def test_the_harness_reports_the_counts_of_a_tiny_tree(tmp_path, monkeypatch):
     assert pipeline["noop"].source == {"tree_listing": 1, "survey_listing": 3, "head": 0, "get": 0, "other": 0,
                                        "bytes": 0, "refused": 0}
     assert pipeline["changed"].source["get"] == 1
+    # The odd headers (bench/tree_layout.py) went through the catalog step: it ran, and its time is measured.
+    assert set(result.hostile.values()) <= {f"{f.survey}/{f.name}" for f in tree_layout(surveys=3, files=12)}
+    assert len(result.hostile) == 3 and all(run.catalog_seconds and run.catalog_calls[0] >= 1
+                                            for run in pipeline.values())
     for run in pipeline.values():
         assert run.s3["requests"] > 0
         largest = max(run.detail["payloads"]["largest_bytes"], run.detail["map_item_payloads"]["largest_output_bytes"])
@@ -93,3 +97,133 @@ def test_the_harness_reports_the_counts_of_a_tiny_tree(tmp_path, monkeypatch):
         assert rclone["noop"].source["head"] == 12 and rclone["noop"].source["get"] == 0
     text = "\n".join(tree_lines(result))
     assert "| noop | pipeline |" in text and "largest state payload" in text
+
+
+# -- the tree's headers, and how a run that did not succeed and the catalog step are reported (nothing timed) -------
+
+def test_every_tree_has_the_three_odd_headers_and_real_first_lines_elsewhere():
+    import bench.tree_layout as tree_layout_module
+    from bench.tree_layout import DATA_HEADER, HOSTILE_HEADERS, hostile_files, kind_of
+
+    for size in ({}, {"surveys": 3, "files": 12, "scale": 0.001}, {"surveys": 1, "files": 4}):
+        layout = tree_layout(**size)
+        odd = hostile_files(layout)
+        assert list(odd) == list(HOSTILE_HEADERS)
+        by_path = {f"{f.survey}/{f.name}": f for f in layout}
+        columns = {what: by_path[path].header.rstrip("\r\n").split("\t") for what, path in odd.items()}
+        trailing, repeated, reserved = columns.values()
+        assert trailing[-1] == "" and "footnote_codes" in trailing
+        assert len(repeated) != len(set(repeated))
+        assert "from" in reserved
+        for item in layout:
+            assert item.header.endswith("\r\n") and item.size >= len(item.header)
+            kind = kind_of(item.survey, item.name)
+            assert ("\t" in item.header) == (kind != "doc")
+            if kind == "data" and f"{item.survey}/{item.name}" not in odd.values():
+                assert item.header == DATA_HEADER
+    assert "trailing tab" in tree_layout_module.__doc__ and "reserved word" in tree_layout_module.__doc__
+
+
+def test_a_body_with_a_header_serves_the_same_bytes_whole_and_in_ranges():
+    header = b"a_code\ta_text\r\n"
+    body = GeneratedBody((1 << 20) + 500, seed=5, header=header)
+    whole = b"".join(body.chunks())
+    assert len(whole) == len(body) and whole.startswith(header) and whole[len(header):len(header) + 8] == bytes(8)
+    for start, stop in ((0, 5), (3, 40), (len(header), len(header) + 9), (10, (1 << 20) + 30), (1 << 20, len(body))):
+        assert b"".join(body[start:stop].chunks()) == whole[start:stop]
+    assert b"".join(GeneratedBody(100, seed=5).chunks()) == b"".join(GeneratedBody(100 + 15, 5, header=header)[15:].chunks())
+
+
+def test_catalog_surveys_time_is_summed_over_its_calls():
+    import datetime as dt
+
+    from bench.pipeline_run import state_seconds, state_spans
+
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+
+    def event(kind: str, name: str, second: float) -> dict:
+        details = "stateEnteredEventDetails" if kind.endswith("Entered") else "stateExitedEventDetails"
+        return {"type": kind, details: {"name": name}, "timestamp": at + dt.timedelta(seconds=second)}
+
+    history = [event("TaskStateEntered", "CopyFiles", 0), event("TaskStateExited", "CopyFiles", 10),
+               event("TaskStateEntered", "CatalogSurveys", 10), event("TaskStateExited", "CatalogSurveys", 40),
+               event("ChoiceStateEntered", "CatalogRemaining", 40), event("ChoiceStateExited", "CatalogRemaining", 40),
+               event("TaskStateEntered", "CatalogSurveys", 40), event("TaskStateExited", "CatalogSurveys", 52.5)]
+    assert state_spans(history)["CatalogSurveys"] == [30.0, 12.5]
+    assert state_seconds(history) == {"CopyFiles": 10.0, "CatalogSurveys": 42.5, "CatalogRemaining": 0.0}
+
+
+def _tree_result(runs):
+    from bench.tree import TreeResult
+
+    return TreeResult(mode="quick", rate=50.0, scale=1 / 16, surveys=60, files=3000, total_bytes=469_500_000,
+                      largest=[("ce/ce.data.0.AllCESSeries", 21_900_000)], repeat=1, latency=0.05, bandwidth=None,
+                      concurrency=4, rclone_flags=["--tpslimit", "50"], runs=runs,
+                      hostile={"trailing tab (an empty last column name)": "ap/ap.data.0.Part000"})
+
+
+def _counts(gets: int) -> dict:
+    return {"tree_listing": 1, "survey_listing": 60, "head": 0, "get": gets, "other": 0, "bytes": 12_345, "refused": 0}
+
+
+def test_a_pipeline_run_that_did_not_succeed_is_an_error_row_with_its_cause_and_no_numbers():
+    from bench.report import failures, Results, tree_lines
+    from bench.tree import TreeRun
+
+    failed = TreeRun("pipeline", "cold", all_seconds=[float("nan")], source=_counts(2999), peak_per_second=17,
+                     s3={"requests": 20_987, "operations": {"GetObject": 10_000}}, correct=False,
+                     failure="pipeline execution FAILED: CatalogError: '' has no letter or digit to name a table")
+    text = "\n".join(tree_lines(_tree_result([failed])))
+    row = next(line for line in text.splitlines() if line.startswith("| cold | pipeline |"))
+    assert "**ERROR**: pipeline execution FAILED: CatalogError" in row and row.endswith("**NO** |")
+    assert "20,987" not in row and "2,999" not in row and "17" not in row.split("CatalogError")[0]
+    header = next(line for line in text.splitlines() if line.startswith("| scenario | contender |"))
+    assert row.count("|") == header.count("|")  # the row has every column, empty but the cause's and correct's
+    assert "**ERROR: pipeline cold did not succeed**" in text
+    assert "trailing tab (an empty last column name) in `ap/ap.data.0.Part000`" in text
+    results = Results(mode="quick", setup={}, machine={}, tree=_tree_result([failed]))
+    assert failures(results) == [f"tree cold pipeline: {failed.failure}"]
+
+
+def test_the_tree_report_shows_the_catalog_steps_share_of_the_cold_run():
+    from bench.report import tree_lines
+    from bench.tree import TreeRun
+
+    detail = {"payloads": {"by_state": {}, "largest_state": "Analytics", "largest_bytes": 2_583},
+              "state_seconds": {"CopyFiles": 226.4, "CatalogSurveys": 80.5}, "state_calls": {"CatalogSurveys": 2},
+              "output": {"catalog": {"surveys": 60, "tables_created": 1200, "views": 1200, "failures": 0, "warnings": 3,
+                                     "warning_samples": ["ap: ap.series: column 7 'from' is a reserved word"]}}}
+    cold = TreeRun("pipeline", "cold", all_seconds=[352.9], source=_counts(3000), peak_per_second=18,
+                   s3={"requests": 21_102, "operations": {"GetObject": 10_630}}, checked="3,000 objects' sizes",
+                   detail=detail, state_seconds=[350.6], catalog_seconds=[80.5], catalog_calls=[2])
+    text = "\n".join(tree_lines(_tree_result([cold])))
+    header = next(line for line in text.splitlines() if line.startswith("| scenario | contender |"))
+    row = next(line for line in text.splitlines() if line.startswith("| cold | pipeline |"))
+    assert "of which CatalogSurveys (median; calls)" in header and row.count("|") == header.count("|")
+    assert "| 80.5 s; 2 |" in row
+    assert "cold 80.5 s in 2 call(s): 23% of the execution (350.6 s), 23% of the whole process (352.9 s)" in text
+    assert "0 failure(s), 3 warning(s): `ap: ap.series: column 7 'from' is a reserved word`" in text
+
+
+def test_a_pipeline_execution_that_did_not_succeed_raises_with_its_cause(monkeypatch):
+    import json
+    import subprocess
+
+    from bench.contenders import ContenderFailed, Pipeline
+
+    answer = {"status": "FAILED", "error": "CatalogError", "cause": "'' has no letter or digit"}
+    pipeline = Pipeline.__new__(Pipeline)
+    pipeline.source = pipeline.population = type("Url", (), {"url": "http://127.0.0.1:1/pub/time.series/",
+                                                             "root": "http://127.0.0.1:1"})()
+    pipeline.destination = type("Dest", (), {"url": "http://127.0.0.1:2"})()
+    pipeline.concurrency, pipeline.timeout, pipeline.surveys = 4, 10, "*"
+    pipeline.requests_per_second, pipeline.range_streams, pipeline.recursion_limit = 50.0, 1, None
+    monkeypatch.setattr(Pipeline, "_run", lambda self, command, env=None: (
+        1.0, subprocess.CompletedProcess(command, 0, json.dumps(answer) + "\n", "")))
+    with pytest.raises(ContenderFailed, match="pipeline execution FAILED: CatalogError: '' has no letter") as raised:
+        pipeline.sync("bucket")
+    assert raised.value.detail["status"] == "FAILED"
+    monkeypatch.setattr(Pipeline, "_run", lambda self, command, env=None: (
+        1.0, subprocess.CompletedProcess(command, 0, "", "Traceback: boom")))
+    with pytest.raises(ContenderFailed, match="printed no execution result.*boom"):
+        pipeline.sync("bucket")

@@ -10,6 +10,7 @@ missing key without s3:ListBucket), and run the pipeline's every path under it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from collections import defaultdict
 from typing import Any, Iterator
@@ -19,9 +20,12 @@ from botocore.exceptions import ClientError
 
 import pytest
 
+from bls_pipeline.population import normalized_population_key
 from local_runner.cloudformation import ACCOUNT, BUCKET, REGION, STACK, Renderer, transformed
 from local_runner.engine import LocalEngine
-from local_runner.iam import S3_RULES, Check, UnknownOperation, allows, s3_checks
+from local_runner.iam import (
+    ATHENA_RULES, GLUE_RULES, S3_RULES, Check, UnknownOperation, allows, s3_checks, service_checks,
+)
 from local_runner.s3_enforcement import FunctionS3Rules
 from local_runner.template_model import Template, load_template
 from tests.conftest import engine_parameters
@@ -95,10 +99,15 @@ EXPECTED_GRANTS = {
         ("s3:GetObject", POPULATION, None),  # the population, for its normalized copy
         ("s3:ListBucket", BUCKET_ARN, "bls/*"),  # the mirrored surveys, and their files when there is no index
         ("s3:GetObject", INDEX, None),  # each survey's files (sync_index.py)
+        ("s3:ListBucket", BUCKET_ARN, "catalog/state/surveys/*"),  # the cataloged surveys: a gone one loses its tables
+        ("s3:GetObject", f"{BUCKET_ARN}/pipeline/runs/*/manifest.json", None),  # its section of the run manifest
+        ("s3:PutObject", f"{BUCKET_ARN}/pipeline/runs/*/manifest.json", None),
         ("s3:ListBucket", BUCKET_ARN, "datausa/population.json"),  # whether the population file exists yet
         ("s3:PutObject", f"{BUCKET_ARN}/datausa/population-by-year/*", None),  # its normalized copy
+        ("s3:GetObject", f"{BUCKET_ARN}/datausa/population-by-year/*", None),  # ... written only when it differs
         ("s3:GetObject", f"{BUCKET_ARN}/catalog/*", None),  # the tables' file lists (symlink manifests)
         ("s3:PutObject", f"{BUCKET_ARN}/catalog/*", None),
+        ("s3:DeleteObject", f"{BUCKET_ARN}/catalog/*", None),  # the manifests of dropped tables
         # The views' DDL queries use the workgroup's result location with the function's rights: the set AWS
         # publishes for it (local_runner/iam.py QUERY_RESULTS).
         ("s3:GetObject", RESULTS, None),
@@ -438,3 +447,159 @@ def test_an_upload_encrypted_with_a_kms_key_needs_the_key_too() -> None:
     for operation in ("PutObject", "CreateMultipartUpload"):
         assert Check("kms:GenerateDataKey", "arn:aws:kms:us-east-1:1:key/x") in s3_checks(operation, params)
     assert all(c.action.startswith("s3:") for c in s3_checks("PutObject", {"Bucket": "b", "Key": "k", "ServerSideEncryption": "AES256"}))
+
+
+# -- the catalog step's role (CatalogSurveysFunction) through the engine's checks ---------------------------------------
+# Each call below goes through the client the engine hands the function's handler, authorized against the role that
+# template.yaml renders (local_runner/iam.py GLUE_RULES, ATHENA_RULES, S3_RULES); moto alone would allow them all.
+
+CATALOG = "CatalogSurveysFunction"
+
+
+def _glue_table(name: str, table_type: str = "EXTERNAL_TABLE") -> dict:
+    table = {"Name": name, "TableType": table_type,
+             "StorageDescriptor": {"Columns": [{"Name": "series_id", "Type": "string"}]}}
+    if table_type == "VIRTUAL_VIEW":
+        table["ViewOriginalText"] = "/* Presto View: ... */"
+    return table
+
+
+def test_deleting_a_table_or_a_view_is_authorized_on_it_its_database_and_the_catalog() -> None:
+    params = {"DatabaseName": "bls_mirror", "Name": "v_pr_series"}
+    checks = service_checks("glue", "DeleteTable", params, REGION, ACCOUNT)
+    base = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+    assert {(c.action, c.resource) for c in checks} == {
+        ("glue:DeleteTable", f"{base}:catalog"), ("glue:DeleteTable", f"{base}:database/bls_mirror"),
+        ("glue:DeleteTable", f"{base}:table/bls_mirror/v_pr_series")}
+    assert "Configure access to databases and tables" in GLUE_RULES["DeleteTable"].source
+
+
+@pytest.mark.parametrize("database", ["bls_mirror", "census_2026"])
+def test_the_catalog_role_drops_its_databases_tables_and_views_and_nothing_else(bls, make_engine, database) -> None:
+    """The catalog step drops the tables and views whose files were pruned (GLUE_DELETES: DeleteTable on the table,
+    its database and the catalog; a view is a VIRTUAL_VIEW table). Another database, or another role: denied."""
+    engine = make_engine(bls.url, CatalogDatabase=database)
+    engine.glue.create_table(DatabaseName=database, TableInput=_glue_table("pr_gone"))
+    engine.glue.create_table(DatabaseName=database, TableInput=_glue_table("v_pr_gone", "VIRTUAL_VIEW"))
+    glue = engine.glue_client_for(CATALOG)
+    glue.delete_table(DatabaseName=database, Name="v_pr_gone")
+    glue.delete_table(DatabaseName=database, Name="pr_gone")
+    assert engine.glue.get_tables(DatabaseName=database)["TableList"] == []
+
+    engine.glue.create_database(DatabaseInput={"Name": "other"})
+    engine.glue.create_table(DatabaseName="other", TableInput=_glue_table("pr_gone"))
+    with pytest.raises(ClientError, match="AccessDenied.*glue:DeleteTable on resource: .*:database/other"):
+        glue.delete_table(DatabaseName="other", Name="pr_gone")
+    engine.glue.create_table(DatabaseName=database, TableInput=_glue_table("pr_kept"))
+    with pytest.raises(ClientError, match="AccessDenied.*AnalyticsFunction.*glue:DeleteTable"):
+        engine.glue_client_for("AnalyticsFunction").delete_table(DatabaseName=database, Name="pr_kept")
+    assert [t["Name"] for t in engine.glue.get_tables(DatabaseName="other")["TableList"]] == ["pr_gone"]
+
+
+def test_deleting_a_named_query_is_authorized_on_its_workgroup() -> None:
+    checks = service_checks("athena", "DeleteNamedQuery", {"NamedQueryId": "q-1", "WorkGroup": STACK}, REGION, ACCOUNT)
+    assert checks == [Check("athena:DeleteNamedQuery", f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/{STACK}")]
+    assert "UpdateNamedQuery" in ATHENA_RULES["DeleteNamedQuery"].source  # why: no Database in UpdateNamedQuery
+
+
+def test_the_catalog_role_may_delete_named_queries_in_its_workgroup_only(bls, make_engine) -> None:
+    """A report query whose database changed is deleted and created again (NAMED_QUERY_DATABASE). The engine's
+    checks of DeleteNamedQuery, given the named query's workgroup as the engine passes it to the rule."""
+    engine = make_engine(bls.url)
+    workgroup = engine.resolver.ref("QueryWorkGroup")
+    athena = engine.athena_client_for(CATALOG)
+    query_id = athena.create_named_query(Name="best_year", Database="bls_mirror", QueryString="SELECT 1",
+                                         WorkGroup=workgroup)["NamedQueryId"]
+    checks = service_checks("athena", "DeleteNamedQuery", {"NamedQueryId": query_id, "WorkGroup": workgroup},
+                            REGION, ACCOUNT)
+    _, catalog_statements = engine.athena_clients.roles[CATALOG]
+    assert all(allows(catalog_statements, check) for check in checks)
+    elsewhere = service_checks("athena", "DeleteNamedQuery", {"NamedQueryId": query_id, "WorkGroup": "primary"},
+                               REGION, ACCOUNT)
+    assert not any(allows(catalog_statements, check) for check in elsewhere)
+    _, analytics_statements = engine.athena_clients.roles["AnalyticsFunction"]
+    assert not any(allows(analytics_statements, check) for check in checks)
+
+
+@pytest.mark.xfail(raises=ClientError, strict=True, reason=(
+    "the engine does not look up DeleteNamedQuery's workgroup yet (local_runner/service_clients.py _workgroup_of "
+    "checks it against 'primary'), and moto 5.2.5 has no DeleteNamedQuery: service_clients.py must add both, as it "
+    "does for UpdateNamedQuery; then remove this mark"))
+def test_a_named_query_is_deleted_through_the_catalog_roles_client(bls, make_engine) -> None:
+    engine = make_engine(bls.url)
+    workgroup = engine.resolver.ref("QueryWorkGroup")
+    athena = engine.athena_client_for(CATALOG)
+    query_id = athena.create_named_query(Name="best_year", Database="bls_mirror", QueryString="SELECT 1",
+                                         WorkGroup=workgroup)["NamedQueryId"]
+    athena.delete_named_query(NamedQueryId=query_id)
+    assert athena.list_named_queries(WorkGroup=workgroup)["NamedQueryIds"] == []
+
+
+def _template_without(function: str, sid: str, action: str) -> Template:
+    """template.yaml with `action` taken out of one statement of a function's policy."""
+    document = load_template()
+    statements = document["Resources"][function]["Properties"]["Policies"][0]["Statement"]
+    statement = next(s for s in statements if s["Sid"] == sid)
+    statement["Action"] = [a for a in statement["Action"] if a != action]
+    return Template(document)
+
+
+def test_the_catalog_role_reads_back_the_normalized_population_copy(bls, make_engine) -> None:
+    """The copy is rewritten only when it differs from the one in S3, which the role must be able to read; without
+    s3:GetObject S3 answers 403, which reads as no copy. Only that folder: not the rest of datausa/."""
+    engine = make_engine(bls.url)
+    key = normalized_population_key(engine.parameters["PopulationKey"])
+    assert key.startswith("datausa/population-by-year/")
+    engine.s3.put_object(Bucket=engine.bucket, Key=key, Body=b'{"year":2023}\n')
+    engine.s3.put_object(Bucket=engine.bucket, Key="datausa/other.json", Body=b"{}")
+    s3 = engine.s3_client_for(CATALOG)
+    assert s3.get_object(Bucket=engine.bucket, Key=key)["Body"].read() == b'{"year":2023}\n'
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.get_object(Bucket=engine.bucket, Key="datausa/other.json")
+
+
+def test_without_get_object_the_population_copy_reads_as_denied(bls) -> None:
+    """The role as it was: allowed to write the copy, not to read it back."""
+    template = _template_without(CATALOG, "ReadAndWriteTheNormalizedPopulation", "s3:GetObject")
+    quiet = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
+    with LocalEngine(engine_parameters(bls.url), template=template, extra_env=quiet) as engine:
+        key = normalized_population_key(engine.parameters["PopulationKey"])
+        s3 = engine.s3_client_for(CATALOG)
+        s3.put_object(Bucket=engine.bucket, Key=key, Body=b'{"year":2023}\n')
+        with pytest.raises(ClientError) as denied:
+            s3.get_object(Bucket=engine.bucket, Key=key)
+        assert denied.value.response["Error"]["Code"] == "AccessDenied" and "s3:GetObject" in str(denied.value)
+
+
+def test_the_catalog_role_records_its_section_of_the_run_manifest_and_reaches_nothing_else_there(
+    bls, make_engine,
+) -> None:
+    """After a run, the catalog step reads the manifest RecordChanges wrote and writes it back with its "catalog"
+    section. The plan's other files stay out of its reach, and a manifest that does not exist answers 404 (the role
+    lists the bucket for its queries' result location: MISSING_KEY, QUERY_RESULTS), which the step reads as none."""
+    bls.put("pr.data.0.Current", DATA)
+    engine = make_engine(bls.url)
+    result = engine.execute()
+    assert result.succeeded, result.cause
+    manifest_key = result.output["changes"]["manifest"].split(f"s3://{engine.bucket}/", 1)[1]
+    folder = manifest_key.rsplit("/", 1)[0] + "/"
+    assert manifest_key.startswith("pipeline/runs/") and manifest_key.endswith("/manifest.json")
+
+    s3 = engine.s3_client_for(CATALOG)
+    manifest = json.loads(s3.get_object(Bucket=engine.bucket, Key=manifest_key)["Body"].read())
+    assert "catalog" in manifest, "the run's catalog step wrote its section"
+    manifest["catalog"]["rebuilt"].append("cu")
+    s3.put_object(Bucket=engine.bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+    stored = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=manifest_key)["Body"].read())
+    assert stored["catalog"]["rebuilt"][-1] == "cu" and stored["surveys"] == manifest["surveys"]
+    with pytest.raises(ClientError, match="NoSuchKey"):
+        s3.get_object(Bucket=engine.bucket, Key="pipeline/runs/hand-started/manifest.json")
+
+    plan_files = [o["Key"] for o in engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=folder)["Contents"]
+                  if not o["Key"].endswith("/manifest.json")]
+    assert plan_files
+    for key in plan_files:
+        with pytest.raises(ClientError, match="AccessDenied"):
+            s3.get_object(Bucket=engine.bucket, Key=key)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.put_object(Bucket=engine.bucket, Key=f"{folder}copy-items.json", Body=b"[]")

@@ -76,8 +76,8 @@ def test_a_first_mirror_gets_its_tables_views_and_report_queries(bls, make_engin
                                          if catalog.identifier(original) == name]
         assert tables[name]["StorageDescriptor"]["InputFormat"] == catalog.SYMLINK_INPUT
     queries = athena_queries(engine)
-    assert any(q.startswith("CREATE OR REPLACE VIEW pr_data_0_current_clean AS") for q in queries)
-    assert any(q.startswith("CREATE OR REPLACE VIEW pr_data_0_current_labeled AS") for q in queries)
+    assert any(q.startswith('CREATE OR REPLACE VIEW "pr_data_0_current_clean" AS') for q in queries)
+    assert any(q.startswith('CREATE OR REPLACE VIEW "pr_data_0_current_labeled" AS') for q in queries)
     athena = engine.athena_client_for("CatalogSurveysFunction")
     workgroup = engine.resolver.ref("QueryWorkGroup")
     named = {athena.get_named_query(NamedQueryId=i)["NamedQuery"]["Name"]
@@ -218,8 +218,8 @@ class _RecordingAthena:
         return {"QueryExecution": {"Status": {"State": "SUCCEEDED"}}}
 
 
-def test_view_ddl_runs_at_most_athenas_active_ddl_quota_at_once_and_a_view_after_those_it_reads() -> None:
-    from bls_pipeline.catalog_update import MAX_ACTIVE_DDL, _AthenaDdl
+def test_view_ddl_runs_well_within_athenas_active_ddl_quota_and_a_view_after_those_it_reads() -> None:
+    from bls_pipeline.catalog_update import DDL_AT_ONCE, MAX_ACTIVE_DDL, _AthenaDdl
 
     athena = _RecordingAthena()
     views = [(f"t{i}_clean", f"SELECT * FROM t{i}") for i in range(45)]
@@ -228,6 +228,88 @@ def test_view_ddl_runs_at_most_athenas_active_ddl_quota_at_once_and_a_view_after
     made = _AthenaDdl(athena, "wg", DATABASE, sleep=lambda _: None).run_all(views)
 
     assert sorted(made) == sorted(name for name, _ in views)
-    assert max(running for _, running in athena.started) == MAX_ACTIVE_DDL - 1
+    assert max(running for _, running in athena.started) == DDL_AT_ONCE - 1 < MAX_ACTIVE_DDL // 2
     order = [line for line, _ in athena.started]
-    assert order.index("CREATE OR REPLACE VIEW t0_labeled AS") > order.index("CREATE OR REPLACE VIEW t44_clean AS")
+    assert order.index('CREATE OR REPLACE VIEW "t0_labeled" AS') > order.index('CREATE OR REPLACE VIEW "t44_clean" AS')
+
+
+def test_one_surveys_failed_catalog_leaves_the_others_cataloged_and_fails_the_run_at_its_end_naming_it(
+        make_engine, monkeypatch) -> None:
+    """ce's tables cannot be created (Glue refuses): cu and pr are still cataloged, over three CatalogSurveys calls
+    (one survey each); the execution fails at its end with the cause naming ce, the manifest records it, and the
+    next run, with Glue well again, catalogs ce."""
+    from unittest import mock
+
+    from moto.glue.models import GlueBackend
+
+    from bls_loopback.server import BlsTree
+    from bls_pipeline import catalog_update
+
+    monkeypatch.setattr(catalog_update, "SURVEY_TIME_RESERVE", 10_000.0)
+    original = GlueBackend.create_table
+
+    def refuse_ce(self, database_name, table_name, table_input, *args, **kwargs):
+        if table_name.startswith("ce_"):
+            from moto.glue.exceptions import GlueClientError
+
+            raise GlueClientError("InternalServiceException", "Glue is having a bad day")
+        return original(self, database_name, table_name, table_input, *args, **kwargs)
+
+    with BlsTree() as tree:
+        tree.route(POPULATION_PATH, population_json())
+        for survey in ("ce", "cu", "pr"):
+            tree.survey(survey).put(f"{survey}.series", b"series_id\tseries_title\r\nX1\tOne\r\n")
+        engine = make_engine(tree.url, Surveys="ce,cu,pr")
+
+        with mock.patch.object(GlueBackend, "create_table", refuse_ce):
+            result = engine.execute()
+
+        assert result.status == "FAILED"
+        assert result.error == "InternalServiceException"
+        assert "could not be updated" in result.cause and "ce: InternalServiceException" in result.cause
+        assert "Glue is having a bad day" in result.cause and "cu:" not in result.cause
+        tables = set(glue_tables(engine))
+        assert {"cu_series", "pr_series"} <= tables and "ce_series" not in tables
+        calls = [c for c in result.invocations if c.function == "CatalogSurveysFunction"]
+        assert [c.result["failures"] for c in calls] == [1, 1, 1]
+        run_id = result.arn.rsplit(":", 1)[1]
+        manifest = json.loads(engine.s3.get_object(
+            Bucket=engine.bucket, Key=f"pipeline/runs/{run_id}/manifest.json")["Body"].read())
+        assert [f["survey"] for f in manifest["catalog"]["failed"]] == ["ce"]
+        assert sorted(manifest["catalog"]["rebuilt"]) == ["cu", "pr"]
+
+        again = engine.execute()
+
+    assert again.succeeded, again.cause
+    rebuilt = [c.result["rebuilt"] for c in again.invocations if c.function == "CatalogSurveysFunction"]
+    assert rebuilt == [["ce"], []]  # one survey a call: ce, then cu and pr, unchanged
+    assert "ce_series" in glue_tables(engine)
+
+
+def test_the_copy_fallback_gives_each_table_a_folder_holding_exactly_a_copy_of_its_file(bls, make_engine) -> None:
+    """CatalogTableReads=copy, for an Athena that misreads symlink tables: plain text tables, each folder holding
+    one object byte-identical to the mirrored file, copied again when the file changes, gone with its table."""
+    files = serve_sample(bls)
+    engine = make_engine(bls.url, CatalogTableReads="copy")
+    assert engine.execute().succeeded
+
+    def folder_objects(table: dict) -> dict[str, bytes]:
+        folder = table["StorageDescriptor"]["Location"].split(f"s3://{engine.bucket}/", 1)[1]
+        listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=folder).get("Contents", [])
+        return {o["Key"]: engine.s3.get_object(Bucket=engine.bucket, Key=o["Key"])["Body"].read() for o in listed}
+
+    tables = glue_tables(engine)
+    assert tables["pr_series"]["StorageDescriptor"]["InputFormat"] == catalog.TEXT_INPUT
+    assert tables["pr_series"]["Parameters"]["skip.header.line.count"] == "1"
+    assert list(folder_objects(tables["pr_series"]).values()) == [files["pr.series"]]
+    assert list(folder_objects(tables["pr_data_0_current"]).values()) == [files["pr.data.0.Current"]]
+    assert engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=catalog.SYMLINKS_PREFIX)["KeyCount"] == 0
+
+    changed = files["pr.series"] + b"PRS99999999\t3000\t6\t01\t2\tS\t-\r\n"
+    bls.put("pr.series", changed)
+    bls.put("pr.class", b"This file is documentation now.\r\n")
+    assert engine.execute().succeeded
+    tables = glue_tables(engine)
+    assert list(folder_objects(tables["pr_series"]).values()) == [changed]
+    assert "pr_class" not in tables
+    assert engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=catalog.copy_key("pr_class"))["KeyCount"] == 0

@@ -62,7 +62,7 @@ def test_only_the_catalog_step_may_change_the_catalog_and_only_in_its_database(t
     changing = {(role, action, resource) for role, found in statements.items() for s in found
                 for action, resource, _ in grants(s) if action in GLUE_WRITES}
     assert {role for role, _, _ in changing} == {"CatalogSurveysFunctionRole"}
-    assert {action for _, action, _ in changing} == {"glue:CreateTable", "glue:UpdateTable"}
+    assert {action for _, action, _ in changing} == {"glue:CreateTable", "glue:UpdateTable", "glue:DeleteTable"}
     assert {resource for _, _, resource in changing} == CATALOG_RESOURCES
 
 
@@ -99,8 +99,9 @@ def test_a_glue_table_call_is_authorized_on_the_table_its_database_and_the_catal
         ("glue:CreateTable", f"arn:aws:glue:{REGION}:{ACCOUNT}:database/{DATABASE}"),
         ("glue:CreateTable", f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{DATABASE}/pr_series"),
     }
-    with pytest.raises(UnknownOperation, match="DeleteTable"):
-        service_checks("glue", "DeleteTable", {"DatabaseName": DATABASE, "Name": "pr_series"}, REGION, ACCOUNT)
+    with pytest.raises(UnknownOperation, match="BatchDeleteTable"):
+        service_checks("glue", "BatchDeleteTable", {"DatabaseName": DATABASE, "TablesToDelete": ["pr_series"]},
+                       REGION, ACCOUNT)
 
 
 # -- the local engine enforces the grants ----------------------------------------------------------------------------

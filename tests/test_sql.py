@@ -8,6 +8,8 @@ Decimal(repr(lambda value)) == SQL decimal; the mean and the stddev are DOUBLE i
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import random
@@ -200,12 +202,15 @@ def test_the_labels_view_gives_readable_labels_for_a_known_series(tmp_path: Path
     assert con.execute("SELECT count(*) FROM pr_seasonal_clean").fetchone() == (2,)  # the blank last line is no row
 
 
-def test_without_all_its_mapping_files_a_survey_has_no_labels_view_and_says_which_are_missing(tmp_path: Path) -> None:
-    files = sample_pr_files()  # pr.series, pr.period and pr.class, but no pr.sector, pr.measure, ...
+def test_without_some_mapping_files_the_labels_view_has_the_others_and_names_the_missing_files(tmp_path: Path) -> None:
+    files = sample_pr_files()  # pr.series, pr.period, pr.class and pr.footnote, but no pr.sector, pr.measure, ...
     tables = catalog.survey_tables("pr", "bls/pr/", {n: b.split(b"\n", 1)[0].decode() for n, b in files.items()})
-    assert "pr_data_0_current_labeled" not in dict(catalog.views("pr", tables))
-    assert catalog.missing_for_labels("pr", tables) == [
-        "pr_duration_clean", "pr_measure_clean", "pr_seasonal_clean", "pr_sector_clean"]
+    assert catalog.missing_for_labels("pr", tables) == ["pr.duration", "pr.measure", "pr.sector"]
+    con = sql_command.connect(state_dir(tmp_path, files, population_json()))
+    columns = [d[0] for d in con.execute("SELECT * FROM pr_data_0_current_labeled").description]
+    assert columns == ["series_id", "year", "period", "period_name", "value", "footnote_codes", "footnote_text",
+                       "class_code", "class_text"]  # sector_code, measure_code, ... have no file: not labeled
+    assert con.execute("SELECT DISTINCT class_text FROM pr_data_0_current_labeled").fetchall() == [("All workers",)]
 
 
 @needs_real_data
@@ -254,8 +259,8 @@ def test_every_table_reads_exactly_its_own_file_and_never_the_pipelines_reports_
         for path in (folder, *table.keys):
             assert not path.startswith(("pipeline/", "reports/", "changes/")), path
     for prefix in ("pipeline/mirror/", "reports/pr/", "changes/pr/"):
-        with pytest.raises(catalog.CatalogError, match="never a table's"):
-            catalog.survey_tables("pr", prefix, {"pr.series": "series_id\tseasonal"})
+        refused = catalog.survey_catalog("pr", prefix, {"pr.series": "series_id\tseasonal"})
+        assert refused.tables == [] and "never a table's" in refused.warnings[0]
 
 
 def test_table_and_column_names_are_what_glue_and_athena_accept() -> None:
@@ -263,10 +268,9 @@ def test_table_and_column_names_are_what_glue_and_athena_accept() -> None:
     assert catalog.identifier("ce.data.00a.TotalNonfarm.Employment") == "ce_data_00a_totalnonfarm_employment"
     assert catalog.header_columns("Seasonal_code\tSeasonal_text\r\n") == ("seasonal_code", "seasonal_text")
     assert catalog.header_columns("\ufeffseries_id        \tyear") == ("series_id", "year")
-    with pytest.raises(catalog.CatalogError, match="twice"):
-        catalog.header_columns("code\tCode")
-    with pytest.raises(catalog.CatalogError, match="both be table"):
-        catalog.survey_tables("pr", "bls/pr/", {"pr.a-b": "x\ty", "pr.a_b": "x\ty"})
+    warnings: list[str] = []
+    assert catalog.header_columns("code\tCode", warnings, "pr.x") == ("code", "column_2")
+    assert warnings == ["'pr.x': column 2 'Code' repeats an earlier column's name: named column_2"]
 
 
 def test_applying_the_tables_to_glue_twice_changes_nothing_the_second_time() -> None:
@@ -321,7 +325,7 @@ def test_the_sql_command_runs_a_query_joining_labels_and_the_reports(tmp_path: P
 
     assert sql_command.main(["--state-dir", str(state), "--query", "best_year", "--show-sql"]) == 0
     out = capsys.readouterr().out
-    assert "ROW_NUMBER() OVER (PARTITION BY series_id" in out and "PRS30006012  2015  17.800000" in out
+    assert "ROW_NUMBER() OVER (PARTITION BY \"series_id\"" in out and "PRS30006012  2015  17.800000" in out
 
     assert sql_command.main(["--state-dir", str(state), "--query", "series_population", "--series-id", "PRS85006092",
                              "--period", "Q02"]) == 0
@@ -331,10 +335,155 @@ def test_the_sql_command_runs_a_query_joining_labels_and_the_reports(tmp_path: P
     sample = state_dir(tmp_path / "sample", sample_pr_files(), population_json())
     assert sql_command.main(["--state-dir", str(sample)]) == 0
     out = capsys.readouterr().out
-    assert "pr_data_0_current_clean" in out and "pr_data_0_current_labeled" not in out
-    assert "note: no pr labels views: they read pr_duration_clean, pr_measure_clean" in out
+    assert "pr_data_0_current_clean" in out and "pr_data_0_current_labeled" in out
+    assert "note: pr: the label views leave out the labels of pr.duration, pr.measure, pr.sector" in out
     assert sql_command.main(["--state-dir", str(tmp_path / "empty")]) == 2
     assert "run `make run` first" in capsys.readouterr().err
+
+
+def run_sql(*argv: str) -> tuple[int, str, str]:
+    """The sql command's exit code, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    return sql_command.main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
+
+
+def labeled_state(root: Path, **more: bytes) -> Path:
+    footnote = crlf("footnote_code\tfootnote_text", "R\trevised")
+    return state_dir(root, {"pr.data.0.Current": edge_data_file(), "pr.series": EDGE_SERIES, **MAPPING_FILES,
+                            "pr.footnote": footnote, **more}, population_json())
+
+
+def test_find_prints_the_series_whose_labels_hold_every_word_with_the_words_bound_as_parameters(tmp_path: Path) -> None:
+    state = str(labeled_state(tmp_path))
+    code, out, err = run_sql("--state-dir", state, "--find", "OUTPUT per  hour")
+    assert code == 0 and err == ""
+    assert out.splitlines()[0].split() == ["series_id", "survey", "labels"]
+    assert out.splitlines()[1].startswith("PRS85006092  pr      Nonfinancial corporations | All workers | "
+                                          "Labor productivity (output per hour) | % Change from previous quarter | "
+                                          "Seasonal Adjusted")
+    assert out.splitlines()[-1] == "(1 row)"
+    assert run_sql("--state-dir", state, "--find", "hours manufacturing")[1].splitlines()[1].startswith("PRS30006032")
+    code, out, _ = run_sql("--state-dir", state, "--find", "x' OR '1'='1", "--show-sql")
+    assert code == 0 and out.splitlines()[-1] == "(0 rows)"  # a word is a value, never SQL
+    assert 'STRPOS("search_text", ?) > 0' in out and "-- parameters: 'x''', 'or', '''1''=''1'" in out
+    code, _, err = run_sql("--state-dir", state, "--find", "  ")
+    assert code == 2 and err == "error: --find needs at least one word\n"
+
+
+def test_find_says_so_when_no_survey_has_a_series_file(tmp_path: Path) -> None:
+    state = state_dir(tmp_path, {"pr.data.0.Current": edge_data_file()}, population_json())
+    code, out, err = run_sql("--state-dir", str(state), "--find", "hours")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        "note: pr: no _labeled or _series_search views: pr.series is not mirrored",
+        "error: no mirrored survey has a series file with labels to search (<survey>.series and its mapping files, "
+        f"e.g. bls/pr/pr.series): nothing to find in {state}"]
+
+
+@needs_real_data
+def test_find_on_the_real_files(tmp_path: Path) -> None:
+    snapshot = REAL_DATA / "bls_pr_2026-08-06"
+    state = state_dir(tmp_path, {p.name: p.read_bytes() for p in snapshot.glob("pr.*")}, NEW_API.read_bytes())
+    code, out, _ = run_sql("--state-dir", str(state), "--find", "output per hour nonfarm", "--format", "json")
+    found = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and {r["survey"] for r in found} == {"pr"}
+    assert {"series_id": "PRS85006092", "survey": "pr", "labels": "Nonfarm Business | All workers | Labor productivity "
+            "(output per hour) | % Change from previous quarter | Seasonal Adjusted"} in found
+    assert all("Nonfarm Business" in r["labels"] and "output per hour" in r["labels"] for r in found)
+
+
+def test_csv_and_json_formats_print_every_row_exactly(tmp_path: Path) -> None:
+    state = str(labeled_state(tmp_path))
+    query = ("SELECT series_id, year, value, period_name, footnote_text FROM pr_data_0_current_labeled "
+             "WHERE series_id = 'PRS30006032' ORDER BY year, period")
+    code, out, err = run_sql("--state-dir", state, "--sql", query, "--format", "csv")
+    got = list(csv.reader(io.StringIO(out)))
+    assert code == 0 and err == ""
+    assert got[0] == ["series_id", "year", "value", "period_name", "footnote_text"]
+    assert got[1] == ["PRS30006032", "2013", "1.700000", "1st Quarter", ""]  # NULL: an empty field
+    assert len(got) == 1 + 25  # every row: csv and json have no default limit
+    code, out, _ = run_sql("--state-dir", state, "--sql", query, "--format", "json")
+    got = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(got) == 25
+    assert got[0] == {"series_id": "PRS30006032", "year": 2013, "value": "1.700000", "period_name": "1st Quarter",
+                      "footnote_text": None}  # a DECIMAL as the string of its exact digits
+    code, out, err = run_sql("--state-dir", state, "--query", "population_stats", "--format", "json")
+    stats = json.loads(out)
+    assert code == 0 and stats["missing_years"] is None and isinstance(stats["mean"], float)
+    code, out, err = run_sql("--state-dir", state, "--sql", query, "--format", "csv", "--limit", "2")
+    assert len(out.splitlines()) == 3 and err == "note: 25 rows, 23 not shown (--limit)\n"
+    code, out, err = run_sql("--state-dir", state, "--sql", "SELECT 1 AS a, 2 AS a", "--format", "json")
+    assert json.loads(out) == {"a": 1, "a_2": 2}
+
+
+def test_list_names_each_tables_file_and_kind_each_views_sources_and_the_notes(tmp_path: Path) -> None:
+    state = labeled_state(tmp_path, **{"pr.SERIES": EDGE_SERIES, "pr.txt": b"Productivity (PR)\r\n"})
+    code, listed, err = run_sql("--state-dir", str(state), "--list", "--limit", "0")
+    assert code == 0 and err == ""
+    assert run_sql("--state-dir", str(state), "--limit", "0")[1] == listed  # no option: the same listing
+    lines = listed.splitlines()
+    assert lines[1].split() == ["name", "kind", "reads"]
+    rows = {line.split()[0]: line.split(None, 2)[1:] for line in lines[2:]
+            if line and not line.startswith(("(", "note"))}
+    assert rows["pr_series"] == ["mapping", "bls/pr/pr.series"]
+    assert rows["pr_data_0_current"] == ["data", "bls/pr/pr.data.0.Current"]
+    assert rows["datausa_population"] == ["population", "datausa/population.json"]
+    assert rows["pr_series_clean"] == ["view", "pr_series"]
+    assert rows["pr_data_0_current_labeled"] == ["view", "pr_data_0_current_clean, pr_series_clean, pr_sector_clean, "
+                                                 "pr_class_clean, pr_measure_clean, pr_duration_clean, "
+                                                 "pr_seasonal_clean, pr_period_clean, pr_footnote_clean"]
+    assert rows["pr_series_search"][0] == "view"
+    assert "pr_txt" not in rows  # a document, not a table
+    assert [line for line in lines if line.startswith("note:")] == [
+        "note: pr: 'pr.SERIES': no table: it would take the name pr_series, which 'pr.series' has"]
+    code, out, err = run_sql("--state-dir", str(state), "--list", "--format", "csv")
+    assert next(csv.reader(io.StringIO(out))) == ["name", "kind", "reads"] and err.count("note: ") == 1
+
+
+def test_reports_answer_to_the_readmes_names_and_notes_go_to_stderr_bounded(tmp_path: Path) -> None:
+    clashing = {f"pr.Series{'_' * n}": EDGE_SERIES for n in range(1, 13)}  # 12 files that would be pr_series
+    state = str(labeled_state(tmp_path, **clashing))
+    code, short, err = run_sql("--state-dir", state, "--query", "best_year")
+    assert code == 0 and "PRS30006012  2015  17.800000" in short
+    assert run_sql("--state-dir", state, "--query", "best_year_by_series")[1] == short
+    notes = err.splitlines()
+    assert len(notes) == sql_command.NOTES_SHOWN + 1 and notes[-1] == "note: and 2 more (--list shows them all)"
+    assert notes[0].startswith("note: pr: 'pr.Series_': no table: it would take the name pr_series")
+    assert run_sql("--state-dir", state, "--sql", "SELECT 1")[2] == err
+    assert run_sql("--state-dir", state, "--find", "hours")[2] == err
+
+
+def test_errors_are_one_line_with_exit_code_2_for_usage_and_state_and_1_for_queries(tmp_path: Path) -> None:
+    state = str(labeled_state(tmp_path / "state"))
+    code, out, err = run_sql("--state-dir", str(tmp_path / "none"))
+    assert (code, out) == (2, "") and err.count("\n") == 1 and "error: no mirrored survey under" in err
+    code, out, err = run_sql("--state-dir", state, "--format", "xml")
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert err.startswith("error: argument --format: invalid choice: 'xml' (choose from ")
+    assert err.endswith("(see python -m local_runner.sql --help)\n")
+    code, _, err = run_sql("--state-dir", state, "--query", "best")
+    assert code == 2 and err.count("\n") == 1 and "best_year_by_series" in err
+    code, _, err = run_sql("--state-dir", state, "--sql", "SELECT * FROM nope")
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("error: Catalog Error: Table with name nope does not exist!")
+    assert err.endswith("(--list shows the tables and views)\n")
+    code, _, err = run_sql("--state-dir", state, "--sql", "SELECT year / 'x' FROM pr_data_0_current_clean")
+    assert code == 1 and err.count("\n") == 1 and err.startswith("error: ")
+    code, _, err = run_sql("--state-dir", state, "--sql", "SELEC 1")
+    assert code == 1 and err.startswith("error: Parser Error: syntax error") and err.count("\n") == 1
+    code, _, err = run_sql("--state-dir", state, "--query", "best_year", "--data-file", "pr.data.9.Nope")
+    assert code == 1 and "pr_data_9_nope_clean does not exist" in err and err.count("\n") == 1
+    assert run_sql("--help")[0] == 0
+
+
+def test_a_file_that_cannot_be_read_is_named_and_every_other_table_is_opened(tmp_path: Path) -> None:
+    state = labeled_state(tmp_path)
+    (state / "s3" / "datausa" / "population.json").unlink()
+    code, out, err = run_sql("--state-dir", str(state), "--sql", "SELECT count(*) AS n FROM pr_data_0_current_labeled")
+    assert code == 0 and "n\n" in out
+    assert err.startswith("note: no table datausa_population: ") and "`make run`" in err
+    code, _, err = run_sql("--state-dir", str(state), "--query", "population_stats")
+    assert code == 1 and "datausa_population does not exist" in err.splitlines()[-1]
 
 
 def test_on_a_real_local_runs_state_directory_the_sql_equals_the_reports_the_lambda_stored(bls, tmp_path: Path) -> None:

@@ -89,12 +89,14 @@ def test_a_no_op_run_of_three_surveys_makes_the_same_s3_requests_for_10_and_1000
     assert small == large, (small, large)
     assert "HeadMirror" not in large  # every recorded stamp came from the index
     # ListSource sees what exists, PruneMirror what to prune: one page each, per survey; the catalog step lists which
-    # surveys are mirrored and whether the population file exists (one request each, per run)
-    assert large["ListObjectsV2"] == 2 * len(SURVEYS) + 2
+    # surveys are mirrored, which have catalog records, and whether the population file exists (one request each,
+    # per run)
+    assert large["ListObjectsV2"] == 2 * len(SURVEYS) + 3
     # per survey: its listing and index, its plan files (written by ListSource, read by PruneMirror and RecordChanges);
     # per run: the combined items, surveys.json, the manifest, the rate slots, the population and the reports; the
-    # catalog step reads each survey's index and record, and its population and named-query records
-    assert sum(large.values()) <= 22 * len(SURVEYS) + 12, large
+    # catalog step lists its survey records and reads each survey's index and record, and its population and
+    # named-query records
+    assert sum(large.values()) <= 22 * len(SURVEYS) + 13, large
 
 
 def test_each_survey_costs_a_fixed_number_of_s3_requests(make_engine) -> None:

@@ -1,15 +1,20 @@
 """The catalog step: keeps the SQL catalog over the mirror current in Glue and Athena (catalog.py defines it).
 
-For each survey mirrored under the mirror's first folder (one delimited listing finds them), the survey's tables,
-their symlink manifests and their views are rebuilt when its files changed (their names or ETags, from its sync index:
-one request whatever the file count), when the catalog's definitions changed (the SQL files, catalog.py), or when
-Glue lacks one of its tables; otherwise the survey costs the index read and one read of its record
-(catalog/state/<survey>.json). The normalized population copy and its table
-follow the population file's ETag; the named report queries follow their SQL. So the step is idempotent, a first
-mirror of a survey gets its tables in the same execution, and a run that changed nothing changes nothing here.
+For each survey mirrored under the mirror's root (one delimited listing finds them), the survey's tables, their
+symlink manifests and their views are rebuilt when its files changed (their names or ETags, from its sync index: one
+request whatever the file count), when the catalog's definitions changed (the SQL files, catalog.py,
+catalog_labels.py), or when Glue lacks one of its tables; otherwise the survey costs the index read and one read of
+its record (catalog/state/surveys/<survey>.json). The normalized population copy and its table follow the population
+file's ETag; the named report queries follow their SQL. So the step is idempotent, a first mirror of a survey gets
+its tables in the same execution, and a run that changed nothing changes nothing here.
 
-Views are made by Athena DDL (CREATE OR REPLACE VIEW), waited for; a failed DDL fails the step and leaves the
-survey's record unwritten, so the next run tries again.
+The catalog follows the mirror: a rebuild drops (from Glue, with their manifests) the tables and views of the
+survey's record that it no longer makes (a pruned file, a file that stopped being a table), and a survey whose
+folder is gone loses all of its own. Tables no record names (an analyst's own) are left alone.
+
+A file that cannot be a table is a warning (catalog.survey_catalog), never a failure. A survey whose update fails
+(a view Athena refuses, an S3 or Glue error) is recorded and tried again next run, and the other surveys are still
+cataloged; the state machine fails the execution at its end, naming each.
 """
 
 from __future__ import annotations
@@ -23,18 +28,23 @@ from typing import Any, Callable
 from botocore.exceptions import ClientError
 
 from . import catalog
-from .config import INDEX_PREFIX, Settings
+from .config import INDEX_PREFIX, RUNS_PREFIX, Settings
+from .mirror import put_json
 from .population import normalized_population_key, parse_population, population_json_lines
 from .sync_index import index_key, read_index
 
 log = logging.getLogger(__name__)
 
 STATE_PREFIX = catalog.CATALOG_PREFIX + "state/"
+SURVEY_STATE_PREFIX = STATE_PREFIX + "surveys/"
 HEADER_BYTES = 64 * 1024  # a BLS header row is under 1 KiB; a file without a line end in this span is no table
 DDL_TIMEOUT_SECONDS = 120.0
-# Athena User Guide, "Service Quotas": 20 active DDL queries per account and Region by default; a survey's views are
-# started that many at a time (a BLS survey has up to about 80 files, each with its view).
+# Athena User Guide, "Service Quotas": 20 active DDL queries per account and Region by default, running and queued
+# alike, shared with every other user of the account. A survey's views are started a quarter of that at a time, and
+# a TooManyRequestsException is waited out (QUOTA_RETRIES times, backing off from 0.5 s to 16 s).
 MAX_ACTIVE_DDL = 20
+DDL_AT_ONCE = 5
+QUOTA_RETRIES = 8
 # A survey is not started with less time left than this (the function's timeout is 900 s): the largest surveys'
 # rebuild (their header reads, tables and view DDL) takes well under it.
 SURVEY_TIME_RESERVE = 180.0
@@ -45,53 +55,229 @@ class CatalogUpdateError(RuntimeError):
     """Athena refused or failed a view's DDL, or a named query could not be kept."""
 
 
+# What one call's summary carries at most, so that the state stays small whatever the tree: the full lists are in the
+# run manifest's "catalog" section.
+FAILURES_SHOWN = 20
+WARNINGS_SHOWN = 10
+MESSAGE_CHARS = 300
+CAUSE_CHARS = 4000  # Step Functions takes a Fail state's Cause up to 32,768 characters
+
+
 def definitions_digest() -> str:
-    """Changes whenever the catalog's definitions do: the SQL files and the module that renders them."""
+    """Changes whenever the catalog's definitions do: the SQL files and the modules that render them."""
     digest = hashlib.sha256()
-    for path in sorted([*catalog.SQL_DIR.glob("*.sql"), catalog.SQL_DIR.parent / "catalog.py"]):
+    sources = [*catalog.SQL_DIR.glob("*.sql"), *(catalog.SQL_DIR.parent / f"{m}.py" for m in ("catalog", "catalog_labels"))]
+    for path in sorted(sources):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
 def update_catalog(settings: Settings, s3: Any, glue: Any, athena: Any,
                    time_left: Callable[[], float] = lambda: float("inf"),
-                   sleep: Callable[[float], None] = time.sleep) -> dict:
+                   sleep: Callable[[float], None] = time.sleep, run_id: str | None = None,
+                   previous: dict | None = None) -> dict:
     """Bring the catalog up to date; returns counts, the surveys whose tables were (re)built, and how many surveys
     are left for another invocation: a survey is not started with less than SURVEY_TIME_RESERVE seconds left (at
-    least one is always done, so each invocation makes progress; the state machine calls again while some remain)."""
+    least one is always done, so each invocation makes progress; the state machine calls again while some remain).
+
+    previous: the summary of this execution's previous call (the state machine passes it back), whose surveys are
+    not done again and whose failures and warnings are carried on. A survey whose update fails (a view Athena
+    refuses, a Glue or S3 error) is recorded, its record is left unwritten so the next run tries it again, and the
+    other surveys are still cataloged; the last call's summary names every failed survey (failure_error,
+    failure_cause) and the state machine fails the execution with it after the reports. run_id: the execution,
+    whose manifest (pipeline/runs/<run_id>/manifest.json) gets a "catalog" section when the call did anything."""
     bucket, database = settings.bucket, settings.catalog_database
     digest = definitions_digest()
     in_glue = _glue_table_names(glue, database)
-    summary: dict[str, Any] = {
-        "population": _update_population(settings, s3, glue, digest, in_glue),
-        "named_queries": _update_named_queries(settings, s3, athena, digest),
-        "surveys": 0, "rebuilt": [], "tables_created": 0, "tables_updated": 0, "views": 0, "remaining": 0,
-    }
+    summary = _carried(previous)
+    first_call = not summary["calls"]
+    summary["calls"] += 1
+    report = {"rebuilt": [], "dropped": [], "warnings": {}, "failed": []}
+    if first_call:
+        summary["population"] = _update_population(settings, s3, glue, digest, in_glue)
+        summary["named_queries"] = _update_named_queries(settings, s3, athena, digest)
     ddl = _AthenaDdl(athena, settings.query_workgroup, database, sleep)
     surveys = mirrored_surveys(s3, bucket, settings.mirror_prefix)
-    for position, survey in enumerate(surveys):
-        if summary["rebuilt"] and time_left() < SURVEY_TIME_RESERVE:
-            summary["remaining"] = len(surveys) - position
+    records = {survey: _read_json(s3, bucket, survey_record_key(survey)) for survey in _recorded_surveys(s3, bucket)}
+    if first_call:
+        for survey in sorted(set(records) - set(surveys)):  # its folder is gone: so are its tables
+            dropped = _drop(glue, s3, bucket, database, _names_of(records[survey]), in_glue)
+            _delete(s3, bucket, survey_record_key(survey))
+            report["dropped"] += dropped
+    done = set(summary.pop("done_surveys", []))
+    todo = [s for s in surveys if s not in done]
+    for position, survey in enumerate(todo):
+        if (report["rebuilt"] or report["failed"]) and time_left() < SURVEY_TIME_RESERVE:
+            summary["remaining"] = len(todo) - position
             break
         summary["surveys"] += 1
+        done.add(survey)
         prefix = f"{settings.mirror_prefix}{survey}/"
-        files = _survey_files(s3, bucket, prefix)
-        record_key = f"{STATE_PREFIX}{survey}.json"
-        record = _read_json(s3, bucket, record_key)
-        wanted = {"files": files, "definitions": digest}
-        if record and {k: record.get(k) for k in wanted} == wanted and set(record.get("tables", [])) <= in_glue:
+        record = records.get(survey)
+        try:
+            files = _survey_files(s3, bucket, prefix)
+            wanted = {"files": files, "definitions": digest, "reads": settings.catalog_table_reads}
+            if record and {k: record.get(k) for k in wanted} == wanted and set(record.get("tables", [])) <= in_glue:
+                continue
+            taken = {catalog.POPULATION_TABLE: "the population table"}
+            for other, other_record in records.items():
+                if other != survey and other_record:
+                    taken.update({n: f"survey {other}" for n in _names_of(other_record)})
+            headers = {name: _first_line(s3, bucket, prefix + name) for name in files}
+            found = catalog.survey_catalog(survey, prefix, headers, taken)
+            reads = settings.catalog_table_reads
+            if reads == "symlink":
+                for key, body in catalog.manifests(found.tables, bucket).items():
+                    _put_if_changed(s3, bucket, key, body, "text/plain")
+            else:
+                _copy_files(s3, bucket, found.tables, files, prefix)
+            outcome = catalog.apply_tables(glue, database, [catalog.glue_table_input(t, bucket, reads)
+                                                            for t in found.tables])
+            made = ddl.run_all(catalog.views(survey, found.tables))
+            kept = {t.name for t in found.tables} | set(made)
+            dropped = _drop(glue, s3, bucket, database, [n for n in _names_of(record) if n not in kept], in_glue)
+            new_record = {**wanted, "tables": [t.name for t in found.tables], "views": made, "warnings": found.warnings}
+            records[survey] = new_record
+            _write_json(s3, bucket, survey_record_key(survey), new_record)
+        except Exception as error:  # noqa: BLE001 - one survey's failure must not stop the others
+            log.exception("catalog of survey %s failed", survey)
+            report["failed"].append({"survey": survey, "error": type(error).__name__,
+                                     "message": _bounded(str(error), MESSAGE_CHARS)})
             continue
-        tables = catalog.survey_tables(survey, prefix, {name: _first_line(s3, bucket, prefix + name) for name in files})
-        for key, body in catalog.manifests(tables, bucket).items():
-            _put_if_changed(s3, bucket, key, body, "text/plain")
-        outcome = catalog.apply_tables(glue, database, [catalog.glue_table_input(t, bucket) for t in tables])
-        made = ddl.run_all(catalog.views(survey, tables))
-        _write_json(s3, bucket, record_key, {**wanted, "tables": [t.name for t in tables], "views": made})
-        summary["rebuilt"].append(survey)
+        report["rebuilt"].append(survey)
+        report["dropped"] += dropped
+        if found.warnings:
+            report["warnings"][survey] = found.warnings
+            log.warning("catalog of survey %s: %d file(s) or column(s) need attention: %s", survey,
+                        len(found.warnings), "; ".join(found.warnings[:WARNINGS_SHOWN]))
         summary["tables_created"] += len(outcome["created"])
         summary["tables_updated"] += len(outcome["updated"])
         summary["views"] += len(made)
+    summary["done_surveys"] = sorted(done) if summary["remaining"] else []
+    if not summary["done_surveys"]:
+        del summary["done_surveys"]
+    _merge_report(summary, report)
+    if run_id and (report["rebuilt"] or report["dropped"] or report["failed"]):
+        _record_in_manifest(s3, bucket, run_id, report)
     return summary
+
+
+# What a call carries on from the previous call of its execution; the counts of what was built are each call's own.
+CARRIED = ("calls", "population", "named_queries", "warnings", "warning_samples", "failures", "failed", "done_surveys")
+
+
+def _carried(previous: dict | None) -> dict:
+    """A call's summary, carrying on the previous call's failures, warnings and the surveys it did."""
+    summary: dict[str, Any] = {
+        "calls": 0, "population": "", "named_queries": "", "surveys": 0, "rebuilt": [], "tables_created": 0,
+        "tables_updated": 0, "views": 0, "dropped": 0, "warnings": 0, "warning_samples": [], "failures": 0,
+        "failed": [], "remaining": 0,
+    }
+    for key in CARRIED:
+        if key in (previous or {}):
+            summary[key] = previous[key]
+    return summary
+
+
+def _merge_report(summary: dict, report: dict) -> None:
+    summary["rebuilt"] = report["rebuilt"]
+    summary["dropped"] += len(report["dropped"])
+    lines = [f"{s}: {w}" for s, found in report["warnings"].items() for w in found]
+    summary["warnings"] += len(lines)
+    summary["warning_samples"] = (summary["warning_samples"] + [_bounded(w, MESSAGE_CHARS) for w in lines])[:WARNINGS_SHOWN]
+    summary["failures"] += len(report["failed"])
+    summary["failed"] = (summary["failed"] + report["failed"])[:FAILURES_SHOWN]
+    if summary["failures"] and not summary["remaining"]:
+        errors = {f["error"] for f in summary["failed"]}
+        summary["failure_error"] = errors.pop() if len(errors) == 1 and summary["failures"] <= FAILURES_SHOWN \
+            else "CatalogSurveysFailed"
+        named = "; ".join(f"{f['survey']}: {f['error']}: {f['message']}" for f in summary["failed"])
+        more = summary["failures"] - len(summary["failed"])
+        summary["failure_cause"] = _bounded(
+            f"the SQL catalog of {summary['failures']} survey(s) could not be updated (every other survey is "
+            f"cataloged; each failed survey is tried again next run): {named}"
+            + (f"; and {more} more (the run manifest's catalog section names them)" if more else ""), CAUSE_CHARS)
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def survey_record_key(survey: str) -> str:
+    """What a survey's tables were built from (catalog/state/surveys/<survey>.json), apart from the catalog's own
+    records (population.json, named-queries.json), so that no survey name can be one of those."""
+    return f"{SURVEY_STATE_PREFIX}{survey}.json"
+
+
+def _recorded_surveys(s3: Any, bucket: str) -> list[str]:
+    found: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=SURVEY_STATE_PREFIX):
+        found += [o["Key"][len(SURVEY_STATE_PREFIX):].removesuffix(".json") for o in page.get("Contents", [])
+                  if o["Key"].endswith(".json")]
+    return found
+
+
+def _names_of(record: dict | None) -> list[str]:
+    if not isinstance(record, dict):
+        return []
+    return [n for n in [*record.get("tables", []), *record.get("views", [])] if isinstance(n, str)]
+
+
+def _drop(glue: Any, s3: Any, bucket: str, database: str, names: list[str], in_glue: set[str]) -> list[str]:
+    """Delete these tables and views from Glue (an Athena view is a Glue table too) and the tables' manifests:
+    a file that was pruned, or stopped being a table, leaves no table behind. Returns the names dropped."""
+    dropped = []
+    for name in names:
+        if name in in_glue:
+            try:
+                glue.delete_table(DatabaseName=database, Name=name)
+            except glue.exceptions.EntityNotFoundException:
+                pass
+            in_glue.discard(name)
+            dropped.append(name)
+        _delete(s3, bucket, catalog.manifest_key(name))
+        _delete(s3, bucket, catalog.copy_key(name))
+    return dropped
+
+
+def _copy_files(s3: Any, bucket: str, tables: list, files: dict[str, str], prefix: str) -> None:
+    """CatalogTableReads=copy: each table's folder gets a copy of its file (a server-side copy, multipart above
+    5 GiB through boto3's transfer manager), made again only when the file's ETag is not the copy's recorded one."""
+    for table in tables:
+        etag = files[table.file]
+        key = catalog.copy_key(table.name)
+        try:
+            if s3.head_object(Bucket=bucket, Key=key)["Metadata"].get("source-etag") == etag:
+                continue
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "403", "AccessDenied"):
+                raise
+        s3.copy({"Bucket": bucket, "Key": prefix + table.file}, bucket, key, ExtraArgs={
+            "CopySourceIfMatch": etag, "MetadataDirective": "REPLACE", "Metadata": {"source-etag": etag},
+            "ContentType": "text/tab-separated-values"})
+
+
+def _delete(s3: Any, bucket: str, key: str) -> None:
+    try:
+        s3.delete_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+            raise
+
+
+def _record_in_manifest(s3: Any, bucket: str, run_id: str, report: dict) -> None:
+    """Add this call's outcome to the run manifest's "catalog" section (a later call of the same execution adds to
+    it). A run without a manifest (a hand-started catalog step) writes none."""
+    key = f"{RUNS_PREFIX}{run_id}/manifest.json"
+    manifest = _read_json(s3, bucket, key)
+    if not isinstance(manifest, dict):
+        return
+    section = manifest.setdefault("catalog", {"rebuilt": [], "dropped": [], "warnings": {}, "failed": []})
+    section["rebuilt"] += report["rebuilt"]
+    section["dropped"] += report["dropped"]
+    section["warnings"].update(report["warnings"])
+    section["failed"] += report["failed"]
+    put_json(s3, bucket, key, manifest)
 
 
 def mirrored_surveys(s3: Any, bucket: str, mirror_root: str) -> list[str]:
@@ -178,7 +364,12 @@ def _update_named_queries(settings: Settings, s3: Any, athena: Any, digest: str)
         if found is None:
             athena.create_named_query(Name=name, Description=description, Database=settings.catalog_database,
                                       QueryString=sql, WorkGroup=workgroup)
-        elif found["QueryString"] != sql or found.get("Database") != settings.catalog_database:
+        elif found.get("Database") != settings.catalog_database:
+            # UpdateNamedQuery takes no Database (Athena API Reference, UpdateNamedQuery): delete and create again.
+            athena.delete_named_query(NamedQueryId=found["NamedQueryId"])
+            athena.create_named_query(Name=name, Description=description, Database=settings.catalog_database,
+                                      QueryString=sql, WorkGroup=workgroup)
+        elif found["QueryString"] != sql:
             athena.update_named_query(NamedQueryId=found["NamedQueryId"], Name=name, Description=description,
                                       QueryString=sql)
     _write_json(s3, bucket, record_key, wanted)
@@ -190,35 +381,62 @@ class _AthenaDdl:
         self.athena, self.workgroup, self.database, self.sleep = athena, workgroup, database, sleep
 
     def run_all(self, views: list[tuple[str, str]]) -> list[str]:
-        """CREATE OR REPLACE VIEW for each (name, SELECT), up to MAX_ACTIVE_DDL at once, a view only after the
-        views it reads; returns the names made. One failed DDL fails the whole (the survey's record stays unwritten)."""
-        pending, made = list(views), []
+        """CREATE OR REPLACE VIEW for each (name, SELECT), DDL_AT_ONCE at a time, a view only after the views it
+        reads; returns the names made. A view Athena refuses leaves the others (not those that read it) made, and
+        then fails the whole with every refused view named (the survey's record stays unwritten)."""
+        pending, made, failed = list(views), [], {}
         while pending:
             waiting = {name for name, _ in pending}
-            wave = [(n, q) for n, q in pending if not set(catalog.read_names(q)) & waiting][:MAX_ACTIVE_DDL]
+            blocked = [(n, q) for n, q in pending if set(catalog.read_names(q)) & set(failed)]
+            for name, _ in blocked:
+                failed[name] = "it reads a view that could not be made"
+            pending = [(n, q) for n, q in pending if n not in failed]
+            waiting -= set(failed)
+            if not pending:
+                break
+            wave = [(n, q) for n, q in pending if not set(catalog.read_names(q)) & waiting][:DDL_AT_ONCE]
             if not wave:
                 raise CatalogUpdateError(f"views that read each other: {', '.join(sorted(waiting))}")
             started = {name: self._start(catalog.view_ddl(name, select)) for name, select in wave}
             for name, query_id in started.items():
-                self._wait(name, query_id)
-            made += list(started)
+                reason = self._wait(name, query_id)
+                if reason is None:
+                    made.append(name)
+                else:
+                    failed[name] = reason
             pending = [(n, q) for n, q in pending if n not in started]
+        if failed:
+            raise CatalogUpdateError(f"{len(failed)} view(s) could not be made: " + "; ".join(
+                f"{name}: {reason}" for name, reason in sorted(failed.items())))
         return made
 
     def _start(self, statement: str) -> str:
-        return self.athena.start_query_execution(
-            QueryString=statement, WorkGroup=self.workgroup, QueryExecutionContext={"Database": self.database},
-        )["QueryExecutionId"]
+        """StartQueryExecution, waiting out TooManyRequestsException: Athena's active-DDL quota counts running and
+        queued queries of the whole account and Region (Athena User Guide, "Service Quotas"), so other users' DDL
+        can fill it."""
+        pause = 0.5
+        for attempt in range(QUOTA_RETRIES + 1):
+            try:
+                return self.athena.start_query_execution(
+                    QueryString=statement, WorkGroup=self.workgroup, QueryExecutionContext={"Database": self.database},
+                )["QueryExecutionId"]
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "TooManyRequestsException" or attempt == QUOTA_RETRIES:
+                    raise
+                self.sleep(pause)
+                pause = min(pause * 2, 16.0)
+        raise AssertionError("unreachable")
 
-    def _wait(self, view: str, query_id: str) -> None:
+    def _wait(self, view: str, query_id: str) -> str | None:
+        """None when the view was made, else why not."""
         waited, pause = 0.0, 0.2
         while True:
             status = self.athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]
             if status["State"] == "SUCCEEDED":
-                return
+                return None
             if status["State"] in ("FAILED", "CANCELLED"):
-                raise CatalogUpdateError(f"Athena {status['State'].lower()} CREATE OR REPLACE VIEW {view}: "
-                                         f"{status.get('StateChangeReason', 'no reason given')}")
+                return (f"Athena {status['State'].lower()} CREATE OR REPLACE VIEW: "
+                        f"{_bounded(status.get('StateChangeReason') or 'no reason given', MESSAGE_CHARS)}")
             if waited >= DDL_TIMEOUT_SECONDS:
                 raise CatalogUpdateError(f"CREATE OR REPLACE VIEW {view} still {status['State']} after {waited:.0f} s")
             self.sleep(pause)

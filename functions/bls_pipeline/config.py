@@ -81,6 +81,9 @@ class Settings:
     # SQL over the mirror (catalog_update.py): the Glue database of the tables and views, the Athena workgroup.
     catalog_database: str = "bls_mirror"
     query_workgroup: str = "primary"
+    # How a BLS table reads its file: "symlink" (a manifest naming the mirrored file) or "copy" (a copy of the file
+    # in a folder of its own), the fallback for an Athena that misreads symlink tables (catalog.py).
+    catalog_table_reads: str = "symlink"
 
     runs_prefix: ClassVar[str] = RUNS_PREFIX
     staging_prefix: ClassVar[str] = STAGING_PREFIX
@@ -122,6 +125,8 @@ class Settings:
             if not 0 < getattr(self, name) <= MAX_REQUESTS_PER_SECOND:
                 raise ConfigError(f"{name.upper()}={getattr(self, name)} must be more than 0 and at most "
                                   f"{MAX_REQUESTS_PER_SECOND}")
+        if self.catalog_table_reads not in TABLE_READS:
+            raise ConfigError(f"CATALOG_TABLE_READS={self.catalog_table_reads!r} must be one of {', '.join(TABLE_READS)}")
         parse_survey_filters(self.survey_filters)
         value = self.mirror_prefix
         if not value.endswith("/") or value.startswith("/") or {"", ".", ".."} & set(value.split("/")[:-1]):
@@ -213,6 +218,7 @@ class SurveyFilter:
 
 
 _SURVEY = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+TABLE_READS = ("symlink", "copy")  # catalog_table_reads
 MAX_SURVEYS = 200  # the BLS tree lists about 60; the run's plan and manifest hold one section per survey
 # The survey the reports are computed from (its data_file, pr.data.0.Current); other surveys are mirrored only.
 REPORT_SURVEY = "pr"
@@ -330,6 +336,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[Mapping[str, str], str, Any], Any]]]
     "SURVEY_FILTERS": ("survey_filters", _text),
     "CATALOG_DATABASE": ("catalog_database", _text),
     "QUERY_WORKGROUP": ("query_workgroup", _text),
+    "CATALOG_TABLE_READS": ("catalog_table_reads", _text),
 }
 DEFAULTS = {f.name: f.default for f in fields(Settings)}
 

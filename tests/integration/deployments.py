@@ -25,6 +25,9 @@ class Deployment(Protocol):
     s3: Any
     bucket: str
     mirror_prefix: str
+    athena: Any
+    database: str
+    workgroup: str
 
     def execute(self, execution_input: dict | None = None) -> Run: ...
 
@@ -51,6 +54,24 @@ def latest_reports(s3: Any, bucket: str, run: Run, timeout: float, poll: float) 
         time.sleep(poll)
 
 
+def athena_query(athena: Any, database: str, workgroup: str, sql: str, timeout: float, poll: float) -> list[list]:
+    """Run one query in the stack's workgroup and return its rows (strings or None), the header row left out."""
+    query_id = athena.start_query_execution(QueryString=sql, WorkGroup=workgroup,
+                                            QueryExecutionContext={"Database": database})["QueryExecutionId"]
+    deadline = time.monotonic() + timeout
+    while True:
+        status = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]
+        if status["State"] == "SUCCEEDED":
+            break
+        if status["State"] in ("FAILED", "CANCELLED") or time.monotonic() > deadline:
+            raise AssertionError(f"{sql!r}: {status['State']}: {status.get('StateChangeReason', '')}")
+        time.sleep(poll)
+    rows: list[list] = []
+    for page in athena.get_paginator("get_query_results").paginate(QueryExecutionId=query_id):
+        rows += [[cell.get("VarCharValue") for cell in row["Data"]] for row in page["ResultSet"]["Rows"]]
+    return rows[1:]
+
+
 class AwsDeployment:
     """A deployed stack, found by name: its outputs name the bucket and the state machine."""
 
@@ -65,8 +86,11 @@ class AwsDeployment:
         self.bucket = outputs["MirrorBucketName"]
         self.state_machine_arn = outputs["StateMachineArn"]
         self.mirror_prefix = parameters.get("MirrorRoot", "bls/") + "pr/"  # the survey the checks read: pr
+        self.database = outputs["QueryDatabaseName"]
+        self.workgroup = outputs["QueryWorkGroupName"]
         self.s3 = boto3.client("s3")
         self.sfn = boto3.client("stepfunctions")
+        self.athena = boto3.client("athena")
 
     def execute(self, execution_input: dict | None = None) -> Run:
         name = f"integration-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -85,6 +109,9 @@ class AwsDeployment:
     def wait_for_reports(self, run: Run) -> dict[str, Any]:
         return latest_reports(self.s3, self.bucket, run, timeout=600, poll=10)
 
+    def query(self, sql: str) -> list[list]:
+        return athena_query(self.athena, self.database, self.workgroup, sql, timeout=300, poll=2)
+
 
 class LocalDeployment:
     """The local engine (moto, the real ASL, the real handlers, the roles enforced) against a loopback source."""
@@ -94,6 +121,9 @@ class LocalDeployment:
         self.s3 = engine.s3
         self.bucket = engine.bucket
         self.mirror_prefix = engine.parameters.get("MirrorRoot", "bls/") + "pr/"
+        self.database = engine.parameters.get("CatalogDatabase", "bls_mirror")
+        self.workgroup = engine.resolver.ref("QueryWorkGroup")
+        self.athena = engine.athena_client_for("CatalogSurveysFunction")
 
     def execute(self, execution_input: dict | None = None) -> Run:
         started = time.time()
@@ -103,3 +133,6 @@ class LocalDeployment:
 
     def wait_for_reports(self, run: Run) -> dict[str, Any]:
         return latest_reports(self.s3, self.bucket, run, timeout=0, poll=0)
+
+    def query(self, sql: str) -> list[list]:
+        return athena_query(self.athena, self.database, self.workgroup, sql, timeout=0, poll=0)

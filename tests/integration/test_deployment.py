@@ -33,6 +33,7 @@ def deployment() -> Iterator[Deployment]:
         bls.route(POPULATION_PATH, population_json())
         bls.put("pr.class", b"class_code\tclass_text\r\n0\tAll workers\r\n")
         bls.put("pr.period", b"period\tperiod_abbr\tperiod_name\r\nQ01\tQTR1\t1st Quarter\r\n")
+        bls.put("pr.series", b"series_id\tclass_code\tseries_title\r\nPRS30006032     \t0\tManufacturing hours\r\n")
         bls.put("pr.data.0.Current", b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\n"
                 + b"".join(f"PRS30006032     \t{y}\tQ01\t{y % 7}.5\t\r\n".encode() for y in range(2010, 2024)))
         with LocalEngine(engine_parameters(bls.url), extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"}) as engine:
@@ -122,3 +123,30 @@ def test_the_day_two_overwrite_of_a_changed_file_succeeds_under_if_match(deploym
     assert after["VersionId"] != tampered["VersionId"]
     assert after["Metadata"]["source-stamp"] == meta["source-stamp"] != TAMPERED
     assert after["Metadata"]["sha256"] == meta["sha256"]
+
+
+def lines_with_a_first_field(body: bytes) -> int:
+    """Rows a table's _clean view has: the file's lines after the header whose first field is not blank."""
+    return sum(1 for line in body.splitlines()[1:] if line.split(b"\t", 1)[0].strip())
+
+
+def test_a_select_on_each_kind_of_table_counts_what_its_file_holds(deployment: Deployment, written: list) -> None:
+    """One SELECT per kind of table, in the stack's workgroup: a data file (its header row skipped), a mapping
+    file, a labeled view and the population table, each counted against the object it reads. On AWS this is what
+    proves Athena reads the symlink tables as the local engine does (README: "If Athena misreads the tables")."""
+    run(deployment, written)
+    s3, bucket, prefix = deployment.s3, deployment.bucket, deployment.mirror_prefix
+
+    def body(key: str) -> bytes:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    data = body(prefix + "pr.data.0.Current")
+    assert deployment.query('SELECT COUNT(*) FROM "pr_data_0_current_clean"') == [[str(lines_with_a_first_field(data))]]
+    header = data.split(b"\t", 1)[0].decode().strip()
+    assert deployment.query(f'SELECT COUNT(*) FROM "pr_data_0_current" WHERE TRIM("series_id") = \'{header}\'') == [["0"]]
+    classes = body(prefix + "pr.class")
+    assert deployment.query('SELECT COUNT(*) FROM "pr_class_clean"') == [[str(lines_with_a_first_field(classes))]]
+    labeled = deployment.query('SELECT COUNT(*), COUNT("class_text") FROM "pr_data_0_current_labeled"')
+    assert labeled[0][0] == str(lines_with_a_first_field(data))
+    years = len(body("datausa/population-by-year/population.jsonl").splitlines())
+    assert deployment.query('SELECT COUNT(*) FROM "datausa_population"') == [[str(years)]]

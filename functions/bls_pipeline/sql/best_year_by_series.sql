@@ -7,17 +7,17 @@
 -- * ROW_NUMBER() with an explicit ORDER BY value DESC, year ASC decides ties the same way in both; the final
 --   ORDER BY series_id compares strings by code point in both (the Lambda's sorted()).
 WITH sums AS (
-    SELECT series_id, year, SUM(value) AS value
+    SELECT "series_id", "year", SUM("value") AS "value"
     FROM {data}
-    WHERE period IN ('Q01', 'Q02', 'Q03', 'Q04') AND year IS NOT NULL AND value IS NOT NULL
-    GROUP BY series_id, year
+    WHERE "period" IN ('Q01', 'Q02', 'Q03', 'Q04') AND "year" IS NOT NULL AND "value" IS NOT NULL
+    GROUP BY "series_id", "year"
 ),
 ranked AS (
-    SELECT series_id, year, value,
-           ROW_NUMBER() OVER (PARTITION BY series_id ORDER BY value DESC, year ASC) AS place
+    SELECT "series_id", "year", "value",
+           ROW_NUMBER() OVER (PARTITION BY "series_id" ORDER BY "value" DESC, "year" ASC) AS place
     FROM sums
 )
-SELECT series_id, year, value
+SELECT "series_id", "year", "value"
 FROM ranked
 WHERE place = 1
-ORDER BY series_id
+ORDER BY "series_id"

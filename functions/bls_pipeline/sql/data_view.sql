@@ -12,11 +12,11 @@
 --   a malformed value ('-', '') becomes NULL, where the Lambda counts the row as bad and skips it. Six decimals
 --   hold every pr value (at most 3 decimals); a value with more would be rounded by both engines.
 SELECT
-    NULLIF(TRIM(series_id), '') AS series_id,
-    CASE WHEN TRIM(year) <> '' AND LENGTH(TRIM(year)) <= 9 AND TRANSLATE(TRIM(year), '0123456789', '') = ''
-         THEN CAST(TRIM(year) AS INTEGER) END AS year,
-    NULLIF(TRIM(period), '') AS period,
-    TRY_CAST(TRIM(value) AS DECIMAL(38, 6)) AS value,
-    NULLIF(TRIM(REPLACE(footnote_codes, CHR(13), '')), '') AS footnote_codes
+    NULLIF(TRIM("series_id"), '') AS "series_id",
+    CASE WHEN TRIM("year") <> '' AND LENGTH(TRIM("year")) <= 9 AND TRANSLATE(TRIM("year"), '0123456789', '') = ''
+         THEN CAST(TRIM("year") AS INTEGER) END AS "year",
+    NULLIF(TRIM("period"), '') AS "period",
+    TRY_CAST(TRIM("value") AS DECIMAL(38, 6)) AS "value",
+    NULLIF(TRIM(REPLACE("footnote_codes", CHR(13), '')), '') AS "footnote_codes"
 FROM {table}
-WHERE TRIM(series_id) <> ''
+WHERE TRIM("series_id") <> ''

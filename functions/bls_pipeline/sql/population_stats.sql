@@ -13,19 +13,19 @@
 -- * Division of DECIMALs is a DOUBLE in DuckDB and a DECIMAL in Trino: every division here is of a DOUBLE.
 -- * missing_years is an array in both (ARRAY_AGG with ORDER BY and FILTER); NULL when no year is missing.
 WITH wanted AS (
-    SELECT year FROM (VALUES (2013), (2014), (2015), (2016), (2017), (2018)) AS years (year)
+    SELECT "year" FROM (VALUES (2013), (2014), (2015), (2016), (2017), (2018)) AS years ("year")
 ),
 window_years AS (
-    SELECT wanted.year, CAST(p.population AS DECIMAL(38, 0)) AS population
+    SELECT wanted."year", CAST(p."population" AS DECIMAL(38, 0)) AS "population"
     FROM wanted
-    LEFT JOIN {population} AS p ON p.year = wanted.year
+    LEFT JOIN {population} AS p ON p."year" = wanted."year"
 ),
 sums AS (
     SELECT
-        COUNT(population) AS n,
-        SUM(population) AS total,
-        SUM(population * population) AS total_of_squares,
-        ARRAY_AGG(year ORDER BY year) FILTER (WHERE population IS NULL) AS missing_years
+        COUNT("population") AS n,
+        SUM("population") AS total,
+        SUM("population" * "population") AS total_of_squares,
+        ARRAY_AGG("year" ORDER BY "year") FILTER (WHERE "population" IS NULL) AS missing_years
     FROM window_years
 )
 SELECT

@@ -6,8 +6,8 @@
 -- normalized population table. Same rows as the Analytics Lambda's series_population.
 -- Runs unchanged on Athena engine v3 (Trino) and DuckDB. Dialect points:
 -- * Output column names: Trino lower-cases every identifier, so the Lambda's "Population" is population here.
-SELECT d.series_id, d.year, d.period, d.value, p.population
+SELECT d."series_id", d."year", d."period", d."value", p."population"
 FROM {data} AS d
-LEFT JOIN {population} AS p ON p.year = d.year
-WHERE d.series_id = ? AND d.period = ? AND d.year IS NOT NULL AND d.value IS NOT NULL
-ORDER BY d.year
+LEFT JOIN {population} AS p ON p."year" = d."year"
+WHERE d."series_id" = ? AND d."period" = ? AND d."year" IS NOT NULL AND d."value" IS NOT NULL
+ORDER BY d."year"
