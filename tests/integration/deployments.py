@@ -123,7 +123,9 @@ class LocalDeployment:
         self.mirror_prefix = engine.parameters.get("MirrorRoot", "bls/") + "pr/"
         self.database = engine.parameters.get("CatalogDatabase", "bls_mirror")
         self.workgroup = engine.resolver.ref("QueryWorkGroup")
-        self.athena = engine.athena_client_for("CatalogSurveysFunction")
+        # The engine's own client, as self.s3 is and as AwsDeployment queries with the operator's credentials: no
+        # function of the stack reads query results (the catalog step's role has no athena:GetQueryResults).
+        self.athena = engine.athena
 
     def execute(self, execution_input: dict | None = None) -> Run:
         started = time.time()
