@@ -98,7 +98,7 @@ def _workgroup_of(operation: str, params: dict) -> str | None:
     if operation in ("GetQueryExecution", "GetQueryResults"):
         execution = backend.executions.get(params.get("QueryExecutionId"))
         return execution.workgroup.name if execution is not None and execution.workgroup else None
-    if operation in ("GetNamedQuery", "UpdateNamedQuery"):
+    if operation in ("GetNamedQuery", "UpdateNamedQuery", "DeleteNamedQuery"):
         query = backend.named_queries.get(params.get("NamedQueryId"))
         return query.workgroup.name if query is not None else None
     return None
@@ -161,7 +161,7 @@ def _table_data_checks(table: Any) -> list[Check]:
 
 @contextmanager
 def named_query_updates() -> Iterator[None]:
-    """moto's Athena with UpdateNamedQuery."""
+    """moto's Athena with UpdateNamedQuery and DeleteNamedQuery (moto 5.2.5 has neither)."""
     from moto.athena.responses import AthenaResponse
 
     def update_named_query(response: Any) -> str:
@@ -173,5 +173,15 @@ def named_query_updates() -> Iterator[None]:
         query.query_string = response._get_param("QueryString")
         return "{}"
 
-    with mock.patch.object(AthenaResponse, "update_named_query", update_named_query, create=True):
+    def delete_named_query(response: Any) -> str:
+        # Athena API Reference, DeleteNamedQuery: deletes the named query; an unknown id is InvalidRequestException.
+        if response.athena_backend.named_queries.pop(response._get_param("NamedQueryId"), None) is None:
+            return response.error("NamedQuery does not exist", 400)
+        return "{}"
+
+    for name in ("update_named_query", "delete_named_query"):
+        if hasattr(AthenaResponse, name):
+            raise RuntimeError(f"moto's AthenaResponse has {name} now: drop the local engine's (service_clients.py)")
+    with mock.patch.object(AthenaResponse, "update_named_query", update_named_query, create=True), \
+            mock.patch.object(AthenaResponse, "delete_named_query", delete_named_query, create=True):
         yield

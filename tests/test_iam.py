@@ -521,10 +521,6 @@ def test_the_catalog_role_may_delete_named_queries_in_its_workgroup_only(bls, ma
     assert not any(allows(analytics_statements, check) for check in checks)
 
 
-@pytest.mark.xfail(raises=ClientError, strict=True, reason=(
-    "the engine does not look up DeleteNamedQuery's workgroup yet (local_runner/service_clients.py _workgroup_of "
-    "checks it against 'primary'), and moto 5.2.5 has no DeleteNamedQuery: service_clients.py must add both, as it "
-    "does for UpdateNamedQuery; then remove this mark"))
 def test_a_named_query_is_deleted_through_the_catalog_roles_client(bls, make_engine) -> None:
     engine = make_engine(bls.url)
     workgroup = engine.resolver.ref("QueryWorkGroup")

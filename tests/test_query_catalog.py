@@ -269,7 +269,7 @@ def test_one_surveys_failed_catalog_leaves_the_others_cataloged_and_fails_the_ru
         assert "could not be updated" in result.cause and "ce: InternalServiceException" in result.cause
         assert "Glue is having a bad day" in result.cause and "cu:" not in result.cause
         tables = set(glue_tables(engine))
-        assert {"cu_series", "pr_series"} <= tables and "ce_series" not in tables
+        assert {"cu_series", "pr_series", "cu_series_clean"} <= tables and "ce_series" not in tables
         calls = [c for c in result.invocations if c.function == "CatalogSurveysFunction"]
         assert [c.result["failures"] for c in calls] == [1, 1, 1]
         run_id = result.arn.rsplit(":", 1)[1]
@@ -313,3 +313,27 @@ def test_the_copy_fallback_gives_each_table_a_folder_holding_exactly_a_copy_of_i
     assert list(folder_objects(tables["pr_series"]).values()) == [changed]
     assert "pr_class" not in tables
     assert engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=catalog.copy_key("pr_class"))["KeyCount"] == 0
+
+
+def test_a_named_query_in_another_database_is_deleted_and_created_again(bls, make_engine) -> None:
+    """UpdateNamedQuery takes no Database (Athena API Reference): a report query left in another database (an older
+    CatalogDatabase) is deleted and created in the catalog's, and there are still exactly three."""
+    from moto.athena.models import athena_backends
+
+    from local_runner.lambda_emulation import ACCOUNT, REGION
+
+    serve_sample(bls)
+    engine = make_engine(bls.url)
+    assert engine.execute().succeeded
+    backend = athena_backends[ACCOUNT][REGION]
+    moved = next(iter(backend.named_queries.values()))
+    moved.database = "old_database"
+    engine.s3.delete_object(Bucket=engine.bucket, Key="catalog/state/named-queries.json")
+
+    result = engine.execute()
+
+    assert result.succeeded, result.cause
+    assert result.output["catalog"]["named_queries"] == "updated"
+    queries = list(backend.named_queries.values())
+    assert len(queries) == 3 and {q.database for q in queries} == {DATABASE}
+    assert moved.id not in backend.named_queries
