@@ -337,3 +337,41 @@ def test_a_named_query_in_another_database_is_deleted_and_created_again(bls, mak
     queries = list(backend.named_queries.values())
     assert len(queries) == 3 and {q.database for q in queries} == {DATABASE}
     assert moved.id not in backend.named_queries
+
+
+class _BusyAthena(_RecordingAthena):
+    """Athena whose active-DDL quota is full (other users' queries) for the first `busy` starts."""
+
+    def __init__(self, busy: int) -> None:
+        super().__init__()
+        self.busy = busy
+
+    def start_query_execution(self, QueryString: str, **kwargs: Any) -> dict:  # noqa: N803
+        from botocore.exceptions import ClientError
+
+        if self.busy:
+            self.busy -= 1
+            raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}},
+                              "StartQueryExecution")
+        return super().start_query_execution(QueryString, **kwargs)
+
+
+def test_a_full_ddl_quota_is_waited_out_with_backoff_and_a_quota_that_stays_full_fails_the_survey() -> None:
+    from botocore.exceptions import ClientError
+
+    from bls_pipeline.catalog_update import QUOTA_RETRIES, _AthenaDdl
+
+    slept: list[float] = []
+    athena = _BusyAthena(busy=3)
+    assert _AthenaDdl(athena, "wg", DATABASE, sleep=slept.append).run_all([("t_clean", "SELECT 1")]) == ["t_clean"]
+    assert slept == [0.5, 1.0, 2.0]
+
+    slept.clear()
+    always_busy = _BusyAthena(busy=QUOTA_RETRIES + 1)
+    try:
+        _AthenaDdl(always_busy, "wg", DATABASE, sleep=slept.append).run_all([("t_clean", "SELECT 1")])
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "TooManyRequestsException"
+    else:
+        raise AssertionError("a quota that stays full must fail")
+    assert len(slept) == QUOTA_RETRIES and max(slept) == 16.0
