@@ -13,13 +13,12 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from .config import EVENT_DETAIL_TYPE, EVENT_SOURCE, Settings
 from .manifest import (RunFacts, RunOutcome, SurveyFacts, build_manifest, build_survey, change_log_entry,
                        change_log_key, changed, copy_outcomes, event_detail)
 from .mirror import PlanLocation, load_copy_items, load_json
 from .request_rate import RequestSlots, slot_key
+from .s3_objects import read_json, write_json
 from .sync import RunPlan, SurveyFailure, copy_outputs, run_verdict
 
 _NAMES_SHOWN = 20
@@ -113,12 +112,7 @@ def record_changes(
 
 def _optional_json(s3: Any, bucket: str, key: str) -> Any:
     """A run file that may not exist (RecordChanges may not list the bucket: a missing key answers 403)."""
-    try:
-        return load_json(s3, bucket, key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied", "403"):
-            return None
-        raise
+    return read_json(s3, bucket, key, denied_is_missing=True)
 
 
 def _failure_message(cause: Any) -> str:
@@ -166,4 +160,4 @@ def _put_events(events: Any, entries: list[dict]) -> None:
 
 
 def _put_json(s3: Any, bucket: str, key: str, value: Any) -> None:
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(value, indent=1).encode(), ContentType="application/json")
+    write_json(s3, bucket, key, value, indent=1)

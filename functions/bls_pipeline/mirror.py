@@ -6,7 +6,6 @@ is the whole sync state (no database).
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -16,6 +15,7 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError
 
 from .bls_listing import SourceFile
+from .s3_objects import CHANGED_MEANWHILE, get_json, write_json
 
 META_STAMP = "source-stamp"
 META_SIZE = "source-size"
@@ -24,9 +24,6 @@ META_URL = "source-url"
 
 _HEAD_THREADS = 16
 _DELETE_BATCH = 1000
-# DeleteObjects' per-key answers when the object is no longer the version the plan saw (S3 User Guide, "How to
-# perform conditional deletes"): another execution replaced or removed it meanwhile.
-_CHANGED_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
 
 
 def object_metadata(file: SourceFile, size: int, sha256_hex: str) -> dict[str, str]:
@@ -204,65 +201,56 @@ def store_plan(
                             base + "copy-results", len(plan.etags), base + "refused-names.json",
                             base + "mirror-before.json", base + "pruned.json",
                             (index.get("etag") or "") if index else None, bool(index.get("current")))
-    _put_json(s3, bucket, location.refused_key, refused or {})
-    _put_json(s3, bucket, location.before_key, plan.before)
+    write_json(s3, bucket, location.refused_key, refused or {})
+    write_json(s3, bucket, location.before_key, plan.before)
     if location.state_key:
-        _put_json(s3, bucket, location.state_key, plan.state)
-    _put_json(s3, bucket, location.items_key, [copy_item(f, plan.etags.get(f.name)) for f in plan.to_copy])
-    _put_json(s3, bucket, location.listing_key, [f.name for f in plan.listing] + plan.kept)
-    _put_json(s3, bucket, location.delete_key, {name: plan.etags[name] for name in plan.to_delete})
+        write_json(s3, bucket, location.state_key, plan.state)
+    write_json(s3, bucket, location.items_key, [copy_item(f, plan.etags.get(f.name)) for f in plan.to_copy])
+    write_json(s3, bucket, location.listing_key, [f.name for f in plan.listing] + plan.kept)
+    write_json(s3, bucket, location.delete_key, {name: plan.etags[name] for name in plan.to_delete})
     return location
 
 
 def load_listed_names(s3: Any, bucket: str, key: str) -> set[str]:
-    return set(_get_json(s3, bucket, key))
+    return set(get_json(s3, bucket, key))
 
 
 def load_planned_deletions(s3: Any, bucket: str, key: str) -> dict[str, str]:
-    return dict(_get_json(s3, bucket, key))
+    return dict(get_json(s3, bucket, key))
 
 
 def load_json(s3: Any, bucket: str, key: str) -> Any:
     """One of the run's plan or outcome files."""
-    return _get_json(s3, bucket, key)
+    return get_json(s3, bucket, key)
 
 
 def store_pruned(s3: Any, plan: PlanLocation, pruned: "PruneResult", failure: dict | None = None) -> None:
     """PruneMirror's outcome, whole (the state output names at most a few files), for the run manifest; failure:
     {"step", "error", "message"} when this survey's prune was refused (nothing of it was deleted)."""
     if plan.pruned_key:
-        _put_json(s3, plan.bucket, plan.pruned_key,
-                  {"deleted": pruned.deleted, "spared": pruned.spared, **({"failure": failure} if failure else {})})
+        write_json(s3, plan.bucket, plan.pruned_key,
+                   {"deleted": pruned.deleted, "spared": pruned.spared, **({"failure": failure} if failure else {})})
 
 
 def load_copy_items(s3: Any, bucket: str, key: str) -> list[SourceFile]:
-    return [SourceFile.from_dict(d) for d in _get_json(s3, bucket, key)]
+    return [SourceFile.from_dict(d) for d in get_json(s3, bucket, key)]
 
 
 def load_map_results(s3: Any, bucket: str, manifest_key: str) -> list[dict]:
     """The child execution records a Distributed Map's ResultWriter stored: the manifest names one JSON file per
     status (SUCCEEDED, FAILED, PENDING), each an array of records with Status, Output (a JSON string) and, for a
     failed child, Error and Cause ("ResultWriter (Map)", Step Functions Developer Guide)."""
-    manifest = _get_json(s3, bucket, manifest_key)
+    manifest = get_json(s3, bucket, manifest_key)
     records: list[dict] = []
     for files in manifest.get("ResultFiles", {}).values():
         for file in files:
-            records.extend(_get_json(s3, manifest.get("DestinationBucket", bucket), file["Key"]))
+            records.extend(get_json(s3, manifest.get("DestinationBucket", bucket), file["Key"]))
     return records
-
-
-def _get_json(s3: Any, bucket: str, key: str) -> Any:
-    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 def put_json(s3: Any, bucket: str, key: str, value: Any) -> None:
     """One of the run's plan files, compact JSON."""
-    _put_json(s3, bucket, key, value)
-
-
-def _put_json(s3: Any, bucket: str, key: str, value: Any) -> None:
-    body = json.dumps(value, separators=(",", ":")).encode()
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    write_json(s3, bucket, key, value)
 
 
 class PruneGuardError(Exception):
@@ -326,8 +314,10 @@ def prune_mirror(
                 "They stay in the mirror; check the function's permission to delete there, then rerun."
             ) from exc
         errors = response.get("Errors", [])
-        changed = {e["Key"][len(prefix):] for e in errors if e.get("Code") in _CHANGED_MEANWHILE}
-        refused = [e for e in errors if e.get("Code") not in _CHANGED_MEANWHILE]
+        # A key's answer in CHANGED_MEANWHILE: it is no longer the version the plan saw (another execution replaced
+        # or removed it meanwhile), so S3 spared it.
+        changed = {e["Key"][len(prefix):] for e in errors if e.get("Code") in CHANGED_MEANWHILE}
+        refused = [e for e in errors if e.get("Code") not in CHANGED_MEANWHILE]
         refused_keys = {e.get("Key") for e in refused}
         spared.extend(sorted(changed))
         deleted.extend(n for n in batch if n not in changed and prefix + n not in refused_keys)
