@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 from . import catalog
 from .config import INDEX_PREFIX, RUNS_PREFIX, Settings
 from .population import normalized_population_key, parse_population, population_json_lines
+from .run_files import manifest_key
 from .s3_objects import is_missing, read_json, write_if_changed, write_json, write_json_if_changed
 from .sync_index import index_key, read_index
 
@@ -272,7 +273,7 @@ def _delete(s3: Any, bucket: str, key: str) -> None:
 def _record_in_manifest(s3: Any, bucket: str, run_id: str, report: dict) -> None:
     """Add this call's outcome to the run manifest's "catalog" section (a later call of the same execution adds to
     it). A run without a manifest (a hand-started catalog step) writes none."""
-    key = f"{RUNS_PREFIX}{run_id}/manifest.json"
+    key = manifest_key(RUNS_PREFIX, run_id)
     manifest = _read_json(s3, bucket, key)
     if not isinstance(manifest, dict):
         return

@@ -73,7 +73,7 @@ class TransferSettings:
 class CopyTarget:
     """What copy_file writes, and what was promised: the listed file (its URL, and the size and stamp the copy is
     checked against and records), the S3 object it becomes, and the S3 conditional-write parameters for publishing
-    it (mirror.write_condition: replace only the version the plan saw, or create only if still absent)."""
+    it (run_files.write_condition: replace only the version the plan saw, or create only if still absent)."""
 
     file: SourceFile
     bucket: str
