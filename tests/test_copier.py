@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError
 from bls_pipeline import copier, s3_limits
 from bls_pipeline.config import Settings
 from bls_pipeline.copier import CopyTarget, TransferSettings, copy_file
-from bls_pipeline.mirror import MirrorWriteError, write_condition
+from bls_pipeline.mirror import MirrorWriteError
+from bls_pipeline.run_files import write_condition
 from bls_pipeline.source_http import SourceClient, TransientSourceError
 from bls_loopback.server import (
     _served,

@@ -231,7 +231,7 @@ def test_copy_file_event_is_a_listing_row() -> None:
 
 
 def test_prune_mirror_event() -> None:
-    from bls_pipeline.sync import RunPlan
+    from bls_pipeline.run_files import RunPlan
 
     event = load_event(EVENTS / "prune_mirror.json")
     plan = RunPlan.from_dict(event["plan"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -10,12 +9,16 @@ from .config import REPORT_SURVEY, Settings
 from .mirror import META_SHA256, META_STAMP
 from .population import META_RUN_ID, parse_population
 from .reports import AnalyticsInputError, Reports, bounded_lines, compute_reports, to_csv
+from .s3_objects import is_missing, read_json, write_json
 
 _LINES_SHOWN = 10
 logger = logging.getLogger(__name__)
 
 
 INPUTS_FILE = "inputs.json"  # beside the reports: which versions of the two inputs they were computed from
+# What a 403 means to this function's reads (s3_objects): a denial, raised. Its role lists the bucket, so S3 answers
+# a missing key with 404 (template.yaml, TellAMissingInputFromADeniedRead).
+DENIED_IS_MISSING = False
 
 
 def run_analytics(settings: Settings, s3: Any, run_id: str | None) -> dict:
@@ -47,10 +50,10 @@ def run_analytics(settings: Settings, s3: Any, run_id: str | None) -> dict:
     for name, rows in reports.tables().items():
         logger.info(f"report {name}", extra={"report": name, "rows": rows})
         locations[name] = _store(s3, settings, run_id, name, rows)
-    vintage = json.dumps({"run_id": run_id, "inputs": inputs, "bad_rows": reports.bad_row_count,
-                          "bad_row_lines": [b.line for b in reports.bad_rows[:_LINES_SHOWN]]}, indent=1).encode()
+    vintage = {"run_id": run_id, "inputs": inputs, "bad_rows": reports.bad_row_count,
+               "bad_row_lines": [b.line for b in reports.bad_rows[:_LINES_SHOWN]]}
     for folder in (f"{settings.reports_prefix}{run_id}/", f"{settings.reports_prefix}latest/"):  # latest's last: a half-written latest is redone
-        s3.put_object(Bucket=settings.bucket, Key=folder + INPUTS_FILE, Body=vintage, ContentType="application/json")
+        write_json(s3, settings.bucket, folder + INPUTS_FILE, vintage, indent=1)
     return {
         "reports_run": run_id,
         "reports": locations,
@@ -77,7 +80,10 @@ def why_no_new_reports(settings: Settings, s3: Any) -> tuple[dict, dict | None]:
         return inputs, {"skipped": f"no {' and no '.join(missing)}: the reports are computed from "
                                    f"{settings.data_file} and the population file"}
     latest = f"{settings.reports_prefix}latest/"
-    previous = _read_json(s3, settings.bucket, latest + INPUTS_FILE) or {}
+    try:
+        previous = read_json(s3, settings.bucket, latest + INPUTS_FILE, denied_is_missing=DENIED_IS_MISSING) or {}
+    except ValueError:
+        previous = {}  # unreadable: the reports are computed again
     if _same_versions(previous.get("inputs"), inputs):
         return inputs, {"skipped": f"neither input changed since the reports of run {previous.get('run_id')}",
                         "reports_run": previous.get("run_id"), "latest": f"s3://{settings.bucket}/{latest}"}
@@ -89,7 +95,7 @@ def _version(s3: Any, bucket: str, key: str) -> dict:
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+        if is_missing(exc, denied_is_missing=DENIED_IS_MISSING):
             return {"key": key, "etag": None}
         raise
     metadata = head.get("Metadata", {})
@@ -105,30 +111,18 @@ def _same_versions(previous: Any, current: dict) -> bool:
 
 
 def _store(s3: Any, settings: Settings, run_id: str, name: str, rows: list[dict]) -> str:
-    body_json = json.dumps(rows, indent=1).encode()
     body_csv = to_csv(rows).encode()
     for folder in (f"{settings.reports_prefix}{run_id}/", f"{settings.reports_prefix}latest/"):
-        s3.put_object(Bucket=settings.bucket, Key=f"{folder}{name}.json", Body=body_json, ContentType="application/json")
+        write_json(s3, settings.bucket, f"{folder}{name}.json", rows, indent=1)
         s3.put_object(Bucket=settings.bucket, Key=f"{folder}{name}.csv", Body=body_csv, ContentType="text/csv")
     return f"s3://{settings.bucket}/{settings.reports_prefix}{run_id}/{name}.json"
-
-
-def _read_json(s3: Any, bucket: str, key: str) -> Any:
-    try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
-    except ValueError:
-        return None  # unreadable: the reports are computed again
 
 
 def _read(s3: Any, bucket: str, key: str) -> Any:
     try:
         return s3.get_object(Bucket=bucket, Key=key)["Body"]
     except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        if is_missing(exc, denied_is_missing=DENIED_IS_MISSING):
             raise AnalyticsInputError(f"s3://{bucket}/{key} does not exist: run the mirror and FetchPopulation first") from None
         raise
 

@@ -20,7 +20,6 @@ cataloged; the state machine fails the execution at its end, naming each.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from typing import Any, Callable
@@ -29,14 +28,20 @@ from botocore.exceptions import ClientError
 
 from . import catalog
 from .config import INDEX_PREFIX, RUNS_PREFIX, Settings
-from .mirror import put_json
 from .population import normalized_population_key, parse_population, population_json_lines
+from .run_files import manifest_key
+from .s3_objects import is_missing, read_json, write_if_changed, write_json, write_json_if_changed
 from .sync_index import index_key, read_index
 
 log = logging.getLogger(__name__)
 
 STATE_PREFIX = catalog.CATALOG_PREFIX + "state/"
 SURVEY_STATE_PREFIX = STATE_PREFIX + "surveys/"
+# What a 403 means to the step's reads (s3_objects): missing. They only decide whether to write (a survey's record, a
+# table's manifest or copy, the population copy, the run manifest's section), so a read the role is denied costs a
+# rewrite (or, for a run manifest, no section), never a wrong catalog (template.yaml, the role's comments on the run
+# manifest and the population copy). The role may list the bucket, so a missing key answers 404 to it anyway.
+DENIED_IS_MISSING = True
 HEADER_BYTES = 64 * 1024  # a BLS header row is under 1 KiB; a file without a line end in this span is no table
 DDL_TIMEOUT_SECONDS = 120.0
 # Athena User Guide, "Service Quotas": 20 active DDL queries per account and Region by default, running and queued
@@ -250,7 +255,7 @@ def _copy_files(s3: Any, bucket: str, tables: list, files: dict[str, str], prefi
             if s3.head_object(Bucket=bucket, Key=key)["Metadata"].get("source-etag") == etag:
                 continue
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "403", "AccessDenied"):
+            if not is_missing(error, denied_is_missing=DENIED_IS_MISSING):
                 raise
         s3.copy({"Bucket": bucket, "Key": prefix + table.file}, bucket, key, ExtraArgs={
             "CopySourceIfMatch": etag, "MetadataDirective": "REPLACE", "Metadata": {"source-etag": etag},
@@ -261,14 +266,14 @@ def _delete(s3: Any, bucket: str, key: str) -> None:
     try:
         s3.delete_object(Bucket=bucket, Key=key)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+        if not is_missing(error, denied_is_missing=False):  # a denied delete is an error: the file would stay
             raise
 
 
 def _record_in_manifest(s3: Any, bucket: str, run_id: str, report: dict) -> None:
     """Add this call's outcome to the run manifest's "catalog" section (a later call of the same execution adds to
     it). A run without a manifest (a hand-started catalog step) writes none."""
-    key = f"{RUNS_PREFIX}{run_id}/manifest.json"
+    key = manifest_key(RUNS_PREFIX, run_id)
     manifest = _read_json(s3, bucket, key)
     if not isinstance(manifest, dict):
         return
@@ -277,7 +282,7 @@ def _record_in_manifest(s3: Any, bucket: str, run_id: str, report: dict) -> None
     section["dropped"] += report["dropped"]
     section["warnings"].update(report["warnings"])
     section["failed"] += report["failed"]
-    put_json(s3, bucket, key, manifest)
+    write_json(s3, bucket, key, manifest)
 
 
 def mirrored_surveys(s3: Any, bucket: str, mirror_root: str) -> list[str]:
@@ -443,19 +448,9 @@ class _AthenaDdl:
             waited, pause = waited + pause, min(pause * 2, 5.0)
 
 
-def _read(s3: Any, bucket: str, key: str) -> bytes | None:
-    try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied"):
-            return None  # AccessDenied: S3 answers 403 for a missing key to a role without s3:ListBucket
-        raise
-
-
 def _read_json(s3: Any, bucket: str, key: str) -> dict | None:
-    body = _read(s3, bucket, key)
     try:
-        return None if body is None else json.loads(body)
+        return read_json(s3, bucket, key, denied_is_missing=DENIED_IS_MISSING)
     except ValueError:
         log.warning("unreadable catalog record %s: rebuilding", key)
         return None
@@ -464,9 +459,8 @@ def _read_json(s3: Any, bucket: str, key: str) -> dict | None:
 def _put_if_changed(s3: Any, bucket: str, key: str, body: bytes, content_type: str) -> None:
     """Write only what differs: a rebuild because Glue lost a table (or a local run's fresh catalog) rewrites
     nothing that is already right."""
-    if _read(s3, bucket, key) != body:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    write_if_changed(s3, bucket, key, body, content_type, denied_is_missing=DENIED_IS_MISSING)
 
 
 def _write_json(s3: Any, bucket: str, key: str, value: dict) -> None:
-    _put_if_changed(s3, bucket, key, json.dumps(value, sort_keys=True).encode(), "application/json")
+    write_json_if_changed(s3, bucket, key, value, denied_is_missing=DENIED_IS_MISSING, sort_keys=True)

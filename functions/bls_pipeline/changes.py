@@ -13,14 +13,14 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from botocore.exceptions import ClientError
-
+from . import run_files
 from .config import EVENT_DETAIL_TYPE, EVENT_SOURCE, Settings
 from .manifest import (RunFacts, RunOutcome, SurveyFacts, build_manifest, build_survey, change_log_entry,
                        change_log_key, changed, copy_outcomes, event_detail)
-from .mirror import PlanLocation, load_copy_items, load_json
 from .request_rate import RequestSlots, slot_key
-from .sync import RunPlan, SurveyFailure, copy_outputs, run_verdict
+from .run_files import PlanLocation, RunPlan
+from .s3_objects import write_json
+from .sync import SurveyFailure, copy_outputs, run_verdict
 
 _NAMES_SHOWN = 20
 
@@ -42,7 +42,7 @@ def record_changes(
     execution: {"name", "arn", "started_at"} of the Step Functions execution. Returns a small summary for the state
     output: where the manifest (and change-log entry) are, the totals, the first files that changed, and the
     verdict: failures (failed surveys and files; 0 when the run succeeded), failure_error and failure_cause."""
-    run = load_json(s3, plan.bucket, plan.surveys_key)
+    run = run_files.load_surveys(s3, plan)
     facts = RunFacts(
         execution=execution["name"], execution_arn=execution["arn"], bucket=settings.bucket,
         mirror_prefix=settings.mirror_prefix, source_url=settings.source_url, started_at=execution["started_at"],
@@ -65,10 +65,10 @@ def record_changes(
             continue
         location = PlanLocation(**entry["plan"])
         outcome = RunOutcome(
-            listed=list(load_json(s3, plan.bucket, location.listing_key)),
-            before=dict(load_json(s3, plan.bucket, location.before_key)) if location.before_key else {},
-            to_copy=load_copy_items(s3, plan.bucket, location.items_key),
-            planned_deletions=sorted(load_json(s3, plan.bucket, location.delete_key)) if location.delete_key else [],
+            listed=run_files.load_listed_names(s3, location),
+            before=run_files.load_mirror_before(s3, location),
+            to_copy=run_files.load_copy_items(s3, plan.bucket, location.items_key),
+            planned_deletions=sorted(run_files.load_planned_deletions(s3, location) or {}),
         )
         problem = None
         if not settings.dry_run:
@@ -76,21 +76,21 @@ def record_changes(
                 [o for o in outputs if isinstance(o, dict) and o.get("survey") == name],
                 [(f.name, f.error, f.message) for f in copy_failures if f.survey == name])
             # Absent when PruneMirror failed before this survey: then nothing of it was deleted.
-            pruned = _optional_json(s3, plan.bucket, location.pruned_key) if location.pruned_key else None
+            pruned = run_files.load_pruned(s3, location)
             outcome.deleted, outcome.spared = list((pruned or {}).get("deleted", [])), list((pruned or {}).get("spared", []))
             problem = (pruned or {}).get("failure")
             if problem:
                 survey_failures.append(SurveyFailure(name, problem["step"], problem["error"], problem["message"]))
         sections.append(build_survey(survey, outcome, settings.dry_run, failure=problem))
     manifest = build_manifest(facts, sections)
-    manifest_key = plan.folder + "manifest.json"
+    manifest_key = plan.manifest_key
     manifest_url = f"s3://{plan.bucket}/{manifest_key}"
     verdict = run_verdict(len(sections), survey_failures, copy_failures, manifest_url)
     if failure:
         manifest["failure"] = {"error": str(failure.get("Error")), "cause": _failure_message(failure.get("Cause"))}
     elif verdict:
         manifest["failure"] = {"error": verdict[0], "cause": verdict[1]}
-    _put_json(s3, plan.bucket, manifest_key, manifest)
+    write_json(s3, plan.bucket, manifest_key, manifest, indent=1)
     summary: dict[str, Any] = {
         "manifest": manifest_url,
         "dry_run": settings.dry_run,
@@ -105,20 +105,10 @@ def record_changes(
     }
     if changed(manifest):
         log_key = change_log_key(settings.changes_prefix, manifest)
-        _put_json(s3, settings.bucket, log_key, change_log_entry(manifest, summary["manifest"]))
+        write_json(s3, settings.bucket, log_key, change_log_entry(manifest, summary["manifest"]), indent=1)
         summary["change_log"] = f"s3://{settings.bucket}/{log_key}"
         summary["events"] = publish_changes(events, manifest, summary["manifest"], summary["change_log"])
     return summary
-
-
-def _optional_json(s3: Any, bucket: str, key: str) -> Any:
-    """A run file that may not exist (RecordChanges may not list the bucket: a missing key answers 403)."""
-    try:
-        return load_json(s3, bucket, key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied", "403"):
-            return None
-        raise
 
 
 def _failure_message(cause: Any) -> str:
@@ -163,7 +153,3 @@ def _put_events(events: Any, entries: list[dict]) -> None:
         raise ChangeEventError(f"EventBridge did not accept {answer.get('FailedEntryCount') or len(failed)} 'mirror "
                                f"changed' event(s): {first.get('ErrorCode')}: {first.get('ErrorMessage')} (the manifest "
                                "and change-log entry are written; retried)")
-
-
-def _put_json(s3: Any, bucket: str, key: str, value: Any) -> None:
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(value, indent=1).encode(), ContentType="application/json")

@@ -29,13 +29,11 @@ from . import s3_limits
 from .bls_listing import SourceFile
 from .config import Settings
 from .mirror import MirrorWriteError, object_metadata
+from .s3_objects import CHANGED_MEANWHILE, error_code
 from .source_http import SourceBody, SourceClient, TransientSourceError
 
 logger = logging.getLogger(__name__)
 
-# S3 answers these to a conditional write when the object changed since the run listed the mirror (412), another
-# conditional write to it is in flight (409), or the object the plan saw is gone (404 on If-Match).
-_CHANGED_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
 COPY_PART_SIZE = 512 * 1024**2  # parts of a multipart copy, for objects over what one CopyObject may copy
 
 
@@ -75,7 +73,7 @@ class TransferSettings:
 class CopyTarget:
     """What copy_file writes, and what was promised: the listed file (its URL, and the size and stamp the copy is
     checked against and records), the S3 object it becomes, and the S3 conditional-write parameters for publishing
-    it (mirror.write_condition: replace only the version the plan saw, or create only if still absent)."""
+    it (run_files.write_condition: replace only the version the plan saw, or create only if still absent)."""
 
     file: SourceFile
     bucket: str
@@ -445,7 +443,8 @@ def _write(target: _Destination, operation: str, call: Any) -> str | None:
         answer = call() or {}
         return str(answer.get("ETag") or answer.get("CopyObjectResult", {}).get("ETag") or "")
     except ClientError as exc:
-        if target.condition and exc.response.get("Error", {}).get("Code") in _CHANGED_MEANWHILE:
+        # CHANGED_MEANWHILE: the object changed since the run listed the mirror, or the version the plan saw is gone.
+        if target.condition and error_code(exc) in CHANGED_MEANWHILE:
             logger.warning(
                 "s3://%s/%s changed since this run listed the mirror (another execution wrote or deleted it); "
                 "left as it is, the next run reconciles it", target.bucket, target.key,

@@ -1,12 +1,11 @@
 """The S3 mirror: what it holds, what a run must change, and removing what the source dropped.
 
 Each mirrored object carries the listing stamp and size it was copied for in its user metadata; that metadata
-is the whole sync state (no database).
+is the whole sync state (no database). The run's own files (its plan, what it pruned) are run_files.py.
 """
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -16,6 +15,7 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError
 
 from .bls_listing import SourceFile
+from .s3_objects import CHANGED_MEANWHILE
 
 META_STAMP = "source-stamp"
 META_SIZE = "source-size"
@@ -24,9 +24,6 @@ META_URL = "source-url"
 
 _HEAD_THREADS = 16
 _DELETE_BATCH = 1000
-# DeleteObjects' per-key answers when the object is no longer the version the plan saw (S3 User Guide, "How to
-# perform conditional deletes"): another execution replaced or removed it meanwhile.
-_CHANGED_MEANWHILE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
 
 
 def object_metadata(file: SourceFile, size: int, sha256_hex: str) -> dict[str, str]:
@@ -141,130 +138,6 @@ def read_mirror(
     return mirrored, len(unknown)
 
 
-@dataclass(frozen=True)
-class PlanLocation:
-    bucket: str
-    items_key: str  # JSON array of copy items (SourceFile dicts plus the mirror's ETag): the Map's ItemReader reads it
-    listing_key: str  # JSON array of every listed name: prune keeps exactly these
-    delete_key: str | None = None  # JSON object name -> ETag of the objects to delete, as the plan saw them
-    results_prefix: str | None = None  # where the Map's ResultWriter puts the copy results (beyond 256 KiB of state)
-    mirrored_before: int | None = None  # objects in the mirror when the run listed it: the prune guard's base
-    refused_key: str | None = None  # JSON object listed name -> why it cannot be a mirror file name
-    before_key: str | None = None  # JSON object name -> size, sha256, stamp of every mirror object before the run
-    pruned_key: str | None = None  # where PruneMirror records what it deleted and spared (PruneResult)
-    # The mirror's sync index (sync_index.py) as the run read it: its ETag ("" when there was none; None: the plan
-    # has no mirror-state.json, e.g. a hand-written event), and whether it described every mirror object exactly.
-    index_etag: str | None = None
-    index_current: bool = False
-
-    def to_dict(self) -> dict:
-        found = {"bucket": self.bucket, "items_key": self.items_key, "listing_key": self.listing_key}
-        for name in ("delete_key", "results_prefix", "mirrored_before", "refused_key", "before_key", "pruned_key",
-                     "index_etag"):
-            if getattr(self, name) is not None:
-                found[name] = getattr(self, name)
-        if self.index_current:
-            found["index_current"] = True
-        return found
-
-    @property
-    def state_key(self) -> str | None:
-        """JSON object name -> sync index entry of every mirror object before the run (None: not recorded)."""
-        return None if self.index_etag is None else self.folder + "mirror-state.json"
-
-    @property
-    def folder(self) -> str:
-        """The run's folder, pipeline/runs/<execution>/: its manifest.json is written there too (changes.py)."""
-        return self.items_key.rsplit("/", 1)[0] + "/"
-
-
-def copy_item(file: SourceFile, mirror_etag: str | None) -> dict:
-    """One Map item: the file, and the ETag of the mirror object it replaces (None: there is none)."""
-    return {**file.to_dict(), "mirror_etag": mirror_etag}
-
-
-def write_condition(item: dict) -> dict[str, str]:
-    """S3 conditional-write parameters for a copy item: replace only the version the plan saw, or create only if
-    still absent. An item without the field (e.g. a hand-written event) is written unconditionally."""
-    if "mirror_etag" not in item:
-        return {}
-    return {"IfMatch": item["mirror_etag"]} if item["mirror_etag"] else {"IfNoneMatch": "*"}
-
-
-def store_plan(
-    s3: Any, bucket: str, runs_prefix: str, run_id: str, plan: SyncPlan, refused: dict[str, str] | None = None,
-    index: dict | None = None, folder: str = "",
-) -> PlanLocation:
-    """The run's plan under runs_prefix/run_id/[folder]: the Map's items, the listing, the planned deletions, the
-    listed names that cannot be mirrored (with why), and the mirror's state for the sync index. index: {"etag",
-    "current"} of the mirror's sync index as read."""
-    base = f"{runs_prefix}{run_id}/{folder}"
-    index = index or {}
-    location = PlanLocation(bucket, base + "copy-items.json", base + "listing.json", base + "delete.json",
-                            base + "copy-results", len(plan.etags), base + "refused-names.json",
-                            base + "mirror-before.json", base + "pruned.json",
-                            (index.get("etag") or "") if index else None, bool(index.get("current")))
-    _put_json(s3, bucket, location.refused_key, refused or {})
-    _put_json(s3, bucket, location.before_key, plan.before)
-    if location.state_key:
-        _put_json(s3, bucket, location.state_key, plan.state)
-    _put_json(s3, bucket, location.items_key, [copy_item(f, plan.etags.get(f.name)) for f in plan.to_copy])
-    _put_json(s3, bucket, location.listing_key, [f.name for f in plan.listing] + plan.kept)
-    _put_json(s3, bucket, location.delete_key, {name: plan.etags[name] for name in plan.to_delete})
-    return location
-
-
-def load_listed_names(s3: Any, bucket: str, key: str) -> set[str]:
-    return set(_get_json(s3, bucket, key))
-
-
-def load_planned_deletions(s3: Any, bucket: str, key: str) -> dict[str, str]:
-    return dict(_get_json(s3, bucket, key))
-
-
-def load_json(s3: Any, bucket: str, key: str) -> Any:
-    """One of the run's plan or outcome files."""
-    return _get_json(s3, bucket, key)
-
-
-def store_pruned(s3: Any, plan: PlanLocation, pruned: "PruneResult", failure: dict | None = None) -> None:
-    """PruneMirror's outcome, whole (the state output names at most a few files), for the run manifest; failure:
-    {"step", "error", "message"} when this survey's prune was refused (nothing of it was deleted)."""
-    if plan.pruned_key:
-        _put_json(s3, plan.bucket, plan.pruned_key,
-                  {"deleted": pruned.deleted, "spared": pruned.spared, **({"failure": failure} if failure else {})})
-
-
-def load_copy_items(s3: Any, bucket: str, key: str) -> list[SourceFile]:
-    return [SourceFile.from_dict(d) for d in _get_json(s3, bucket, key)]
-
-
-def load_map_results(s3: Any, bucket: str, manifest_key: str) -> list[dict]:
-    """The child execution records a Distributed Map's ResultWriter stored: the manifest names one JSON file per
-    status (SUCCEEDED, FAILED, PENDING), each an array of records with Status, Output (a JSON string) and, for a
-    failed child, Error and Cause ("ResultWriter (Map)", Step Functions Developer Guide)."""
-    manifest = _get_json(s3, bucket, manifest_key)
-    records: list[dict] = []
-    for files in manifest.get("ResultFiles", {}).values():
-        for file in files:
-            records.extend(_get_json(s3, manifest.get("DestinationBucket", bucket), file["Key"]))
-    return records
-
-
-def _get_json(s3: Any, bucket: str, key: str) -> Any:
-    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-
-
-def put_json(s3: Any, bucket: str, key: str, value: Any) -> None:
-    """One of the run's plan files, compact JSON."""
-    _put_json(s3, bucket, key, value)
-
-
-def _put_json(s3: Any, bucket: str, key: str, value: Any) -> None:
-    body = json.dumps(value, separators=(",", ":")).encode()
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
-
-
 class PruneGuardError(Exception):
     """A run would delete more of the mirror than it is allowed to."""
 
@@ -326,8 +199,10 @@ def prune_mirror(
                 "They stay in the mirror; check the function's permission to delete there, then rerun."
             ) from exc
         errors = response.get("Errors", [])
-        changed = {e["Key"][len(prefix):] for e in errors if e.get("Code") in _CHANGED_MEANWHILE}
-        refused = [e for e in errors if e.get("Code") not in _CHANGED_MEANWHILE]
+        # A key's answer in CHANGED_MEANWHILE: it is no longer the version the plan saw (another execution replaced
+        # or removed it meanwhile), so S3 spared it.
+        changed = {e["Key"][len(prefix):] for e in errors if e.get("Code") in CHANGED_MEANWHILE}
+        refused = [e for e in errors if e.get("Code") not in CHANGED_MEANWHILE]
         refused_keys = {e.get("Key") for e in refused}
         spared.extend(sorted(changed))
         deleted.extend(n for n in batch if n not in changed and prefix + n not in refused_keys)

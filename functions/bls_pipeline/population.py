@@ -138,9 +138,12 @@ def fetch_and_store(s3: Any, source: SourceClient, url: str, bucket: str, key: s
 
 
 def _stored_sha256(s3: Any, bucket: str, key: str) -> str | None:
+    from .s3_objects import is_missing  # botocore: not for the parsing half
+
     try:
         return s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256")
     except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        # The role lists the bucket (template.yaml, TellAMissingPopulationFileFromADeniedRead): a 403 is a denial.
+        if is_missing(exc, denied_is_missing=False):
             return None
         raise

@@ -26,7 +26,6 @@ run's count from there (changes.py).
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from typing import Any, Callable
@@ -34,14 +33,13 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
+from .s3_objects import DENIED, ChangedMeanwhile, error_code, read_json_object, replace_json
 from .source_http import Deadline, SourceBlocked, TransientSourceError
 
 SLOT_STRETCH = 1.2
 LATE_LIMIT = 0.02  # seconds a client may wake after its slot and still use it
 MAX_LEAD = 0.2  # the most a free slot is put ahead for the reservation's own write
 _RESERVE_ATTEMPTS = 50
-_LOST_RACE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
-_ABSENT = frozenset({"NoSuchKey", "404", "AccessDenied", "403"})  # 403: a role without s3:ListBucket
 RUNS_KEPT = 20  # runs whose request counts the rate object keeps (a few hundred bytes)
 
 
@@ -123,42 +121,37 @@ class RequestSlots:
             self._sleep(random.uniform(0.005, 0.05))
 
     def _read(self) -> tuple[dict, str | None]:
+        # No role may list the rate prefix: S3 answers a missing object with 403 (s3_objects).
+        stored = read_json_object(self.s3, self.bucket, self.key, denied_is_missing=True)
+        if stored is None:
+            return {}, None
         try:
-            answer = self.s3.get_object(Bucket=self.bucket, Key=self.key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _ABSENT:
-                return {}, None
-            raise
-        try:
-            state = json.loads(answer["Body"].read())
+            state = stored.value()
         except ValueError:
             state = {}  # unreadable: rewritten by the next reservation
-        return (state if isinstance(state, dict) else {}), answer["ETag"]
+        return (state if isinstance(state, dict) else {}), stored.etag
 
     def _write(self, state: dict, etag: str | None) -> str | None:
         """Replace the object if it is still the one read (`etag`, None: absent); the new ETag, or None if not."""
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
-            answer = self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(state).encode(),
-                                        ContentType="application/json", **condition)
-            return answer["ETag"]
+            return replace_json(self.s3, self.bucket, self.key, state, etag)
+        except ChangedMeanwhile as exc:  # the race to this slot was lost
+            if etag is None and error_code(exc) == "PreconditionFailed" and self._unreadable():
+                raise RateTokenError(
+                    f"s3://{self.bucket}/{self.key} exists but this function may not read it: its role needs "
+                    "s3:GetObject and s3:PutObject on the request-rate prefix"
+                ) from exc
+            return None
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in _LOST_RACE:
-                if etag is None and code == "PreconditionFailed" and self._unreadable():
-                    raise RateTokenError(
-                        f"s3://{self.bucket}/{self.key} exists but this function may not read it: its role needs "
-                        "s3:GetObject and s3:PutObject on the request-rate prefix"
-                    ) from exc
-                return None
-            raise RateTokenError(f"cannot reserve a request slot in s3://{self.bucket}/{self.key}: {code}: {exc}") from exc
+            raise RateTokenError(f"cannot reserve a request slot in s3://{self.bucket}/{self.key}: "
+                                 f"{error_code(exc)}: {exc}") from exc
 
     def _unreadable(self) -> bool:
         try:
             self.s3.get_object(Bucket=self.bucket, Key=self.key)
             return False
         except ClientError as exc:
-            return exc.response.get("Error", {}).get("Code") in ("AccessDenied", "403")
+            return error_code(exc) in DENIED
 
 
 def _counted(runs: Any, run_id: str) -> dict[str, int]:

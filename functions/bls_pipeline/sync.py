@@ -11,24 +11,9 @@ from typing import Any, Callable
 
 from .bls_listing import ListingError, SourceFile, name_problem, parse_directories, parse_listing, printable, require_files
 from .config import ConfigError, Settings, survey_name_ok
-from .mirror import (
-    MirrorWriteError,
-    PlanLocation,
-    PruneGuardError,
-    PruneResult,
-    copy_item,
-    load_copy_items,
-    load_listed_names,
-    load_map_results,
-    load_json,
-    load_planned_deletions,
-    plan_sync,
-    prune_mirror,
-    put_json,
-    read_mirror,
-    store_plan,
-    store_pruned,
-)
+from . import run_files
+from .mirror import MirrorWriteError, PruneGuardError, PruneResult, plan_sync, prune_mirror, read_mirror
+from .run_files import PlanLocation, RunPlan
 from .request_rate import RequestSlots, slot_key
 from .sync_index import index_key, read_index, write_index
 from .source_http import Deadline, SourceAddressError, SourceBlocked, SourceClient, SourceError, TransientSourceError
@@ -76,34 +61,6 @@ class ListingRetry:
         data = data or {}
         return cls(int(data.get("max_attempts", cls.max_attempts)), float(data.get("interval_seconds", cls.interval)),
                    float(data.get("max_delay_seconds", cls.max_delay)))
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """Where one execution's plan is: the Map's combined copy items (each names its survey), where its ResultWriter
-    puts the results, and surveys.json (each survey's listing outcome: its plan's location, or why it failed)."""
-
-    bucket: str
-    items_key: str
-    results_prefix: str
-    surveys_key: str
-
-    def to_dict(self) -> dict:
-        return {"bucket": self.bucket, "items_key": self.items_key, "results_prefix": self.results_prefix,
-                "surveys_key": self.surveys_key}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "RunPlan":
-        return cls(data["bucket"], data["items_key"], data["results_prefix"], data["surveys_key"])
-
-    @classmethod
-    def in_folder(cls, bucket: str, folder: str) -> "RunPlan":
-        return cls(bucket, folder + "copy-items.json", folder + "copy-results", folder + "surveys.json")
-
-    @property
-    def folder(self) -> str:
-        """pipeline/runs/<execution>/: the run manifest is written there too (changes.py)."""
-        return self.items_key.rsplit("/", 1)[0] + "/"
 
 
 def run_surveys(settings: Settings, source: SourceClient) -> list[str]:
@@ -155,7 +112,7 @@ def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str,
     listing failure of a run of one survey. Returns totals and the plan's location."""
     retry = retry or ListingRetry()
     names = run_surveys(settings, source)
-    folder = f"{settings.runs_prefix}{run_id}/"
+    folder = run_files.run_folder(settings.runs_prefix, run_id)
     entries: list[dict] = []
     items: list[dict] = []
     totals = {"mirror_heads": 0, "listed": 0, "to_copy": 0, "unchanged": 0, "to_delete": 0, "to_copy_bytes": 0,
@@ -185,14 +142,13 @@ def list_source(settings: Settings, s3: Any, source: SourceClient, run_id: str,
         for key in totals:
             totals[key] += summary[key]
         refused_shown += [f"{name}: {r}" for r in summary["refused_names"]][:_NAMES_SHOWN - len(refused_shown)]
-        items += [{**copy_item(f, plan.etags.get(f.name)), "survey": name} for f in plan.to_copy]
+        items += [{**run_files.copy_item(f, plan.etags.get(f.name)), "survey": name} for f in plan.to_copy]
     # Largest first over every survey: the Map starts items in this order, so the longest copy never starts last.
     items.sort(key=lambda item: item["size"], reverse=True)
     run_plan = RunPlan.in_folder(settings.bucket, folder)
-    put_json(s3, settings.bucket, run_plan.items_key, items)
-    put_json(s3, settings.bucket, run_plan.surveys_key,
-             {"source_url": settings.source_url, "mirror_root": settings.mirror_prefix, "surveys_requested":
-              settings.surveys, "surveys": entries})
+    run_files.store_run_plan(s3, run_plan, items,
+                             {"source_url": settings.source_url, "mirror_root": settings.mirror_prefix,
+                              "surveys_requested": settings.surveys, "surveys": entries})
     return {
         "surveys": len(names),
         "failed_surveys": sum(1 for e in entries if e["failure"]),
@@ -216,8 +172,8 @@ def plan_survey(settings: Settings, s3: Any, listed: list[SourceFile], run_id: s
     # A filtered-out file is neither copied nor deleted: a mirrored copy of it stays (as rclone's --exclude leaves it).
     plan = plan_sync(listing, mirrored, keep=set(filtered_out))
     current = index.etag is not None and headed == 0 and set(index.files) == set(mirrored)
-    location = store_plan(s3, settings.bucket, settings.runs_prefix, run_id, plan, refused,
-                          {"etag": index.etag, "current": current}, folder=f"{settings.survey}/")
+    location = run_files.store_plan(s3, settings.bucket, settings.runs_prefix, run_id, plan, refused,
+                                    {"etag": index.etag, "current": current}, folder=f"{settings.survey}/")
     summary = {
         "mirror_heads": headed,  # mirror objects read with a HEAD; the others came from the sync index
         "listed": len(plan.listing),
@@ -252,7 +208,7 @@ def copy_outputs(s3: Any, copy_results: Any) -> tuple[list[Any], list[CopyFailur
     {"failed", "error", "message"}; a child execution that failed outright is reported with its Error and Cause."""
     if isinstance(copy_results, dict) and "ResultWriterDetails" in copy_results:
         where = copy_results["ResultWriterDetails"]
-        records = load_map_results(s3, where["Bucket"], where["Key"])
+        records = run_files.load_map_results(s3, where["Bucket"], where["Key"])
         outputs: list[Any] = []
         failures: list[CopyFailure] = []
         for record in records:
@@ -288,7 +244,7 @@ def finish_run(settings: Settings, s3: Any, plan: RunPlan, copy_results: Any, ru
     A survey whose prune fails (the guard, S3 refusing a delete) is recorded in its pruned.json and the others go
     on. Returns the run's totals; names are <survey>/<file> (the key under the mirror root), the first few only."""
     outputs, failures = copy_outputs(s3, copy_results)
-    run = load_json(s3, plan.bucket, plan.surveys_key)
+    run = run_files.load_surveys(s3, plan)
     found = {"copied": 0, "copied_bytes": 0, "deleted": 0, "failed": len(failures), "indexes_written": 0}
     deleted_files: list[str] = []
     spared_files: list[str] = []
@@ -302,7 +258,8 @@ def finish_run(settings: Settings, s3: Any, plan: RunPlan, copy_results: Any, ru
         location = PlanLocation(**entry["plan"])
         mine = [o for o in outputs if isinstance(o, dict) and o.get("survey") == name]
         failed_names = {f.name for f in failures if f.survey == name}
-        copied = [f for f in load_copy_items(s3, plan.bucket, location.items_key) if f.name not in failed_names]
+        copied = [f for f in run_files.load_copy_items(s3, plan.bucket, location.items_key)
+                  if f.name not in failed_names]
         found["copied"] += len(copied)
         found["copied_bytes"] += sum(f.size for f in copied)
         if failed_names:
@@ -311,8 +268,8 @@ def finish_run(settings: Settings, s3: Any, plan: RunPlan, copy_results: Any, ru
             pruned, index_written = finish_survey(view, s3, location, mine, run_id)
         except (PruneGuardError, MirrorWriteError) as exc:
             logger.warning("survey %s not pruned: %s: %s", name, type(exc).__name__, exc)
-            store_pruned(s3, location, PruneResult([], []),
-                         failure={"step": "PruneMirror", "error": type(exc).__name__, "message": str(exc)})
+            run_files.store_pruned(s3, location, PruneResult([], []),
+                                   failure={"step": "PruneMirror", "error": type(exc).__name__, "message": str(exc)})
             failed_surveys += not failed_names
             continue
         found["deleted"] += len(pruned.deleted)
@@ -336,13 +293,13 @@ def finish_run(settings: Settings, s3: Any, plan: RunPlan, copy_results: Any, ru
 
 def finish_survey(settings: Settings, s3: Any, plan: PlanLocation, outputs: list[Any], run_id: str) -> tuple[Any, bool]:
     """One survey (settings: its view): prune, record what was pruned, rewrite the sync index."""
-    keep = load_listed_names(s3, plan.bucket, plan.listing_key)
-    planned = load_planned_deletions(s3, plan.bucket, plan.delete_key) if plan.delete_key else None
+    keep = set(run_files.load_listed_names(s3, plan))
+    planned = run_files.load_planned_deletions(s3, plan)
     pruned = prune_mirror(
         s3, settings.bucket, settings.mirror_prefix, keep, settings.max_prune_share, settings.force_prune, planned,
         plan.mirrored_before,
     )
-    store_pruned(s3, plan, pruned)
+    run_files.store_pruned(s3, plan, pruned)
     return pruned, update_index(settings, s3, plan, pruned, outputs, run_id)
 
 
@@ -353,8 +310,8 @@ def update_index(settings: Settings, s3: Any, plan: PlanLocation, pruned: Any, o
     nothing changed (the stored index is still exact), nor without a plan that read the index."""
     if plan.state_key is None:
         return False
-    items = {f.name: f for f in load_copy_items(s3, plan.bucket, plan.items_key)}
-    state: dict[str, dict] = load_json(s3, plan.bucket, plan.state_key)
+    items = {f.name: f for f in run_files.load_copy_items(s3, plan.bucket, plan.items_key)}
+    state = run_files.load_mirror_state(s3, plan)
     written = {o["name"]: o for o in outputs if isinstance(o, dict) and o.get("etag") and o.get("name") in items}
     files: dict[str, dict] = {}
     for name, obj in pruned.remaining.items():

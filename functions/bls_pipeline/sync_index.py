@@ -21,12 +21,11 @@ trusted for a key only while the key still has exactly that ETag, size and LastM
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from .s3_objects import ChangedMeanwhile, read_json_object, replace_json
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +47,14 @@ class StoredIndex:
 def read_index(s3: Any, bucket: str, key: str, mirror_prefix: str) -> StoredIndex:
     """The stored index, or an empty one (etag None) when there is none. An index that cannot be read as one (bad
     JSON, another version, another mirror's) is used as no index, but its ETag is kept so the next write replaces it."""
+    # ListSource may not list the bucket (least privilege), so S3 answers a missing index with 403 (S3 API
+    # Reference, GetObject, "Permissions"). Either way there is no index to use: every object is HEADed.
+    stored = read_json_object(s3, bucket, key, denied_is_missing=True)
+    if stored is None:
+        return StoredIndex({}, None)
+    etag = stored.etag
     try:
-        answer = s3.get_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        # ListSource may not list the bucket (least privilege), so S3 answers a missing index with 403 (S3 API
-        # Reference, GetObject, "Permissions"). Either way there is no index to use: every object is HEADed.
-        if code in ("NoSuchKey", "404", "AccessDenied", "403"):
-            if code in ("AccessDenied", "403"):
-                logger.info("no readable sync index at s3://%s/%s (403: missing, or not readable)", bucket, key)
-            return StoredIndex({}, None)
-        raise
-    etag = answer["ETag"]
-    try:
-        data = json.loads(answer["Body"].read())
+        data = stored.value()
         if data.get("index_version") != INDEX_VERSION or data.get("mirror") != mirror_prefix:
             raise ValueError(f"index of version {data.get('index_version')!r} for {data.get('mirror')!r}")
         files = {str(name): {f: entry[f] for f in _FIELDS} for name, entry in data["files"].items()}
@@ -80,14 +73,11 @@ def write_index(s3: Any, bucket: str, key: str, mirror_prefix: str, files: dict[
                 run_id: str) -> bool:
     """Write the index, conditional on the one the run read; False when another execution wrote one meanwhile (its
     index stays: each entry of any index is checked against the objects before it is used)."""
-    body = json.dumps({"index_version": INDEX_VERSION, "mirror": mirror_prefix, "written_by": run_id,
-                       "files": dict(sorted(files.items()))}, separators=(",", ":")).encode()
-    condition = {"IfMatch": previous_etag} if previous_etag else {"IfNoneMatch": "*"}
+    index = {"index_version": INDEX_VERSION, "mirror": mirror_prefix, "written_by": run_id,
+             "files": dict(sorted(files.items()))}
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
-            logger.warning("another execution wrote the sync index s3://%s/%s meanwhile; its index is kept", bucket, key)
-            return False
-        raise
+        replace_json(s3, bucket, key, index, previous_etag)
+    except ChangedMeanwhile:
+        logger.warning("another execution wrote the sync index s3://%s/%s meanwhile; its index is kept", bucket, key)
+        return False
     return True

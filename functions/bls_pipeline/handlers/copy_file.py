@@ -3,7 +3,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from .. import aws
 from ..bls_listing import SourceFile
 from ..copier import CopyTarget, TransferSettings, copy_file
-from ..mirror import write_condition
+from ..run_files import write_condition
 from ..sync import source_client
 from ._prologue import logger, run_settings, seconds_left
 

@@ -1,7 +1,8 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .. import aws
-from ..sync import RunPlan, finish_run
+from ..run_files import RunPlan
+from ..sync import finish_run
 from ._prologue import logger, run_settings
 
 

@@ -2,7 +2,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .. import aws
 from ..changes import record_changes
-from ..sync import RunPlan
+from ..run_files import RunPlan
 from ._prologue import logger, run_settings
 
 
