@@ -282,7 +282,7 @@ def _record_in_manifest(s3: Any, bucket: str, run_id: str, report: dict) -> None
     section["dropped"] += report["dropped"]
     section["warnings"].update(report["warnings"])
     section["failed"] += report["failed"]
-    write_json(s3, bucket, key, manifest)
+    write_json(s3, bucket, key, manifest, indent=1)  # as RecordChanges wrote it
 
 
 def mirrored_surveys(s3: Any, bucket: str, mirror_root: str) -> list[str]:
