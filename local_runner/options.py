@@ -4,7 +4,8 @@ environment variable the template gives the functions from that parameter, and t
 
 cli.py builds from OPTIONS its argparse options (flag, type, default, help), the template parameters of a run, the
 environment in which it checks the settings with the pipeline's own rules, and the flag names of the errors it
-prints. tests/test_options.py holds the table to the parser, template.yaml and config.ENVIRONMENT.
+prints. tests/conftest.py and the bench take the parameters of a run against a loopback source from
+loopback_parameters(). tests/test_options.py holds the table to the parser, template.yaml and config.ENVIRONMENT.
 """
 
 from __future__ import annotations
@@ -149,3 +150,30 @@ def function_environment(values: Mapping[str, Any], options: Iterable[Option] = 
 
 
 FLAG_OF_VARIABLE = {option.variable: option.flag for option in OPTIONS if option.variable}
+
+# A run against a loopback source (bls_loopback's server): its addresses allowed (the deployed default refuses
+# them), rates such a server does not mind, and retries short enough that a failing source costs a test seconds
+# (moto's Step Functions really sleeps the Retry delays).
+LOOPBACK = {
+    "AllowPrivateSourceAddresses": "true",
+    "SourceRequestsPerSecond": "1000",
+    "PopulationRequestsPerSecond": "1000",
+    "CopyConcurrency": "4",
+    "RetryIntervalSeconds": "1",
+    "RetryMaxAttempts": "3",
+    "RetryMaxDelaySeconds": "1",
+}
+
+
+def loopback_parameters(contact_email: str, tree_url: str, population_url: str, surveys: str | None = None,
+                        **overrides: Any) -> dict[str, str]:
+    """The template parameters of a run against a loopback source: the tree (SourceTreeUrl), the surveys (None:
+    the template's Default), the population API's URL, LOOPBACK, then the overrides (by template parameter)."""
+    return {
+        "ContactEmail": contact_email,
+        "SourceTreeUrl": tree_url,
+        **({"Surveys": surveys} if surveys else {}),
+        "PopulationUrl": population_url,
+        **LOOPBACK,
+        **{name: str(value) for name, value in overrides.items()},
+    }

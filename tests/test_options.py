@@ -14,7 +14,7 @@ import pytest
 from bls_pipeline import config
 from bls_pipeline.sync import ListingRetry
 from local_runner.cli import build_parser
-from local_runner.options import OPTIONS, SETTING, template_parameters
+from local_runner.options import LOOPBACK, OPTIONS, SETTING, loopback_parameters, template_parameters
 from local_runner.template_model import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,8 +114,19 @@ def test_the_deployed_retry_defaults_are_defined_once_and_everything_uses_them()
     assert rates and {float(r) for r in rates} == {config.RETRY_BACKOFF_RATE}
 
 
-def test_the_runners_defaults_are_parameters_the_template_accepts() -> None:
+def test_the_runners_defaults_and_a_loopback_run_are_parameters_the_template_accepts() -> None:
     runner = template_parameters(vars(build_parser().parse_args(["--contact-email", "ops@example.com"])))
-    bad = {name: value for name, value in runner.items() if not _accepted(name, value)}
-    assert not bad, f"refused by template.yaml's constraints: {bad}"
+    loopback = loopback_parameters("ops@example.com", "http://127.0.0.1:8000/pub/time.series/",
+                                   "http://127.0.0.1:8000/population", surveys="pr,cu")
+    for parameters in (runner, loopback):
+        bad = {name: value for name, value in parameters.items() if not _accepted(name, value)}
+        assert not bad, f"refused by template.yaml's constraints: {bad}"
     assert "PopulationUrl" not in runner, "without --population-url the template's Default applies"
+
+
+def test_a_loopback_run_allows_its_source_and_keeps_the_overrides() -> None:
+    parameters = loopback_parameters("a@b.org", "http://127.0.0.1:1/pub/time.series/", "http://127.0.0.1:1/p",
+                                     RetryMaxAttempts=1, Surveys="ce")
+    assert parameters["AllowPrivateSourceAddresses"] == "true"
+    assert (parameters["RetryMaxAttempts"], parameters["Surveys"]) == ("1", "ce")
+    assert set(LOOPBACK) <= set(parameters) and "Surveys" not in loopback_parameters("a@b.org", "http://x/", "http://y/")
