@@ -95,9 +95,11 @@ class Runner:
                 *(["--timings"] if self.has_timings else [])]
 
     def source_flags(self, survey_url: str) -> list[str]:
-        """A checkout with --surveys takes the tree and the survey; an older one the survey's directory."""
-        cli = (self.root / "local_runner" / "cli.py").read_text(encoding="utf-8")
-        if '"--surveys"' not in cli:
+        """A checkout with --surveys takes the tree and the survey; an older one the survey's directory. Its flags
+        are in local_runner/options.py, or in an older checkout's cli.py."""
+        flags = "".join(path.read_text(encoding="utf-8") for name in ("cli.py", "options.py")
+                        if (path := self.root / "local_runner" / name).is_file())
+        if '"--surveys"' not in flags:
             return ["--source-url", survey_url]
         tree, survey = survey_url.rstrip("/").rsplit("/", 1)
         return ["--source-url", tree + "/", "--surveys", survey]

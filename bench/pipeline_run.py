@@ -47,25 +47,18 @@ def run(settings: dict) -> dict:
     logging.getLogger("botocore").setLevel(logging.CRITICAL)
     os.environ.pop("AWS_CA_BUNDLE", None)
     from local_runner.engine import LocalEngine, payload_sizes
+    from local_runner.options import loopback_parameters
 
     from bench.source import tree_and_survey
 
     # source_url: one survey's directory (.../time.series/pr/: that survey) or the tree (then settings["surveys"]).
     tree, survey = tree_and_survey(settings["source_url"])
-    parameters = {
-        "ContactEmail": settings["contact_email"],
-        "SourceTreeUrl": tree,
-        "Surveys": settings.get("surveys") or survey or "pr",
-        "PopulationUrl": settings["population_url"],
-        "CopyConcurrency": str(settings["concurrency"]),
-        "SourceRequestsPerSecond": str(settings.get("requests_per_second", 1000.0)),
-        "PopulationRequestsPerSecond": str(settings.get("requests_per_second", 1000.0)),
-        "RangeStreams": str(settings.get("range_streams", 1)),
-        "AllowPrivateSourceAddresses": "true",  # the benchmark's loopback source
-        "RetryIntervalSeconds": "1",
-        "RetryMaxAttempts": "3",
-        "RetryMaxDelaySeconds": "2",
-    }
+    rate = str(settings.get("requests_per_second", 1000.0))
+    parameters = loopback_parameters(
+        settings["contact_email"], tree, settings["population_url"], surveys=settings.get("surveys") or survey or "pr",
+        CopyConcurrency=settings["concurrency"], SourceRequestsPerSecond=rate, PopulationRequestsPerSecond=rate,
+        RangeStreams=settings.get("range_streams", 1),
+    )
     setup_started = time.monotonic()
     with LocalEngine(parameters, bucket=settings["bucket"], extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"}) as engine:
         # The handlers create their S3 client on their first call, after this.

@@ -13,13 +13,12 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TextIO
 
 from .changes_report import show_changes
+from .options import DEFAULT_STATE_DIR  # noqa: F401  (local_runner/sql.py's --state-dir default)
+from .options import FLAG_OF_VARIABLE, OPTIONS, function_environment, shown, template_parameters
 from .startup import PhaseClock, paused_gc
-
-DEFAULT_STATE_DIR = ".local-state"
 
 
 def _settings_defaults() -> dict:
@@ -30,6 +29,7 @@ def _settings_defaults() -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags of local_runner/options.py's OPTIONS, in its order, with its defaults and help."""
     defaults = _settings_defaults()
     parser = argparse.ArgumentParser(
         prog="python -m local_runner",
@@ -39,74 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
             "The mirrored files are kept in --state-dir, so the next run is incremental."
         ),
     )
-    parser.add_argument(
-        "--contact-email",
-        default=os.environ.get("BLS_CONTACT_EMAIL"),
-        help="your e-mail, sent in the User-Agent; BLS refuses clients without one "
-        "(default: $BLS_CONTACT_EMAIL)",
-    )
-    parser.add_argument(
-        "--source-url", default=defaults["source_url"],
-        help=f"the BLS time.series tree; each survey is its directory SOURCE_URL<survey>/ (default: "
-        f"{defaults['source_url']})",
-    )
-    parser.add_argument(
-        "--surveys", default=defaults["surveys"], metavar="LIST",
-        help=f"the surveys to mirror, e.g. pr,cu,ce, or '*' for every directory the tree lists (default: "
-        f"{defaults['surveys']})",
-    )
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path(DEFAULT_STATE_DIR),
-        help=f"where the local bucket is kept between runs; each survey lands in STATE_DIR/s3/MIRROR_PREFIX<survey>/ "
-        f"(default: {DEFAULT_STATE_DIR})",
-    )
-    parser.add_argument(
-        "--population-url",
-        default=None,
-        help="DataUSA population API URL (default: the template's PopulationUrl, the tesseract "
-        "acs_yg_total_population_1 endpoint)",
-    )
-    parser.add_argument(
-        "--mirror-prefix", default=defaults["mirror_prefix"],
-        help=f"S3 prefix under which each survey is mirrored, in MIRROR_PREFIX<survey>/ (default: "
-        f"{defaults['mirror_prefix']})",
-    )
-    parser.add_argument("--concurrency", type=int, default=4, help="files copied at once, the Map's MaxConcurrency (default: 4)")
-    parser.add_argument(
-        "--source-requests-per-second", type=float, default=defaults["source_requests_per_second"], metavar="RATE",
-        help="requests per second to the source's host, for the whole run: every copy, range, retry and the "
-        f"listing (default: {defaults['source_requests_per_second']:g}; BLS blocks robots that request several "
-        "times per second)",
-    )
-    parser.add_argument(
-        "--population-requests-per-second", type=float, default=defaults["population_requests_per_second"],
-        metavar="RATE",
-        help=f"requests per second to the population API's host (default: {defaults['population_requests_per_second']:g})",
-    )
-    parser.add_argument("--retry-interval", type=int, default=1, help="first retry delay in seconds (default: 1)")
-    parser.add_argument("--retry-attempts", type=int, default=3, help="retries per transient failure (default: 3)")
-    parser.add_argument("--retry-max-delay", type=int, default=8, help="longest retry delay in seconds (default: 8)")
-    parser.add_argument(
-        "--function-timeout", type=float, default=None, metavar="SECONDS",
-        help="run every function with this timeout instead of its Timeout in template.yaml, e.g. to see quickly "
-        "what a slow source does (default: the template's)",
-    )
-    parser.add_argument(
-        "--allow-private-source", action="store_true",
-        help="let the functions ask loopback, link-local and private addresses, e.g. a test server on 127.0.0.1 "
-        "(refused by default, as in the deployed stack)",
-    )
-    parser.add_argument("--input", default="{}", help="execution input as JSON, e.g. per-run overrides (default: {})")
-    parser.add_argument("--dry-run", action="store_true",
-                        help='list and plan, print what would be copied and deleted; change nothing (input {"dry_run": true})')
-    parser.add_argument("--verbose", action="store_true", help="also print the handlers' structured logs")
-    parser.add_argument(
-        "--timings", action="store_true",
-        help='print where the time went to stderr, as one line: timings: {"imports": s, "engine_start": s, '
-        '"execution": s, "exit": s} (exit: saving the state directory, reports, stopping the engine)',
-    )
+    for option in OPTIONS:
+        if option.switch:
+            parser.add_argument(option.flag, action="store_true", help=option.help)
+            continue
+        default = os.environ.get(option.default_from) if option.default_from else option.runner_default(defaults)
+        extra = {"type": option.type} if option.type else {}
+        parser.add_argument(option.flag, default=default, metavar=option.metavar, **extra,
+                            help=option.help.replace("{default}", shown(default)))
     return parser
 
 
@@ -148,21 +88,7 @@ def _run(args: argparse.Namespace, execution_input: dict, out: TextIO) -> int:
         from .state_dir import StateDir
     clock.end("imports")
 
-    parameters = {
-        "ContactEmail": args.contact_email,
-        "SourceTreeUrl": args.source_url,
-        "Surveys": args.surveys,
-        "MirrorRoot": args.mirror_prefix,
-        "CopyConcurrency": str(args.concurrency),
-        "SourceRequestsPerSecond": str(args.source_requests_per_second),
-        "PopulationRequestsPerSecond": str(args.population_requests_per_second),
-        "AllowPrivateSourceAddresses": "true" if args.allow_private_source else "false",
-        "RetryIntervalSeconds": str(args.retry_interval),
-        "RetryMaxAttempts": str(args.retry_attempts),
-        "RetryMaxDelaySeconds": str(args.retry_max_delay),
-    }
-    if args.population_url:
-        parameters["PopulationUrl"] = args.population_url
+    parameters = template_parameters(vars(args))
     state = StateDir(args.state_dir)
     progress = Progress(out, retries=retried_errors(args.retry_attempts))
     extra_env = {} if args.verbose else {"POWERTOOLS_LOG_LEVEL": "ERROR"}
@@ -282,16 +208,7 @@ def _no_interrupts():
 
 def _settings_environment(args: argparse.Namespace) -> dict[str, str]:
     """The functions' environment for these flags, as the template gives it to them."""
-    return {
-        "MIRROR_BUCKET": "local",
-        "CONTACT_EMAIL": args.contact_email,
-        "SOURCE_TREE_URL": args.source_url,
-        "SURVEYS": args.surveys,
-        "MIRROR_ROOT": args.mirror_prefix,
-        "SOURCE_REQUESTS_PER_SECOND": str(args.source_requests_per_second),
-        "POPULATION_REQUESTS_PER_SECOND": str(args.population_requests_per_second),
-        **({"POPULATION_URL": args.population_url} if args.population_url else {}),
-    }
+    return {"MIRROR_BUCKET": "local", **function_environment(vars(args))}
 
 
 def _check_settings(args: argparse.Namespace) -> str | None:
@@ -309,17 +226,9 @@ def _check_settings(args: argparse.Namespace) -> str | None:
     return None
 
 
-FLAG_OF_SETTING = {
-    "CONTACT_EMAIL": "--contact-email", "SOURCE_TREE_URL": "--source-url", "MIRROR_ROOT": "--mirror-prefix",
-    "SURVEYS": "--surveys",
-    "SOURCE_REQUESTS_PER_SECOND": "--source-requests-per-second", "POPULATION_URL": "--population-url",
-    "POPULATION_REQUESTS_PER_SECOND": "--population-requests-per-second",
-}
-
-
 def _in_flag_terms(message: str) -> str:
     """The pipeline's message names its environment variable and template parameter; a runner user has a flag."""
-    return re.sub(r"set ([A-Z_]+) / the \w+ parameter", lambda m: f"pass {FLAG_OF_SETTING.get(m[1], m[1])}", message)
+    return re.sub(r"set ([A-Z_]+) / the \w+ parameter", lambda m: f"pass {FLAG_OF_VARIABLE.get(m[1], m[1])}", message)
 
 
 def _why_no_reports(args: argparse.Namespace, engine) -> str | None:

@@ -15,6 +15,7 @@ from bls_loopback.population import POPULATION_PATH, population_json  # noqa: E4
 from bls_loopback.server import BlsServer  # noqa: E402
 from local_runner.engine import LocalEngine  # noqa: E402
 from local_runner.mocked_aws import atomic_conditional_puts  # noqa: E402
+from local_runner.options import loopback_parameters  # noqa: E402
 
 CONTACT = "data-team@example.com"
 REAL_DATA = ROOT.parent / "shared" / "data" / "real"
@@ -43,24 +44,13 @@ def tree_url(server) -> str:
 
 
 def engine_parameters(source_url: str, **overrides: str) -> dict[str, str]:
-    """Template parameters for tests: retries short enough to keep the suite fast (moto really sleeps), and a
-    request rate that the loopback source does not mind (tests/test_politeness.py runs at BLS's). source_url: the
-    tree's URL, or one survey directory's (then that survey is the one mirrored, e.g. bls.url: pr)."""
+    """Template parameters for tests: a loopback run (local_runner/options.py's loopback_parameters: retries short
+    enough to keep the suite fast, as moto really sleeps, and a request rate that the loopback source does not
+    mind; tests/test_politeness.py runs at BLS's). source_url: the tree's URL, or one survey directory's (then that
+    survey is the one mirrored, e.g. bls.url: pr)."""
     tree, survey = tree_and_survey(source_url)
-    return {
-        "ContactEmail": CONTACT,
-        "SourceTreeUrl": tree,
-        **({"Surveys": survey} if survey else {}),
-        "SourceRequestsPerSecond": "1000",
-        "AllowPrivateSourceAddresses": "true",  # the loopback server; the deployed default refuses it
-        "PopulationRequestsPerSecond": "1000",
-        "CopyConcurrency": "4",
-        "RetryIntervalSeconds": "1",
-        "RetryMaxAttempts": "3",
-        "RetryMaxDelaySeconds": "1",
-        "PopulationUrl": source_url.split("/pub/", 1)[0] + POPULATION_PATH + "?cube=acs_yg_total_population_1",
-        **overrides,
-    }
+    population = source_url.split("/pub/", 1)[0] + POPULATION_PATH + "?cube=acs_yg_total_population_1"
+    return loopback_parameters(CONTACT, tree, population, surveys=survey, **overrides)
 
 
 @pytest.fixture

@@ -27,6 +27,14 @@ CATALOG_PREFIX = "catalog/"
 EVENT_SOURCE = "bls-mirror"
 EVENT_DETAIL_TYPE = "Mirror Changed"
 
+# The state machine's retry of transient errors as deployed: template.yaml's RetryIntervalSeconds, RetryMaxAttempts
+# and RetryMaxDelaySeconds Defaults (tests/test_options.py holds them equal to these), the BackoffRate of its Retry
+# fields, and what ListSource's retry of a listing falls back to when its event names none (sync.ListingRetry).
+RETRY_INTERVAL_SECONDS = 5
+RETRY_MAX_ATTEMPTS = 5
+RETRY_MAX_DELAY_SECONDS = 120
+RETRY_BACKOFF_RATE = 2.0
+
 MAX_RANGE_STREAMS = 8  # the source client keeps this many connections per host
 MAX_REQUESTS_PER_SECOND = 1000.0
 _EMAIL = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+\.[^@\s<>()]+$")

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from .bls_listing import ListingError, SourceFile, name_problem, parse_directories, parse_listing, printable, require_files
 from .config import ConfigError, Settings, survey_name_ok
+from .config import RETRY_BACKOFF_RATE, RETRY_INTERVAL_SECONDS, RETRY_MAX_ATTEMPTS, RETRY_MAX_DELAY_SECONDS
 from . import run_files
 from .mirror import MirrorWriteError, PruneGuardError, PruneResult, plan_sync, prune_mirror, read_mirror
 from .run_files import PlanLocation, RunPlan
@@ -49,12 +50,12 @@ class ListingRetry:
     """How ListSource retries a survey's listing that failed transiently (5xx, 429, a timeout): the state machine's
     retry settings (RetryMaxAttempts retries after the first attempt, exponential backoff from RetryIntervalSeconds
     with full jitter, at most RetryMaxDelaySeconds apart). Every attempt takes a request slot of the run's shared
-    rate, like any other request."""
+    rate, like any other request. Without settings from the event, the deployed ones (config.RETRY_*)."""
 
-    max_attempts: int = 3
-    interval: float = 1.0
-    max_delay: float = 8.0
-    backoff: float = 2.0
+    max_attempts: int = RETRY_MAX_ATTEMPTS
+    interval: float = float(RETRY_INTERVAL_SECONDS)
+    max_delay: float = float(RETRY_MAX_DELAY_SECONDS)
+    backoff: float = RETRY_BACKOFF_RATE
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "ListingRetry":
