@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,12 +82,18 @@ class Pipeline(Contender):
         self.population = population
 
     def prepare(self, bucket: str) -> None:
+        shutil.rmtree(self._glue_state(bucket), ignore_errors=True)  # a fresh bucket starts with no catalog
         # The population file is stored as the source serves it, so every run takes the Analytics state; with a
         # new file the run would hand the reports to the S3 -> SQS path, which the engine emulates only on moto.
         self.destination.direct.put_object(
             Bucket=bucket, Key=POPULATION_KEY, Body=POPULATION_ANSWER, ContentType="application/json",
             Metadata={"sha256": hashlib.sha256(POPULATION_ANSWER).hexdigest()},
         )
+
+    @staticmethod
+    def _glue_state(bucket: str) -> Path:
+        """Where the Glue tables of this bucket's runs are kept between their processes (bench/pipeline_run.py)."""
+        return Path(tempfile.gettempdir()) / f"bls-bench-glue-{bucket}"
 
     def sync(self, bucket: str) -> tuple[float, dict]:
         settings = {
@@ -95,6 +102,7 @@ class Pipeline(Contender):
             "concurrency": self.concurrency, "bucket": bucket, "s3_endpoint": self.destination.url,
             "recursion_limit": self.recursion_limit, "timeout": self.timeout,
             "requests_per_second": self.requests_per_second, "range_streams": self.range_streams,
+            "glue_state": str(self._glue_state(bucket)),
         }
         whole, done = self._run([sys.executable, "-m", "bench.pipeline_run", json.dumps(settings)])
         try:

@@ -47,6 +47,7 @@ def run(settings: dict) -> dict:
     logging.getLogger("botocore").setLevel(logging.CRITICAL)
     os.environ.pop("AWS_CA_BUNDLE", None)
     from local_runner.engine import LocalEngine, payload_sizes
+    from local_runner.state_dir import StateDir
     from local_runner.options import loopback_parameters
 
     from bench.source import tree_and_survey
@@ -59,8 +60,13 @@ def run(settings: dict) -> dict:
         CopyConcurrency=settings["concurrency"], SourceRequestsPerSecond=rate, PopulationRequestsPerSecond=rate,
         RangeStreams=settings.get("range_streams", 1),
     )
+    # Glue's tables outlive an execution in AWS, but moto's die with this process: kept in a file between the runs
+    # of one bucket, as the local runner keeps them in its state directory, so a no-op finds its catalog unchanged.
+    glue_state = StateDir(Path(settings["glue_state"])) if settings.get("glue_state") else None
     setup_started = time.monotonic()
     with LocalEngine(parameters, bucket=settings["bucket"], extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"}) as engine:
+        if glue_state is not None:
+            glue_state.load_catalog_into(engine.glue)
         # The handlers create their S3 client on their first call, after this.
         os.environ["AWS_ENDPOINT_URL_S3"] = settings["s3_endpoint"]
         setup_seconds = time.monotonic() - setup_started
@@ -72,6 +78,9 @@ def run(settings: dict) -> dict:
         result = engine.execute(timeout=settings.get("timeout", 3600))
         seconds = time.monotonic() - started
         history = engine.history(result.arn)
+        if glue_state is not None:
+            glue_state.root.mkdir(parents=True, exist_ok=True)
+            glue_state.save_catalog_from(engine.glue)
     return {
         "status": result.status,
         "error": result.error,
