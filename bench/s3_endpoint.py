@@ -79,6 +79,9 @@ class SeaweedFS:
             [weed_binary(), "server", f"-dir={self.directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
              f"-master.port={master}", f"-volume.port={volume}", "-filer", f"-filer.port={filer}",
              "-s3", f"-s3.port={s3}", "-master.volumeSizeLimitMB=1024",
+             # weed's S3 also listens on fixed ports for Iceberg (8181) and Lance (9101) catalogs: off, or a second
+             # server (a test's beside a bench's) dies at start on "address already in use"
+             "-s3.port.iceberg=0", "-s3.port.lance=0",
              "-volume.max=500",  # each bucket is a collection with volumes of its own; the default runs out at ~10
             ],
             stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent,
