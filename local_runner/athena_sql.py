@@ -1,13 +1,13 @@
 """Athena's queries run for real in the local engine: DuckDB over moto's Glue Data Catalog and moto's S3 objects.
 
 moto's Athena runs nothing: every StartQueryExecution "succeeds", so an invalid view DDL passes locally and fails on
-AWS, and no query has a result. LocalAthena.given_to_moto() patches moto's StartQueryExecution, GetQueryExecution and
-GetQueryResults (each patch guarded by the signature it replaces, as local_runner/mocked_aws.py does): a query runs in
-DuckDB when it starts (it has ended when StartQueryExecution answers); GetQueryExecution answers SUCCEEDED, or FAILED
-with the error's first line as StateChangeReason; GetQueryResults pages the rows as Athena does (the column names
-first, then at most 1,000 rows a page, NextToken); the result file is written to the workgroup's result location in
-moto's S3, <OutputLocation><QueryExecutionId>.csv (a DDL's .txt), as Athena does (Athena User Guide, "Find query
-output files in Amazon S3": DML results are CSV, DDL results plain text).
+AWS, and no query has a result. LocalAthena replaces moto's StartQueryExecution, GetQueryExecution and
+GetQueryResults (its moto_* methods; local_runner/moto_patches.py applies them, each guarded by the signature it
+replaces): a query runs in DuckDB when it starts (it has ended when StartQueryExecution answers); GetQueryExecution
+answers SUCCEEDED, or FAILED with the error's first line as StateChangeReason; GetQueryResults pages the rows as
+Athena does (the column names first, then at most 1,000 rows a page, NextToken); the result file is written to the
+workgroup's result location in moto's S3, <OutputLocation><QueryExecutionId>.csv (a DDL's .txt), as Athena does
+(Athena User Guide, "Find query output files in Amazon S3": DML results are CSV, DDL results plain text).
 
 Statements: SELECT (also WITH ... and VALUES ...), CREATE [OR REPLACE] VIEW and DROP VIEW [IF EXISTS]. Any other
 statement (INSERT, CREATE TABLE [AS], MSCK, ALTER, SHOW, ...) FAILS with a reason naming it: the engine models neither
@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import inspect
 import json
 import math
 import re
@@ -71,14 +70,12 @@ import shutil
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
-from unittest import mock
+from typing import Any, Callable
 
 from .lambda_emulation import ACCOUNT, REGION
 
@@ -914,22 +911,9 @@ class LocalAthena:
             return False
         return True
 
-    # -- moto ------------------------------------------------------------------------------------------------
-    @contextmanager
-    def given_to_moto(self) -> Iterator[None]:
-        """While open, moto's Athena runs queries here (see the module docstring)."""
-        from moto.athena.models import AthenaBackend
-        from moto.athena.responses import AthenaResponse
-
-        replaced = [AthenaResponse.start_query_execution, AthenaResponse.get_query_execution,
-                    AthenaResponse.get_query_results]
-        for found in replaced:
-            if list(inspect.signature(found).parameters) != ["self"]:
-                raise RuntimeError(f"moto's {found.__qualname__} changed its signature: update local_runner/athena_sql.py")
-        backend_start = list(inspect.signature(AthenaBackend.start_query_execution).parameters)
-        if backend_start != ["self", "query", "context", "config", "workgroup", "execution_parameters"]:
-            raise RuntimeError("moto's AthenaBackend.start_query_execution changed: update local_runner/athena_sql.py")
-        start, describe, _ = replaced
+    # -- moto: the replacements of AthenaResponse's methods (local_runner/moto_patches.py) ------------------------
+    def moto_start_query_execution(self, start: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """moto's StartQueryExecution (`start`: it records the query), then the query run here."""
         athena = self
 
         def start_query_execution(response: Any) -> Any:
@@ -954,6 +938,13 @@ class LocalAthena:
                            execution.execution_parameters, f"s3://{bucket}/{key}")
             return answer
 
+        return start_query_execution
+
+    def moto_get_query_execution(self, describe: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """moto's GetQueryExecution (`describe`), with the state, statement type, result location and error of the
+        query as it ran here."""
+        athena = self
+
         def get_query_execution(response: Any) -> Any:
             answer = describe(response)
             outcome = athena.outcomes.get(response._get_param("QueryExecutionId"))
@@ -972,6 +963,12 @@ class LocalAthena:
             execution["Status"] = status
             return json.dumps(described)
 
+        return get_query_execution
+
+    def moto_get_query_results(self, _moto_s_own: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """GetQueryResults answered from the query's rows here (moto's has none)."""
+        athena = self
+
         def get_query_results(response: Any) -> Any:
             query_id = response._get_param("QueryExecutionId")
             outcome = athena.outcomes.get(query_id)
@@ -989,13 +986,7 @@ class LocalAthena:
                 return response.error("Invalid NextToken", 400)
             return json.dumps(results_page(outcome, start_at, int(limit), query_id))
 
-        with mock.patch.object(AthenaResponse, "start_query_execution", start_query_execution), \
-                mock.patch.object(AthenaResponse, "get_query_execution", get_query_execution), \
-                mock.patch.object(AthenaResponse, "get_query_results", get_query_results):
-            try:
-                yield
-            finally:
-                self.close()
+        return get_query_results
 
 
 def results_page(outcome: QueryOutcome, start_at: int, limit: int, query_id: str) -> dict:

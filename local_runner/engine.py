@@ -4,8 +4,8 @@ moto's Glue catalog and S3 (local_runner/athena_sql.py: moto's own Athena runs n
 does not enforced on top: each function's IAM role on every S3, EventBridge, Glue and Athena call it makes
 (local_runner/s3_clients.py, local_runner/event_bus.py, which also records the events published,
 local_runner/service_clients.py), and Step Functions' limits and result files
-(local_runner/step_functions_rules.py). This is always on: the runner, every test and the bench
-run under it.
+(local_runner/step_functions_rules.py). Every change to moto's own code is a record of local_runner/moto_patches.py.
+This is always on: the runner, every test and the bench run under it.
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ from .cloudformation import rendered_roles
 from .event_bus import RoleCheckedEventBus
 from .executions import ExecutionEnds, ExecutionResult, history, payload_sizes
 from .lambda_emulation import ACCOUNT, REGION, Invocation, LambdaEmulator, LocalContext
-from .mocked_aws import (
-    PARSED_DEFINITIONS, atomic_conditional_puts, aws_environment, deep_map_workers, mocked_aws, models_loaded_once,
-)
+from .mocked_aws import PARSED_DEFINITIONS, aws_environment, deep_map_workers, mocked_aws
+from .moto_patches import EngineParts, applied
 from .s3_clients import RoleCheckedS3Clients
-from .service_clients import RoleCheckedServiceClients, named_query_updates
+from .service_clients import RoleCheckedServiceClients
 from .sqs_event_sources import QueueEventSources
 from .startup import paused_gc, thaw_gc
-from .step_functions_rules import MAX_EXECUTION_INPUT_BYTES, check_execution_name, check_state_names, patches
+from .step_functions_rules import MAX_EXECUTION_INPUT_BYTES, check_execution_name, check_state_names
 from .template_model import FunctionSpec, StackResolver, Template
 
 __all__ = ["LocalEngine", "ExecutionResult", "Invocation", "LocalContext", "payload_sizes"]
@@ -81,19 +80,15 @@ class LocalEngine:
             setup.enter_context(aws_environment({**self.resolver.handler_environment(), **self.extra_env}))
             setup.enter_context(deep_map_workers())
             setup.enter_context(mocked_aws())
-            setup.enter_context(models_loaded_once())
-            setup.enter_context(atomic_conditional_puts())
-            setup.enter_context(PARSED_DEFINITIONS.given_to_moto())
-            setup.enter_context(self.lambdas.patch_moto())
-            setup.enter_context(self.lambdas.one_invoking_client())
-            setup.enter_context(self._ends.patch_moto())
-            setup.enter_context(patches(self._state_machine_s3))
+            setup.enter_context(applied(EngineParts(
+                lambdas=self.lambdas, ends=self._ends, queries=self.queries, definitions=PARSED_DEFINITIONS,
+                state_machine_s3=self._state_machine_s3,
+            )))
             setup.enter_context(self.s3_clients.given_to_handlers())
             setup.enter_context(self.event_bus.given_to_handlers())
             setup.enter_context(self.glue_clients.given_to_handlers())
             setup.enter_context(self.athena_clients.given_to_handlers())
-            setup.enter_context(named_query_updates())
-            setup.enter_context(self.queries.given_to_moto())
+            setup.callback(self.queries.close)
             setup.callback(self.lambdas.join_overrunning)
 
             import boto3

@@ -3,18 +3,14 @@ payloads in it (Step Functions' limit is 256 KiB for each)."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
-from unittest import mock
+from typing import Any, Callable
 
 from .lambda_emulation import Invocation
 
-# moto's BaseExecutionWorkerCommunication.terminated, as ExecutionEnds wraps it; a moto that changes it must fail here.
-_TERMINATED_SIGNATURE = ["self"]
 _LOOK_AGAIN_SECONDS = 1.0  # a safety net, should an execution end by a path that does not report it
 
 
@@ -52,27 +48,18 @@ class ExecutionEnds:
     def __init__(self) -> None:
         self._ended = threading.Condition()
 
-    def patch_moto(self) -> Any:
-        """The context manager that makes moto's execution worker notify this object."""
-        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
-
-        original = BaseExecutionWorkerCommunication.terminated
-        found = list(inspect.signature(original).parameters)
-        if found != _TERMINATED_SIGNATURE:
-            raise RuntimeError(
-                f"moto's BaseExecutionWorkerCommunication.terminated takes {found}, not {_TERMINATED_SIGNATURE}: this "
-                "moto is not the one the local engine was written for; update local_runner/executions.py"
-            )
+    def notifying(self, terminated: Callable[[Any], None]) -> Callable[[Any], None]:
+        """moto's BaseExecutionWorkerCommunication.terminated (`terminated`), then a notice to this object's waiters."""
         ended = self._ended
 
-        def terminated(communication: Any) -> None:
+        def notified(communication: Any) -> None:
             try:
-                original(communication)
+                terminated(communication)
             finally:
                 with ended:
                     ended.notify_all()
 
-        return mock.patch.object(BaseExecutionWorkerCommunication, "terminated", terminated)
+        return notified
 
     def wait(self, sfn: Any, arn: str, timeout: float) -> dict:
         """DescribeExecution's answer once the execution is no longer RUNNING."""

@@ -1,17 +1,17 @@
 """Lambda as Step Functions sees it, in this process: moto's invoke routed to the real handler, under the function's
 timeout, with Lambda's error payloads.
 
-moto's Lambda backend without Docker does not run code; the one patch of `LambdaSimpleBackend.invoke` here imports the
-function's Handler and calls it. A handler exception becomes `x-amz-function-error: Unhandled` with
-`{"errorType": <class name>, ...}`, exactly what Step Functions' Retry and Catch match on in AWS. A handler still
-running at its Timeout is reported as Lambda reports it, errorType `Sandbox.Timedout`; unlike Lambda, the engine
-cannot freeze the handler's thread: it runs on in the background, and the engine waits for it when it closes.
+moto's Lambda backend without Docker does not run code; its `LambdaSimpleBackend.invoke` is replaced by
+`routed_invoke` (applied by local_runner/moto_patches.py), which imports the function's Handler and calls it. A
+handler exception becomes `x-amz-function-error: Unhandled` with `{"errorType": <class name>, ...}`, exactly what
+Step Functions' Retry and Catch match on in AWS. A handler still running at its Timeout is reported as Lambda reports
+it, errorType `Sandbox.Timedout`; unlike Lambda, the engine cannot freeze the handler's thread: it runs on in the
+background, and the engine waits for it when it closes.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import threading
 import time
@@ -19,16 +19,11 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from unittest import mock
 
 from .template_model import FunctionSpec
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-# moto's LambdaSimpleBackend.invoke, as this module replaces it; a moto that changes it must fail loudly here.
-_INVOKE_SIGNATURE = ["self", "function_name", "qualifier", "body", "headers", "response_headers"]
-_LAMBDA_EVAL_UTILS = "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils"
-_CLIENT_FOR_SIGNATURE = ["region", "service", "state_credentials"]  # moto's boto_client_for, as cached here
 
 _current = threading.local()
 
@@ -118,26 +113,19 @@ class LambdaEmulator:
             )["FunctionArn"]
         return arns, role
 
-    def patch_moto(self) -> Any:
-        """The context manager that routes moto's Lambda invokes here."""
-        from moto.awslambda_simple.models import LambdaSimpleBackend
-
-        found = list(inspect.signature(LambdaSimpleBackend.invoke).parameters)
-        if found != _INVOKE_SIGNATURE:
-            raise RuntimeError(
-                f"moto's LambdaSimpleBackend.invoke takes {found}, not {_INVOKE_SIGNATURE}: this moto is not the one "
-                "the local engine was written for (see requirements-dev.txt); update local_runner/lambda_emulation.py"
-            )
+    def routed_invoke(self, invoke: Callable) -> Callable:
+        """moto's LambdaSimpleBackend.invoke (`invoke`, which runs no code) replaced: the invoke runs the handler here."""
         emulator = self
 
-        def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict) -> bytes:
+        def routed(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict) -> bytes:
             return emulator.run(backend.get_function(function_name, qualifier).function_name, body, response_headers)
 
-        return mock.patch.object(LambdaSimpleBackend, "invoke", invoke)
+        return routed
 
     @staticmethod
-    def one_invoking_client() -> Any:
-        """The context manager that gives moto's Step Functions engine one Lambda client per region to invoke with.
+    def one_client_per_region(boto_client_for: Callable) -> Callable:
+        """moto's boto_client_for as its Step Functions Task states call it (lambda_eval_utils), keeping one Lambda
+        client per region to invoke with.
 
         moto creates a new boto3 Lambda client for every Task state it runs (lambda_eval_utils.boto_client_for:
         5 to 10 ms each, one per file copied). boto_client_for builds every client alike: moto's fixed test
@@ -146,10 +134,6 @@ class LambdaEmulator:
         unchanged: moto's Invoke, then the handler (run)."""
         from moto.stepfunctions.parser.asl.utils import boto_client
 
-        module = importlib.import_module(_LAMBDA_EVAL_UTILS)
-        original = module.boto_client_for
-        if original is not boto_client.boto_client_for or list(inspect.signature(original).parameters) != _CLIENT_FOR_SIGNATURE:
-            raise RuntimeError("moto's boto_client_for changed: update LambdaEmulator.one_invoking_client")
         clients: dict[tuple, Any] = {}
         lock = threading.Lock()
 
@@ -157,10 +141,10 @@ class LambdaEmulator:
             key = (region, service, boto_client.botocore_stubber.enabled)
             with lock:
                 if key not in clients:
-                    clients[key] = original(region=region, service=service, state_credentials=state_credentials)
+                    clients[key] = boto_client_for(region=region, service=service, state_credentials=state_credentials)
                 return clients[key]
 
-        return mock.patch.object(module, "boto_client_for", client_for)
+        return client_for
 
     @property
     def count(self) -> int:

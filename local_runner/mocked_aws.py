@@ -1,18 +1,18 @@
 """moto as the local engine starts it: the AWS environment its clients see, its configuration, stacks deep enough
-for moto's Map workers, without the import of EC2's backend that moto's Step Functions parser would pay for, and
-with the state machine definition parsed once (ParsedDefinitions).
+for moto's Map workers, and what replaces some of moto's own code to make the start and the runs faster: a Batch
+package whose __init__ runs on first use, one loader of botocore's models, and the state machine definition parsed
+once (ParsedDefinitions). Those replacements are applied, each with its guard, by local_runner/moto_patches.py.
 
 moto's Step Functions parser imports moto.batch.utils for its Batch task, and moto/batch/__init__.py imports Batch's
 backend, which imports EC2's (1 to 2 s, most of the engine's start). The pipeline runs no Batch task, so moto.batch
-is registered as its package with the __init__ not yet run: moto.batch.utils imports alone, and the first use of
-anything else in moto.batch (e.g. moto loading the Batch backend) runs the real __init__ then.
+is registered as its package with the __init__ not yet run (deferred_batch_package): moto.batch.utils imports alone,
+and the first use of anything else in moto.batch (e.g. moto loading the Batch backend) runs the real __init__ then.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import inspect
 import json
 import os
 import pickle
@@ -21,7 +21,7 @@ import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from unittest import mock
 
 from moto import mock_aws
@@ -31,8 +31,6 @@ from .lambda_emulation import REGION
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 MAP_RECURSION_LIMIT = 100_000  # about one frame per Map item a worker handles (see deep_map_workers)
 MAP_THREAD_STACK_BYTES = 256 * 1024 * 1024
-# moto/batch/__init__.py as written when the deferral below was; a moto that changes it must fail loudly here.
-_BATCH_INIT = "from .models import batch_backends  # noqa: F401\n"
 
 
 @contextmanager
@@ -46,73 +44,58 @@ def aws_environment(variables: dict[str, str]) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def atomic_conditional_puts() -> Iterator[None]:
-    """moto checks a PutObject's If-Match / If-None-Match and writes the object in two steps, so two threads can
-    both pass the check and both "win". S3 decides conditional writes on one object atomically: "if multiple
-    conditional writes occur for the same object name, the first write operation to finish succeeds" (S3 User
-    Guide, "How to prevent object overwrites with conditional writes"). The request-rate slots rely on that, so
-    conditional PutObjects are served one at a time here."""
-    from moto.s3.responses import S3Response
+def serialized_conditional_puts(put_object: Callable) -> Callable:
+    """moto's S3Response.put_object with conditional PutObjects served one at a time.
 
-    original = S3Response.put_object
-    if list(inspect.signature(original).parameters) != ["self"]:
-        raise RuntimeError("moto's S3Response.put_object changed its signature: update local_runner/mocked_aws.py")
+    moto checks a PutObject's If-Match / If-None-Match and writes the object in two steps, so two threads can both
+    pass the check and both "win". S3 decides conditional writes on one object atomically: "if multiple conditional
+    writes occur for the same object name, the first write operation to finish succeeds" (S3 User Guide, "How to
+    prevent object overwrites with conditional writes"). The request-rate slots rely on that."""
     lock = threading.RLock()
 
-    def put_object(response: Any) -> Any:
+    def serialized(response: Any) -> Any:
         if response.headers.get("If-Match") or response.headers.get("If-None-Match"):
             with lock:
-                return original(response)
-        return original(response)
+                return put_object(response)
+        return put_object(response)
 
-    with mock.patch.object(S3Response, "put_object", put_object):
-        yield
+    return serialized
 
 
-@contextmanager
-def models_loaded_once() -> Iterator[None]:
-    """botocore's service models (JSON files of up to a few MB) read once where moto read them up to three times.
+def one_loader(create_loader: Callable[[], Any]) -> Callable[[], Any]:
+    """moto's create_loader, making its loader once: botocore's service models (JSON files of up to a few MB) read
+    once where moto read them up to three times.
 
     moto reads each service's model (botocore's, with moto's extras) through a new botocore Loader
     (moto.core.utils.create_loader) per model, and a new Loader lists every service directory on disk again before
     it loads anything (Loader.list_available_services: some 400 directories, 20 to 30 ms, five times a run). One
     loader, made by moto's create_loader, serves them all while the engine runs: the same search paths, the same
-    extras, the same models (moto caches each model for the process anyway).
+    extras, the same models (moto caches each model for the process anyway)."""
+    loader = create_loader()
+    return lambda: loader
 
-    moto also asks a boto3 Session of its own which regions each service has, when it creates the service's backend
-    (AccountSpecificBackend.get_session), and that session loads the whole service model again for it. The engine's
-    clients come from boto3's default session, which has loaded those models already (the engine creates a client
-    before any backend exists), so moto asks that one: the same botocore data files, the same regions."""
+
+def default_session(own_session: Callable[[], Any]) -> Callable[[type], Any]:
+    """AccountSpecificBackend.get_session answering with boto3's default session.
+
+    moto asks a boto3 Session of its own which regions each service has, when it creates the service's backend, and
+    that session loads the whole service model again for it. The engine's clients come from boto3's default session,
+    which has loaded those models already (the engine creates a client before any backend exists), so moto asks
+    that one: the same botocore data files, the same regions."""
     import boto3
-    import moto.core.utils as moto_utils
-    from moto.core.base_backend import AccountSpecificBackend
-
-    loader = moto_utils.create_loader()
-    own_session = AccountSpecificBackend.get_session
 
     def session(cls: type) -> Any:
         return boto3.DEFAULT_SESSION or own_session()
 
-    with mock.patch.object(moto_utils, "create_loader", lambda: loader), \
-            mock.patch.object(AccountSpecificBackend, "get_session", classmethod(session)):
-        yield
+    return session
 
 
 def mocked_aws() -> Any:
-    _defer_batch_package_init()
     return mock_aws(config=MOTO_CONFIG)
 
 
-def _defer_batch_package_init() -> None:
-    if "moto.batch" in sys.modules:
-        return
-    spec = importlib.util.find_spec("moto.batch")
-    if spec is None or spec.origin is None or Path(spec.origin).read_text(encoding="utf-8") != _BATCH_INIT:
-        raise RuntimeError(
-            "moto/batch/__init__.py is not the one local_runner/mocked_aws.py defers (see requirements-dev.txt): "
-            "check that deferring it is still safe and update _BATCH_INIT"
-        )
+def deferred_batch_package(spec: Any) -> Any:
+    """The moto.batch package, its __init__ (spec's) run on the first use of one of its names."""
     package = importlib.util.module_from_spec(spec)
 
     def run_init_on_first_use(name: str) -> Any:
@@ -123,7 +106,7 @@ def _defer_batch_package_init() -> None:
         return getattr(package, name)
 
     package.__getattr__ = run_init_on_first_use  # type: ignore[attr-defined]
-    sys.modules["moto.batch"] = package
+    return package
 
 
 @contextmanager
@@ -211,17 +194,8 @@ class ParsedDefinitions:
         except OSError:
             pass  # no cache: the next process parses again
 
-    @contextmanager
-    def given_to_moto(self) -> Iterator[None]:
-        """While open, moto's state machine validation and its executions use the parsed programs."""
-        from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
-        from moto.stepfunctions.parser.models import StepFunctionsParserBackend
-
-        validate = StepFunctionsParserBackend._validate_definition
-        entrypoint = ExecutionWorker._get_evaluation_entrypoint
-        for found, expected in ((validate, ["definition"]), (entrypoint, ["self"])):
-            if list(inspect.signature(found).parameters) != expected:
-                raise RuntimeError(f"moto's {found.__qualname__} changed its signature: update local_runner/mocked_aws.py")
+    def validating(self, validate: Callable[[str], None]) -> Callable[[str], None]:
+        """moto's StepFunctionsParserBackend._validate_definition (`validate`), parsing each definition once here."""
         definitions = self
 
         def validate_once(definition: str) -> None:
@@ -231,13 +205,18 @@ class ParsedDefinitions:
                 validate(definition)  # moto's own InvalidDefinition for what its parser refuses
                 raise
 
+        return validate_once
+
+    def executing(self, entrypoint: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """moto's ExecutionWorker._get_evaluation_entrypoint (`entrypoint`), each execution's fresh program unpickled
+        from the one parse."""
+        definitions = self
+
         def fresh_program(worker: Any) -> Any:
             pickled = definitions.pickled_program(worker._evaluation_details.state_machine_details.definition)
             return entrypoint(worker) if pickled is None else pickle.loads(pickled)
 
-        with mock.patch.object(StepFunctionsParserBackend, "_validate_definition", staticmethod(validate_once)), \
-                mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", fresh_program):
-            yield
+        return fresh_program
 
 
 @lru_cache(maxsize=None)

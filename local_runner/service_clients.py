@@ -3,16 +3,14 @@ its role (local_runner/iam.py GLUE_RULES, ATHENA_RULES), and an Athena query is 
 with the caller's rights (ATHENA_CALLER_RIGHTS, query_caller_checks): the result location's rights (QUERY_RESULTS),
 for every query; the Glue objects the statement reads, through its views, and for a SELECT the S3 data of the tables
 it reads (TABLE_DATA_READS); the Glue changes of a DDL. The queries themselves run in local_runner/athena_sql.py.
-moto has no UpdateNamedQuery; the engine adds it (Athena API Reference, UpdateNamedQuery: name, description and query
-string of an existing named query).
+moto has no UpdateNamedQuery and no DeleteNamedQuery; the engine adds them (update_named_query, delete_named_query,
+added to moto's AthenaResponse by local_runner/moto_patches.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from contextlib import contextmanager
-from typing import Any, Iterator
-from unittest import mock
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -159,29 +157,21 @@ def _table_data_checks(table: Any) -> list[Check]:
             + [Check("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}") for bucket, key in files.manifests + files.data])
 
 
-@contextmanager
-def named_query_updates() -> Iterator[None]:
-    """moto's Athena with UpdateNamedQuery and DeleteNamedQuery (moto 5.2.5 has neither)."""
-    from moto.athena.responses import AthenaResponse
+def update_named_query(response: Any) -> str:
+    """AthenaResponse.update_named_query, which moto 5.2.5 lacks (Athena API Reference, UpdateNamedQuery: name,
+    description and query string of an existing named query)."""
+    query = response.athena_backend.named_queries.get(response._get_param("NamedQueryId"))
+    if query is None:
+        return response.error("NamedQuery does not exist", 400)
+    query.name = response._get_param("Name")
+    query.description = response._get_param("Description") or ""
+    query.query_string = response._get_param("QueryString")
+    return "{}"
 
-    def update_named_query(response: Any) -> str:
-        query = response.athena_backend.named_queries.get(response._get_param("NamedQueryId"))
-        if query is None:
-            return response.error("NamedQuery does not exist", 400)
-        query.name = response._get_param("Name")
-        query.description = response._get_param("Description") or ""
-        query.query_string = response._get_param("QueryString")
-        return "{}"
 
-    def delete_named_query(response: Any) -> str:
-        # Athena API Reference, DeleteNamedQuery: deletes the named query; an unknown id is InvalidRequestException.
-        if response.athena_backend.named_queries.pop(response._get_param("NamedQueryId"), None) is None:
-            return response.error("NamedQuery does not exist", 400)
-        return "{}"
-
-    for name in ("update_named_query", "delete_named_query"):
-        if hasattr(AthenaResponse, name):
-            raise RuntimeError(f"moto's AthenaResponse has {name} now: drop the local engine's (service_clients.py)")
-    with mock.patch.object(AthenaResponse, "update_named_query", update_named_query, create=True), \
-            mock.patch.object(AthenaResponse, "delete_named_query", delete_named_query, create=True):
-        yield
+def delete_named_query(response: Any) -> str:
+    """AthenaResponse.delete_named_query, which moto 5.2.5 lacks (Athena API Reference, DeleteNamedQuery: deletes the
+    named query; an unknown id is InvalidRequestException)."""
+    if response.athena_backend.named_queries.pop(response._get_param("NamedQueryId"), None) is None:
+        return response.error("NamedQuery does not exist", 400)
+    return "{}"

@@ -1,4 +1,5 @@
-"""Step Functions as AWS runs it, where moto's engine differs: each patch below names the AWS rule it enforces.
+"""Step Functions as AWS runs it, where moto's engine differs: each replacement below names the AWS rule it enforces
+(local_runner/moto_patches.py applies them to moto, each with its guard).
 
 moto already enforces the 256 KiB limit on every state's output (States.DataLimitExceeded) and AWS's execution
 name rules; this module adds:
@@ -17,18 +18,12 @@ name rules; this module adds:
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 from datetime import datetime, timezone
 from typing import Any, Callable
-from unittest import mock
 
 MAX_CAUSE_CHARACTERS = 32_768
 MAX_STATE_NAME_CHARACTERS = 80
 MAX_EXECUTION_INPUT_BYTES = 256 * 1024  # StartExecution input (Step Functions quotas: 256 KiB per payload)
-
-_RESULT_WRITER = "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3"
-_RESULT_WRITER_DECL = "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.result_writer_decl"
-_ITEM_READER = "moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3"
 
 
 # Step Functions API Reference, StartExecution "name": 1-80 characters, none of these, and no control characters.
@@ -54,43 +49,30 @@ def check_state_names(definition: dict, path: str = "") -> None:
             check_state_names(branch, f"{path}{name}/")
 
 
-def patches(wrap_state_machine_s3: Callable[[Any], Any]) -> ExitStack:
-    """Apply this module's rules to moto's engine for as long as the returned ExitStack is open.
+def checked_client_for(boto_client_for: Callable, wrap_state_machine_s3: Callable[[Any], Any]) -> Callable:
+    """moto's boto_client_for as the Distributed Map's ItemReader and ResultWriter call it, the S3 clients it makes
+    for the state machine authorized against the state machine's role.
 
     wrap_state_machine_s3: given a boto3 S3 client moto's engine created for the state machine, returns it with the
     state machine role's authorization installed."""
-    import importlib
 
-    from moto.stepfunctions.parser.asl.component.state.fail.cause_decl import Cause
+    def checked_client(*args: Any, **kwargs: Any) -> Any:
+        client = boto_client_for(*args, **kwargs)
+        return wrap_state_machine_s3(client) if client.meta.service_model.service_name == "s3" else client
 
-    result_writer = importlib.import_module(_RESULT_WRITER)
-    item_reader = importlib.import_module(_ITEM_READER)
-    stack = ExitStack()
-    for module in (result_writer, item_reader):
-        original = module.boto_client_for
-
-        def checked_client(*args: Any, _original: Callable = original, **kwargs: Any) -> Any:
-            client = _original(*args, **kwargs)
-            return wrap_state_machine_s3(client) if client.meta.service_model.service_name == "s3" else client
-
-        stack.enter_context(mock.patch.object(module, "boto_client_for", checked_client))
-    stack.enter_context(mock.patch.object(result_writer.ResourceEvalS3, "_handle_put_object", staticmethod(_write_results)))
-    writer_decl = importlib.import_module(_RESULT_WRITER_DECL)
-    stack.enter_context(mock.patch.object(writer_decl.ResultWriter, "_eval_body", _result_writer_reads_the_state_input))
-    stack.enter_context(mock.patch.object(Cause, "_eval_body", _cause_within_limit(Cause._eval_body)))
-    return stack
+    return checked_client
 
 
-def _result_writer_reads_the_state_input(self: Any, env: Any) -> None:
+def result_writer_reads_the_state_input(self: Any, env: Any) -> None:
     env.stack.append(env.states.get_input())
     self.parargs.eval(env=env)
     parameters = env.stack.pop()
     env.stack.pop()
-    env.stack.append(parameters)  # above the Map's results, as _write_results expects
+    env.stack.append(parameters)  # above the Map's results, as write_results expects
     self.resource_eval.eval_resource(env=env)
 
 
-def _write_results(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+def write_results(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
     """ResultWriter's s3:putObject as AWS performs it: one JSON file of child execution records per status, a
     manifest naming them, and the Map state's output pointing at the manifest. Every item of this engine's Map
     ends successfully (moto has no per-child failures to report), so all records are SUCCEEDED."""
@@ -133,7 +115,8 @@ def _write_results(env: Any, resource_runtime_part: Any, state_credentials: Any)
     env.stack.append({"MapRunArn": map_run_arn, "ResultWriterDetails": {"Bucket": parameters["Bucket"], "Key": base + "manifest.json"}})
 
 
-def _cause_within_limit(original: Callable) -> Callable:
+def cause_within_limit(original: Callable) -> Callable:
+    """moto's Cause._eval_body (`original`), refusing a Fail state's cause longer than MAX_CAUSE_CHARACTERS."""
     def eval_body(self: Any, env: Any) -> None:
         original(self, env)
         cause = env.stack[-1]

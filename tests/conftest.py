@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 from bls_loopback.population import POPULATION_PATH, population_json  # noqa: E402
 from bls_loopback.server import BlsServer  # noqa: E402
 from local_runner.engine import LocalEngine  # noqa: E402
-from local_runner.mocked_aws import atomic_conditional_puts  # noqa: E402
+from local_runner.moto_patches import atomic_conditional_puts  # noqa: E402
 from local_runner.options import loopback_parameters  # noqa: E402
 
 CONTACT = "data-team@example.com"
