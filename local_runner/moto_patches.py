@@ -166,23 +166,24 @@ PATCHES: tuple[MotoPatch, ...] = (
         f"{module}:boto_client_for", CORRECTNESS,
         f"the Distributed Map's {part} calls S3 with the state machine's role in AWS; moto's S3 client checks no "
         "role, so its calls are authorized against the role here",
-        lambda original, parts: step_functions_rules.checked_client_for(original, parts.state_machine_s3))
-        for module, part in ((_RESULT_WRITER, "ResultWriter"), (_ITEM_READER, "ItemReader"))),
+        lambda original, parts: step_functions_rules.checked_client_for(original, parts.state_machine_s3),
+        signature=_CLIENT_FOR) for module, part in ((_RESULT_WRITER, "ResultWriter"), (_ITEM_READER, "ItemReader"))),
     MotoPatch(
         f"{_RESULT_WRITER}:ResourceEvalS3._handle_put_object", CORRECTNESS,
         "ResultWriter writes manifest.json and SUCCEEDED_0.json under <Prefix>/<map run id>/ in AWS; moto writes "
         "an empty manifest only",
-        lambda original, _: step_functions_rules.write_results),
+        lambda original, _: step_functions_rules.write_results,
+        signature=("env", "resource_runtime_part", "state_credentials")),
     MotoPatch(
         f"{_STATE_MAP}.result_writer.result_writer_decl:ResultWriter._eval_body", CORRECTNESS,
         "ResultWriter's Parameters paths read the Map state's input in AWS; moto evaluates them on the Map's "
         "results",
-        lambda original, _: step_functions_rules.result_writer_reads_the_state_input),
+        lambda original, _: step_functions_rules.result_writer_reads_the_state_input, signature=("self", "env")),
     MotoPatch(
         f"{_SFN}.asl.component.state.fail.cause_decl:Cause._eval_body", CORRECTNESS,
         "Step Functions refuses a Fail state's cause over 32,768 characters (ExecutionFailedEventDetails.cause); "
         "moto accepts any length",
-        lambda original, _: step_functions_rules.cause_within_limit(original)),
+        lambda original, _: step_functions_rules.cause_within_limit(original), signature=("self", "env")),
     MotoPatch(
         "moto.athena.responses:AthenaResponse.update_named_query", CORRECTNESS,
         "moto 5.2.5 has no UpdateNamedQuery, which the catalog step calls (name, description and query string of "
