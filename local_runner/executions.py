@@ -49,7 +49,8 @@ class ExecutionEnds:
         self._ended = threading.Condition()
 
     def notifying(self, terminated: Callable[[Any], None]) -> Callable[[Any], None]:
-        """moto's BaseExecutionWorkerCommunication.terminated (`terminated`), then a notice to this object's waiters."""
+        """moto's BaseExecutionWorkerCommunication.terminated (`terminated`), then a notice to this object's waiters.
+        Without it (LOCAL_ENGINE_SPEED_PATCHES=off) wait() looks again every _LOOK_AGAIN_SECONDS."""
         ended = self._ended
 
         def notified(communication: Any) -> None:

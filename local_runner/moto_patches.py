@@ -9,6 +9,9 @@ patching, the guards and the records are here. applied() checks every guard, the
 differs from the one the engine was written for (requirements-dev.txt pins it) fails the engine's start, naming the
 record to update, before any attribute is patched.
 
+The switch: LOCAL_ENGINE_SPEED_PATCHES=off (read here only, in speed_patches_on, when an engine starts) applies the
+correctness records alone, to tell whether a difference comes from a speed patch; "on" (or unset) applies all.
+
 tests/test_moto_patches.py checks that no module of local_runner/ but this one patches moto, botocore or boto3.
 Tests may still patch moto themselves (monkeypatch, to inject a fault or count calls): test doubles, outside that scan.
 What local_runner/ changes besides, and is not a patch of moto, stays where it is:
@@ -26,6 +29,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -38,6 +42,7 @@ from .lambda_emulation import LambdaEmulator
 
 CORRECTNESS = "correctness"
 SPEED = "speed"
+SWITCH = "LOCAL_ENGINE_SPEED_PATCHES"
 
 # moto/batch/__init__.py as written when its deferral was; a moto that changes it must fail loudly.
 _BATCH_INIT = "from .models import batch_backends  # noqa: F401\n"
@@ -217,9 +222,19 @@ _active: list[str] = []  # the attribute targets applied() holds patched now
 _installed: dict[str, Any] = {}  # module target -> the module a module record put in sys.modules (for the process)
 
 
+def speed_patches_on() -> bool:
+    """Whether the SPEED records apply: LOCAL_ENGINE_SPEED_PATCHES unset or "on"; "off" applies CORRECTNESS alone."""
+    value = os.environ.get(SWITCH, "on").strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError(f"{SWITCH}={os.environ[SWITCH]!r}: expected on or off")
+    return value == "on"
+
+
 def chosen(targets: Iterable[str] | None = None) -> tuple[MotoPatch, ...]:
-    """The records applied() applies: all, or those of `targets`."""
-    return PATCHES if targets is None else tuple(_BY_TARGET[target] for target in targets)
+    """The records applied() applies: all, or those of `targets`; the SPEED ones only while speed_patches_on()."""
+    records = PATCHES if targets is None else tuple(_BY_TARGET[target] for target in targets)
+    speed = speed_patches_on()
+    return tuple(record for record in records if speed or record.need != SPEED)
 
 
 def owner_of(record: MotoPatch) -> tuple[Any, str]:

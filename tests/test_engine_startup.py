@@ -11,8 +11,13 @@ from botocore.exceptions import ClientError
 import local_runner.engine as engine_module
 from local_runner.engine import LocalEngine
 from local_runner.mocked_aws import ParsedDefinitions
+from local_runner.moto_patches import speed_patches_on
 from tests.conftest import engine_parameters
 from tests.test_state_machine import FILES, serve
+
+# What these tests check is what the speed records of local_runner/moto_patches.py do.
+needs_speed_patches = pytest.mark.skipif(
+    not speed_patches_on(), reason="LOCAL_ENGINE_SPEED_PATCHES=off: the speed patches this test checks are not applied")
 
 BAD_DEFINITIONS = [
     '{"StartAt": "A", "States": {"A": {"Type": "Bogus"}}}',
@@ -47,6 +52,7 @@ def run_once(bls) -> bool:
         return started.execute().succeeded
 
 
+@needs_speed_patches
 def test_the_definition_is_parsed_once_by_moto_and_every_execution_runs_a_fresh_program_of_it(bls, parses, tmp_path, monkeypatch):
     serve(bls)
     with new_engine(bls) as started:
@@ -77,6 +83,7 @@ def test_the_definition_is_parsed_once_by_moto_and_every_execution_runs_a_fresh_
     assert len(parses) == 1 and cached.read_bytes() == pickle.dumps(fresh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+@needs_speed_patches
 @pytest.mark.parametrize("definition", BAD_DEFINITIONS)
 def test_a_definition_moto_refuses_is_still_refused_with_moto_s_own_error_and_never_cached(definition, make_engine, parses, tmp_path):
     engine = make_engine("http://127.0.0.1:9/pub/time.series/pr/")
@@ -103,6 +110,7 @@ def test_what_the_start_froze_for_the_collector_is_given_back_when_the_engine_st
     assert gc.get_freeze_count() == 0
 
 
+@needs_speed_patches
 def test_moto_s_backends_learn_the_same_regions_and_its_invokes_share_one_client(bls, monkeypatch):
     import boto3
     from moto.core.base_backend import AccountSpecificBackend

@@ -11,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from local_runner.cli import main
+from local_runner.moto_patches import speed_patches_on
 from bls_loopback.population import POPULATION_PATH
 from bls_loopback.server import drip_then_stall
 from bls_loopback.population import population_json
@@ -348,6 +351,8 @@ def test_the_process_ends_with_main_s_status_after_its_output_and_prints_its_tim
     assert all(seconds >= 0 for seconds in timings.values())
 
 
+@pytest.mark.skipif(not speed_patches_on(),
+                    reason="LOCAL_ENGINE_SPEED_PATCHES=off: moto.batch is not deferred (a speed patch), so EC2 loads")
 def test_the_engine_starts_without_moto_s_ec2_backend_and_moto_batch_still_loads_when_used():
     script = (
         "import sys\n"
