@@ -211,12 +211,17 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # clients that hang up mid-answer are part of the fault tests
 
 
+# How often the serving loop looks whether shutdown() was asked for: socketserver's default, 0.5 s, is how long
+# every stop took (half a second of each test that starts a server).
+SHUTDOWN_POLL_SECONDS = 0.02
+
+
 def serve_on_loopback(handler: type[BaseHTTPRequestHandler], owner: object, port: int = 0) -> ThreadingHTTPServer:
     """Serve `handler` (its requests see `owner` as self.owner) on 127.0.0.1 (port 0: a free one), from a daemon
     thread."""
     httpd = _QuietServer(("127.0.0.1", port), type(handler.__name__, (handler,), {"owner": owner}))
     httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), daemon=True).start()
     return httpd
 
 
