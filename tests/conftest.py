@@ -17,6 +17,8 @@ from local_runner.engine import LocalEngine  # noqa: E402
 from local_runner.moto_patches import atomic_conditional_puts  # noqa: E402
 from local_runner.options import loopback_parameters  # noqa: E402
 
+pytest_plugins = ["tests.tiers"]  # every test in one tier: unit, engine or tools
+
 CONTACT = "data-team@example.com"
 REAL_DATA = ROOT.parent / "shared" / "data" / "real"
 

@@ -24,6 +24,8 @@ from local_runner import sql as sql_command  # noqa: E402
 from local_runner.cli import main as run_main  # noqa: E402
 from tests.conftest import REAL_DATA  # noqa: E402
 
+pytestmark = pytest.mark.engine  # its one test mirrors through `python -m local_runner`'s main()
+
 REAL_PR = REAL_DATA / "bls_pr_2026-08-06"
 
 

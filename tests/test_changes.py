@@ -299,6 +299,7 @@ def test_a_put_events_entry_over_the_size_limit_is_refused(bls, make_engine):
     assert engine.events == []
 
 
+@pytest.mark.engine  # the runner's main() starts the engine
 def test_the_runner_s_dry_run_prints_what_would_change_and_changes_nothing_on_disk(bls, tmp_path, capsys):
     from local_runner.cli import main
     from bls_loopback.population import POPULATION_PATH

@@ -19,6 +19,8 @@ from tests.test_state_machine import FILES, serve
 needs_speed_patches = pytest.mark.skipif(
     not speed_patches_on(), reason="LOCAL_ENGINE_SPEED_PATCHES=off: the speed patches this test checks are not applied")
 
+pytestmark = pytest.mark.engine  # every test here starts engines, some through helpers
+
 BAD_DEFINITIONS = [
     '{"StartAt": "A", "States": {"A": {"Type": "Bogus"}}}',
     '{"StartAt": "A"',

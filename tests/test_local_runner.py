@@ -21,6 +21,10 @@ from bls_loopback.population import population_json
 from bls_loopback.server import BlsTree
 from tests.conftest import ROOT, tree_url
 
+# The runner as a user runs it: its main() or its process starts the engine (the few tests that are refused before
+# it starts are engine too).
+pytestmark = pytest.mark.engine
+
 FILES = {
     "pr.class": b"class\r\n" * 3,
     "pr.data.0.Current": b"series_id\tyear\tperiod\tvalue\tfootnote_codes\r\n"

@@ -486,6 +486,7 @@ def test_a_file_that_cannot_be_read_is_named_and_every_other_table_is_opened(tmp
     assert code == 1 and "datausa_population does not exist" in err.splitlines()[-1]
 
 
+@pytest.mark.engine  # the runner's main() starts the engine
 def test_on_a_real_local_runs_state_directory_the_sql_equals_the_reports_the_lambda_stored(bls, tmp_path: Path) -> None:
     """The whole way: the local runner mirrors the generated sample through the state machine, the Analytics Lambda
     writes reports/latest/, and the SQL on the state directory it leaves gives the same numbers as those files."""

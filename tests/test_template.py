@@ -59,6 +59,7 @@ def _run(args: list[str], **env: str) -> subprocess.CompletedProcess:
 # --- the template itself --------------------------------------------------------------------------------------
 
 
+@pytest.mark.tools
 def test_cfn_lint_passes_including_its_informational_checks() -> None:
     result = _run(["cfn-lint", "--include-checks", "I", "--", "template.yaml"])
     assert result.returncode == 0, f"cfn-lint template.yaml failed:\n{result.stdout}\n{result.stderr}"
@@ -72,6 +73,7 @@ def _checkov() -> Path:
     return tool
 
 
+@pytest.mark.tools
 def test_checkov_fails_no_check_and_every_skipped_check_says_why() -> None:
     result = subprocess.run(
         [str(_checkov()), "--file", "template.yaml", "--framework", "cloudformation", "--skip-download",
@@ -90,6 +92,7 @@ def test_checkov_fails_no_check_and_every_skipped_check_says_why() -> None:
     assert not unexplained, f"skipped without a reason in template.yaml: {unexplained}"
 
 
+@pytest.mark.tools
 def test_sam_validate_lint_passes() -> None:
     result = _run(
         ["sam", "validate", "--lint", "--template-file", "template.yaml"],
