@@ -9,7 +9,7 @@ ARGS ?=
 STACK ?=
 DATABASE ?=
 
-.PHONY: install test run serve notebook sql lint build deploy deployer-policies integration bench clean
+.PHONY: install test test-fast test-engine test-tools run serve notebook sql lint build deploy deployer-policies integration bench clean
 
 # Layers in one virtualenv: `make run` installs only what running needs, `make notebook` adds Jupyter's kernel and
 # matplotlib, `make sql` adds DuckDB, `make test` adds all of those and the test and check tools.
@@ -40,6 +40,16 @@ install: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 
 test: install  ## the full offline test suite (includes cfn-lint, checkov, sam validate --lint and ASL checks)
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q tests
+
+# The suite's three tiers (tests/tiers.py gives each test one); `make test` runs all of them.
+test-fast: $(VENV)/.installed  ## the unit tier: no engine, no checkers; under a minute
+	$(PY) -m pytest -q -m unit tests
+
+test-engine: $(VENV)/.installed  ## the engine tier: the real state machine in the local engine, against the loopback source
+	$(PY) -m pytest -q -m engine tests
+
+test-tools: install  ## the tools tier: cfn-lint, checkov and sam validate --lint on the template
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q -m tools tests
 
 run: $(VENV)/.run-installed  ## mirror BLS through the real state machine locally: make run ARGS="--contact-email you@example.com"
 	$(PY) -m local_runner $(ARGS)
