@@ -44,58 +44,82 @@ def weed_binary() -> str:
     return on_path
 
 
-def _free_port_pair() -> int:
-    """A port p such that p and p + 10000 (SeaweedFS's gRPC port) are both free on 127.0.0.1."""
-    for _ in range(200):
-        with socket.socket() as probe:
+# `weed server` listens on every one of these; each gets a port the OS gave (SeaweedFS's defaults are fixed ports
+# such as 9333, 8333 and 8181, and its gRPC ports default to port + 10000, which nothing reserved).
+LISTENERS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
+             "s3.port", "s3.port.grpc")
+# Listeners weed's S3 opens on fixed ports unless told otherwise, its Iceberg (8181) and Lance (9101) catalogs: not
+# used by the bench, turned off (on, a second server, a test's beside a bench's, died at start on "address already in
+# use").
+TURNED_OFF = ("s3.port.iceberg", "s3.port.lance")
+START_ATTEMPTS = 5  # a port the OS gave can be taken by another process before weed binds it: then new ports
+_CLASH = b"address already in use"  # how weed's log says that a listener lost its port
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports that are free on 127.0.0.1 now (each held open until all are chosen)."""
+    held = []
+    try:
+        for _ in range(count):
+            probe = socket.socket()
             probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port >= 55000:
-            continue
-        with socket.socket() as grpc:
-            try:
-                grpc.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair on 127.0.0.1")
+            held.append(probe)
+        return [probe.getsockname()[1] for probe in held]
+    finally:
+        for probe in held:
+            probe.close()
+
+
+class PortClash(RuntimeError):
+    """SeaweedFS could not listen on a port chosen for it: another process took it meanwhile."""
 
 
 class SeaweedFS:
-    """`weed server` (master, volume, filer, S3) on 127.0.0.1 with its data in `directory`; stopped with SIGKILL."""
+    """`weed server` (master, volume, filer, S3) on 127.0.0.1 with its data in `directory`; stopped with SIGKILL.
+    Every listener takes a free port; a start that lost one of them to another process is tried again on others."""
 
     def __init__(self, directory: Path, start_timeout: float = 60.0):
         self.directory = directory
         self.start_timeout = start_timeout
         self.process: subprocess.Popen | None = None
         self.url = ""
+        self.ports: dict[str, int] = {}
+        self._log = None
 
     def start(self) -> "SeaweedFS":
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start_once()
+                return self
+            except PortClash:
+                if attempt == START_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)  # a fresh store: no buckets from an earlier run
         self.directory.mkdir(parents=True)
-        master, volume, filer, s3 = (_free_port_pair() for _ in range(4))
-        log = open(self.directory / "weed.log", "wb")  # noqa: SIM115 - kept open for the server's life
+        self.ports = dict(zip(LISTENERS, free_ports(len(LISTENERS))))
+        self._log = log = open(self.directory / "weed.log", "wb")  # noqa: SIM115 - closed by stop()
         self.process = subprocess.Popen(
-            [weed_binary(), "server", f"-dir={self.directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             f"-master.port={master}", f"-volume.port={volume}", "-filer", f"-filer.port={filer}",
-             "-s3", f"-s3.port={s3}", "-master.volumeSizeLimitMB=1024",
-             # weed's S3 also listens on fixed ports for Iceberg (8181) and Lance (9101) catalogs: off, or a second
-             # server (a test's beside a bench's) dies at start on "address already in use"
-             "-s3.port.iceberg=0", "-s3.port.lance=0",
+            [weed_binary(), "server", f"-dir={self.directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-filer", "-s3",
+             *(f"-{name}={port}" for name, port in self.ports.items()), *(f"-{name}=0" for name in TURNED_OFF),
+             "-master.volumeSizeLimitMB=1024",
              "-volume.max=500",  # each bucket is a collection with volumes of its own; the default runs out at ~10
             ],
             stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent,
         )
-        self.url = f"http://127.0.0.1:{s3}"
+        self.url = f"http://127.0.0.1:{self.ports['s3.port']}"
         self._wait_until_ready()
-        return self
 
     def _wait_until_ready(self) -> None:
-        client = s3_client(self.url, retries=0)
+        client = s3_client(self.url, retries=0, timeout=5)  # a port another server holds may never answer
         deadline = time.monotonic() + self.start_timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"SeaweedFS exited at start; see {self.directory / 'weed.log'}")
+                self._failed_to_start("exited at start")
+            if _CLASH in self._log_text():
+                self._failed_to_start("could not listen")
             try:
                 try:
                     client.create_bucket(Bucket="bench-ready")
@@ -105,22 +129,37 @@ class SeaweedFS:
                 return
             except Exception:  # noqa: BLE001 - not up yet
                 if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"SeaweedFS not ready after {self.start_timeout} s; see {self.directory / 'weed.log'}")
+                    self._failed_to_start(f"not ready after {self.start_timeout} s")
                 time.sleep(0.5)
+
+    def _log_text(self) -> bytes:
+        log = self.directory / "weed.log"
+        return log.read_bytes().lower() if log.exists() else b""
+
+    def _failed_to_start(self, how: str) -> None:
+        self.stop()
+        log = self.directory / "weed.log"
+        if _CLASH in self._log_text():
+            raise PortClash(f"SeaweedFS {how}: one of its ports {self.ports} was taken meanwhile; see {log}")
+        raise RuntimeError(f"SeaweedFS {how}; see {log}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=30)
         self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
 
-def s3_client(endpoint: str, retries: int = 3):
+def s3_client(endpoint: str, retries: int = 3, timeout: float | None = None):
+    """timeout: the connect and read timeout in seconds (None: botocore's, 60 s)."""
+    timeouts = {} if timeout is None else {"connect_timeout": timeout, "read_timeout": timeout}
     return boto3.client(
         "s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
         config=Config(retries={"mode": "standard", "max_attempts": retries + 1}, s3={"addressing_style": "path"},
-                      max_pool_connections=32),
+                      max_pool_connections=32, **timeouts),
     )
 
 

@@ -58,6 +58,7 @@ def test_the_tree_streams_generated_bodies_and_counts_each_kind_of_request():
         population.stop()
 
 
+@pytest.mark.engine  # the bench runs the pipeline in child processes (python -m bench.pipeline_run)
 @pytest.mark.skipif(_found("weed") is None, reason="SeaweedFS (bench/requirements.txt) is not installed")
 def test_the_harness_reports_the_counts_of_a_tiny_tree(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{BENCH_BIN}:{Path(_found('weed')).parent}:{os.environ['PATH']}")
@@ -227,3 +228,71 @@ def test_a_pipeline_execution_that_did_not_succeed_raises_with_its_cause(monkeyp
         1.0, subprocess.CompletedProcess(command, 0, "", "Traceback: boom")))
     with pytest.raises(ContenderFailed, match="printed no execution result.*boom"):
         pipeline.sync("bucket")
+
+
+# -- the bench's S3 server takes free ports only ----------------------------------------------------------------------
+
+def _listening_ports(pid: int) -> set[int]:
+    """The TCP ports process `pid` listens on (Linux's /proc)."""
+    sockets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            sockets.add(target[len("socket:["):-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in sockets:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+@pytest.mark.skipif(_found("weed") is None, reason="SeaweedFS (bench/requirements.txt) is not installed")
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the listening sockets from Linux's /proc")
+def test_seaweedfs_listens_only_on_free_ports_it_chose_and_starts_again_on_others_when_one_was_taken(tmp_path, monkeypatch):
+    import socket
+
+    import bench.s3_endpoint as s3_endpoint
+
+    monkeypatch.setenv("PATH", f"{Path(_found('weed')).parent}:{os.environ['PATH']}")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()  # another process's server, on the port the first start is given for its master
+    chosen, free_ports = [], s3_endpoint.free_ports
+
+    def first_one_taken(count: int) -> list[int]:
+        ports = free_ports(count)
+        if not chosen:
+            ports[0] = taken.getsockname()[1]
+        chosen.append(ports)
+        return ports
+
+    monkeypatch.setattr(s3_endpoint, "free_ports", first_one_taken)
+    server = s3_endpoint.SeaweedFS(tmp_path / "seaweedfs")
+    try:
+        server.start()
+        assert len(chosen) == 2 and taken.getsockname()[1] not in server.ports.values()
+        assert set(server.ports) == set(s3_endpoint.LISTENERS) and len(set(server.ports.values())) == len(server.ports)
+        assert _listening_ports(server.process.pid) == set(server.ports.values())  # no default port (8333, 8181, ...)
+    finally:
+        server.stop()
+        taken.close()
+
+
+def test_a_seaweedfs_start_that_keeps_losing_a_port_gives_up_after_its_attempts(monkeypatch, tmp_path):
+    import bench.s3_endpoint as s3_endpoint
+
+    tries = []
+
+    def clash(self) -> None:
+        tries.append(1)
+        raise s3_endpoint.PortClash("taken")
+
+    monkeypatch.setattr(s3_endpoint.SeaweedFS, "_start_once", clash)
+    with pytest.raises(s3_endpoint.PortClash):
+        s3_endpoint.SeaweedFS(tmp_path / "seaweedfs").start()
+    assert len(tries) == s3_endpoint.START_ATTEMPTS

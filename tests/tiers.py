@@ -13,7 +13,8 @@ A test's tier is the first of these that applies:
 3. unit.
 
 The rules are checked while the tests run, not trusted: a unit test that enters a LocalEngine, or starts
-`python -m local_runner` or one of the checkers in a child process, fails and names the marker it needs. At the end
+`python -m local_runner` (or the bench's pipeline run) or one of the checkers in a child process, fails and names
+the marker it needs. At the end
 of a run, one line gives the number of tests and the seconds of each tier.
 """
 
@@ -32,6 +33,7 @@ import pytest
 TIERS = ("unit", "engine", "tools")
 STARTS_AN_ENGINE = re.compile(r"\bLocalEngine\(")
 CHECKERS = frozenset({"cfn-lint", "checkov", "sam"})
+ENGINE_MODULES = frozenset({"local_runner", "bench.pipeline_run"})  # `python -m` these starts a LocalEngine
 
 _source_starts_engine: dict[object, bool] = {}
 _running: list[tuple[str, str]] = []  # (node id, tier) of the tests being set up, run or torn down, innermost last
@@ -145,7 +147,7 @@ def _child_process(event: str, args: tuple) -> None:
         programs |= {os.path.basename(argv[2].split()[0])} if argv[2].split() else set()  # shell=True
     for program in sorted(programs & CHECKERS):
         _refuse(f"runs {program}", "tools")
-    if any(a == "local_runner" and b == "-m" for b, a in zip(argv, argv[1:])) or any(
+    if any(b == "-m" and a in ENGINE_MODULES for b, a in zip(argv, argv[1:])) or any(
             STARTS_AN_ENGINE.search(a) for a in argv):
         _refuse("starts a LocalEngine in a child process", "engine")
 
