@@ -253,7 +253,8 @@ def _listening_ports(pid: int) -> set[int]:
 
 @pytest.mark.skipif(_found("weed") is None, reason="SeaweedFS (bench/requirements.txt) is not installed")
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the listening sockets from Linux's /proc")
-def test_seaweedfs_listens_only_on_free_ports_it_chose_and_starts_again_on_others_when_one_was_taken(tmp_path, monkeypatch):
+def test_seaweedfs_listens_only_on_free_ports_it_chose_and_starts_again_on_others_when_one_was_taken(tmp_path,
+                                                                                                     monkeypatch):
     import socket
 
     import bench.s3_endpoint as s3_endpoint

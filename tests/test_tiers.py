@@ -112,7 +112,8 @@ def test_runs_another_program():
     result.assert_outcomes(passed=1, failed=3)
     result.stdout.fnmatch_lines_random([
         "*test_enters_an_engine is in the unit tier but enters a LocalEngine: mark it @pytest.mark.engine*",
-        "*test_runs_the_runner is in the unit tier but starts a LocalEngine in a child process: mark it @pytest.mark.engine*",
+        "*test_runs_the_runner is in the unit tier but starts a LocalEngine in a child process: mark it "
+        "@pytest.mark.engine*",
         "*test_runs_a_checker is in the unit tier but runs cfn-lint: mark it @pytest.mark.tools*",
         "tiers: unit 4 test(s) in *",
     ])
