@@ -4,15 +4,24 @@ It serves an IIS-style listing of an in-memory directory, refuses (403) clients 
 e-mail, sends Content-Length and Last-Modified, and records every request with the time it arrived. Like BLS, it can
 block a client that requests too often (max_requests_per_second): from the first request over the rate in any
 one-second window, every request is answered 403 until unblock().
+
+A request's arrival time is when its first bytes reached the server's socket, as the kernel stamped them (Linux's
+SO_TIMESTAMPNS), not when a handler thread got to read them: the server shares its process, and so its interpreter
+lock and its garbage collector's pauses, with the engine that sends the requests, and a handler delayed by either
+would make two requests a second apart look closer (or farther) than they arrived. Elsewhere it is the time the
+handler read the request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import io
+import platform
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import defaultdict, deque
@@ -189,9 +198,10 @@ class BlsServer:
             self.blocked = False
             self._arrivals.clear()
 
-    def _arrive(self) -> tuple[float, bool]:
-        """Record an arrival; (its time, whether this client is blocked from now on)."""
-        now = time.monotonic()
+    def _arrive(self, at: float | None = None) -> tuple[float, bool]:
+        """Record an arrival at `at` (time.monotonic(); None: now); (its time, whether this client is blocked from now
+        on)."""
+        now = time.monotonic() if at is None else at
         with self._lock:
             self._arrivals.append(now)
             while self._arrivals and self._arrivals[0] <= now - 1.0:
@@ -206,9 +216,52 @@ class BlsServer:
             self.most_in_flight = max(self.most_in_flight, self._in_flight)
 
 
+# The kernel's receive time of the bytes read, as ancillary data of recvmsg (socket(7)); the value of
+# SO_TIMESTAMPNS on Linux's common architectures, which Python's socket module does not name.
+_SO_TIMESTAMPNS = 35 if sys.platform == "linux" and platform.machine() in (
+    "x86_64", "i686", "i386", "aarch64", "arm64", "armv7l", "armv8l", "riscv64", "s390x", "ppc64le") else None
+_TIMESPEC = struct.Struct("@qq")  # struct timespec: seconds, nanoseconds (64-bit)
+
+
 class _QuietServer(ThreadingHTTPServer):
+    def server_bind(self) -> None:
+        super().server_bind()
+        self.stamps_arrivals = False
+        if _SO_TIMESTAMPNS is not None and _TIMESPEC.size == 16:
+            try:  # accepted connections inherit it
+                self.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self.stamps_arrivals = True
+            except OSError:
+                pass
+
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients that hang up mid-answer are part of the fault tests
+
+
+class _ArrivalReader(io.RawIOBase):
+    """A connection's bytes, read with recvmsg so that the kernel says when they arrived: `arrived` is the receive
+    time (time.monotonic()) of the first bytes read since the last claim()."""
+
+    def __init__(self, connection: socket.socket):
+        self._connection = connection
+        self.arrived: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        size, ancillary, _, _ = self._connection.recvmsg_into([buffer], socket.CMSG_SPACE(_TIMESPEC.size))
+        if size and self.arrived is None:
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+                    seconds, nanoseconds = _TIMESPEC.unpack(data[:_TIMESPEC.size])
+                    self.arrived = time.monotonic() - (time.time() - (seconds + nanoseconds / 1e9))
+        return size
+
+    def claim(self) -> float | None:
+        """The arrival time of the request just read (None: the kernel gave none); the next read starts anew."""
+        arrived, self.arrived = self.arrived, None
+        return arrived
 
 
 # How often the serving loop looks whether shutdown() was asked for: socketserver's default, 0.5 s, is how long
@@ -228,6 +281,18 @@ def serve_on_loopback(handler: type[BaseHTTPRequestHandler], owner: object, port
 class BlsHandler(BaseHTTPRequestHandler):
     owner: BlsServer
     protocol_version = "HTTP/1.1"
+    _arrivals: _ArrivalReader | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        if getattr(self.server, "stamps_arrivals", False):
+            self._arrivals = _ArrivalReader(self.connection)
+            self.rfile = io.BufferedReader(self._arrivals)
+
+    def handle_one_request(self) -> None:
+        if self._arrivals is not None:
+            self._arrivals.claim()  # what the last request left unclaimed (its body) is not the next one's arrival
+        super().handle_one_request()
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence stderr
         pass
@@ -245,7 +310,7 @@ class BlsHandler(BaseHTTPRequestHandler):
     def _answer(self, send_body: bool) -> None:
         server = self.owner
         agent = self.headers.get("User-Agent", "")
-        self.arrived, blocked = server._arrive()
+        self.arrived, blocked = server._arrive(self._arrivals.claim() if self._arrivals is not None else None)
         if server.latency:
             time.sleep(server.latency)
         if blocked:
@@ -514,9 +579,9 @@ class _Directory(BlsServer):
         assert self.host is not None
         return self.host.root
 
-    def _arrive(self) -> tuple[float, bool]:
+    def _arrive(self, at: float | None = None) -> tuple[float, bool]:
         assert self.host is not None
-        return self.host._arrive()
+        return self.host._arrive(at)
 
     def _log(self, method: str, path: str, agent: str, status: int, byte_range: str = "", at: float | None = None) -> None:
         super()._log(method, path, agent, status, byte_range, at)

@@ -1,11 +1,16 @@
 """Polite to BLS by construction: one request rate for the whole execution, and a block diagnosed, not deepened.
 
 The loopback source here behaves like BLS: it blocks (403, from then on) a client whose requests exceed the rate
-in any one-second window, and logs when each request arrived.
+in any one-second window, and logs when each request arrived. The tests judge the rate by that log, as BLS would:
+at most `rate` arrivals in any one-second window. An arrival is when the request's bytes reached the server's socket
+(the kernel's stamp; the last test here checks it), so a handler thread that the engine's work in the same process
+kept waiting does not move it.
 """
 
 from __future__ import annotations
 
+import socket
+import sys
 import threading
 import time
 
@@ -210,3 +215,24 @@ def test_concurrent_conditional_writes_of_one_object_let_exactly_one_win(moto_s3
     for thread in threads:
         thread.join(30)
     assert len(winners) == 1, winners
+
+
+# -- the loopback source's log of arrivals ----------------------------------------------------------------------------
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel's receive timestamps (SO_TIMESTAMPNS) are Linux's")
+def test_the_source_logs_when_a_request_arrived_not_when_its_handler_got_to_read_it(bls) -> None:
+    bls.put("pr.class", b"class\r\n")
+    with socket.create_connection(("127.0.0.1", int(bls.root.rsplit(":", 1)[1])), timeout=10) as client:
+        time.sleep(0.2)  # the server has accepted the connection; its handler waits for the request
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(5.0)  # this thread keeps the interpreter lock: the handler cannot run while it spins
+        try:
+            sent = time.monotonic()
+            client.sendall(b"GET /pub/time.series/pr/pr.class HTTP/1.1\r\nHost: x\r\nUser-Agent: t (a@b.org)\r\n\r\n")
+            while time.monotonic() - sent < 0.5:
+                pass
+        finally:
+            sys.setswitchinterval(interval)
+        assert client.recv(100).startswith(b"HTTP/1.1 200")
+    [request] = bls.requests
+    assert request.at - sent < 0.1, f"logged {request.at - sent:.3f} s after it was sent (its handler ran 0.5 s late)"
