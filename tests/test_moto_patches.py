@@ -215,6 +215,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.engine  # a child process runs the pipeline (RUN_WITHOUT_SPEED_PATCHES)
 def test_the_pipeline_runs_on_the_correctness_records_alone_with_the_switch_off(bls, tmp_path):
     serve(bls)
     env = {**os.environ, SWITCH: "off", "BLS_MIRROR_CACHE_DIR": str(tmp_path)}
